@@ -1,0 +1,27 @@
+//! The single-node broker: publishing is delivering, in the caller's order, with no copy.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{Broker, BrokerError, Deliver, Published};
+
+pub struct LocalBroker {
+    sink: Arc<dyn Deliver>,
+}
+
+impl LocalBroker {
+    pub fn new(sink: Arc<dyn Deliver>) -> Self {
+        Self { sink }
+    }
+}
+
+#[async_trait]
+impl Broker for LocalBroker {
+    async fn publish(&self, batch: Vec<Published>) -> Result<(), BrokerError> {
+        for published in batch {
+            self.sink.deliver(published);
+        }
+        Ok(())
+    }
+}

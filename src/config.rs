@@ -1,0 +1,88 @@
+//! Command-line and environment configuration. Every option has an env fallback, so the same
+//! binary is configured the same way from a shell, a unit file or a container.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Smallest secret accepted from `CONFAB_SECRET`: 64 characters of key material.
+pub const MIN_SECRET_CHARS: usize = 64;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "confab",
+    version,
+    about = "A real-time chat server: rooms, live presence, nothing lost."
+)]
+pub struct Config {
+    /// Address to listen on (use port 0 for any free port).
+    #[arg(long, env = "CONFAB_ADDR", default_value = "127.0.0.1:8000")]
+    pub addr: SocketAddr,
+
+    /// Folder for the SQLite database and the generated session secret.
+    #[arg(long, env = "CONFAB_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Seconds without any frame or pong after which a connection is dropped.
+    #[arg(long, env = "CONFAB_IDLE_TIMEOUT", default_value_t = 45,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_timeout: u64,
+
+    /// Session-signing secret (at least 64 characters). Default: generated on first run and
+    /// kept in the data folder as `secret.key`.
+    #[arg(long, env = "CONFAB_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub secret: Option<String>,
+
+    /// Log filter, in `tracing` env-filter syntax (e.g. `info`, `confab=debug`).
+    #[arg(long, env = "CONFAB_LOG", default_value = "info")]
+    pub log: String,
+}
+
+impl Config {
+    /// A configuration for an embedded server: any free port on loopback, the given data folder.
+    pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.into(),
+            idle_timeout: 45,
+            secret: None,
+            log: "info".into(),
+        }
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout)
+    }
+}
+
+fn parse_secret(raw: &str) -> Result<String, String> {
+    if raw.chars().count() < MIN_SECRET_CHARS {
+        return Err(format!(
+            "the secret must be at least {MIN_SECRET_CHARS} characters"
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let config = Config::try_parse_from(["confab"]).unwrap();
+        assert_eq!(config.addr.to_string(), "127.0.0.1:8000");
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.idle_timeout, 45);
+    }
+
+    #[test]
+    fn short_secrets_and_zero_timeouts_are_refused() {
+        assert!(Config::try_parse_from(["confab", "--secret", "short"]).is_err());
+        assert!(Config::try_parse_from(["confab", "--idle-timeout", "0"]).is_err());
+        let long = "s".repeat(64);
+        assert!(Config::try_parse_from(["confab", "--secret", &long]).is_ok());
+    }
+}

@@ -1,0 +1,215 @@
+//! Plain domain types, parsed once at the edge: a value of one of these types is valid by
+//! construction, so nothing deeper in the server re-checks it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Why a value from a client was refused; each variant maps to one protocol error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum InvalidValue {
+    #[error("room names are 1-64 characters of A-Z, a-z, 0-9, _ and -")]
+    Room,
+    #[error("display names are 1-32 characters without control characters")]
+    Name,
+    #[error("messages are 1-4000 characters and not only whitespace")]
+    Text,
+    #[error("client_id is 1-64 characters without control characters")]
+    ClientId,
+}
+
+const MAX_ROOM_LEN: usize = 64;
+const MAX_NAME_CHARS: usize = 32;
+pub const MAX_TEXT_CHARS: usize = 4000;
+const MAX_CLIENT_ID_CHARS: usize = 64;
+
+/// A room name matching `[A-Za-z0-9_-]{1,64}`. Cheap to clone: rooms are named in every frame.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct RoomName(Arc<str>);
+
+impl RoomName {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let ok = !raw.is_empty()
+            && raw.len() <= MAX_ROOM_LEN
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if ok {
+            Ok(Self(raw.into()))
+        } else {
+            Err(InvalidValue::Room)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RoomName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A display name: trimmed, 1-32 characters, no control characters. Names are for people;
+/// identity is always the [`UserId`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let trimmed = raw.trim();
+        let chars = trimmed.chars().count();
+        if chars == 0 || chars > MAX_NAME_CHARS || trimmed.chars().any(char::is_control) {
+            return Err(InvalidValue::Name);
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Message text: 1-4000 characters, not only whitespace. Kept exactly as typed (newlines too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageText(String);
+
+impl MessageText {
+    pub fn parse(raw: String) -> Result<Self, InvalidValue> {
+        if raw.trim().is_empty() || raw.chars().count() > MAX_TEXT_CHARS {
+            return Err(InvalidValue::Text);
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// The client's idempotency key for a `send`: unique per user and room.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientId(String);
+
+impl ClientId {
+    pub fn parse(raw: String) -> Result<Self, InvalidValue> {
+        let chars = raw.chars().count();
+        if chars == 0 || chars > MAX_CLIENT_ID_CHARS || raw.chars().any(char::is_control) {
+            return Err(InvalidValue::ClientId);
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A stable user id (UUIDv7 text). Two users may share a name, never an id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UserId(String);
+
+impl UserId {
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7().to_string())
+    }
+
+    /// Ids come from our own signed cookie or our own database, never from a client frame.
+    pub fn from_trusted(raw: String) -> Self {
+        Self(raw)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Who a connection or a message belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: UserId,
+    pub name: DisplayName,
+}
+
+/// A stored message, as every reader sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub room: RoomName,
+    pub seq: u64,
+    pub id: String,
+    /// Milliseconds since the Unix epoch, UTC.
+    pub ts: i64,
+    pub user: User,
+    pub text: String,
+    pub client_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_names_follow_the_pattern() {
+        assert!(RoomName::parse("general").is_ok());
+        assert!(RoomName::parse("a_b-C9").is_ok());
+        assert!(RoomName::parse(&"x".repeat(64)).is_ok());
+        assert_eq!(RoomName::parse(""), Err(InvalidValue::Room));
+        assert_eq!(RoomName::parse(&"x".repeat(65)), Err(InvalidValue::Room));
+        assert_eq!(RoomName::parse("with space"), Err(InvalidValue::Room));
+        assert_eq!(RoomName::parse("café"), Err(InvalidValue::Room));
+        assert_eq!(RoomName::parse("../etc"), Err(InvalidValue::Room));
+    }
+
+    #[test]
+    fn display_names_are_trimmed_and_bounded() {
+        assert_eq!(DisplayName::parse("  alice ").unwrap().as_str(), "alice");
+        assert!(DisplayName::parse(&"é".repeat(32)).is_ok());
+        assert_eq!(DisplayName::parse("   "), Err(InvalidValue::Name));
+        assert_eq!(DisplayName::parse(&"a".repeat(33)), Err(InvalidValue::Name));
+        assert_eq!(DisplayName::parse("a\u{7}b"), Err(InvalidValue::Name));
+        assert_eq!(DisplayName::parse("a\nb"), Err(InvalidValue::Name));
+    }
+
+    #[test]
+    fn text_counts_characters_not_bytes() {
+        assert!(MessageText::parse("é".repeat(4000)).is_ok());
+        assert_eq!(
+            MessageText::parse("a".repeat(4001)),
+            Err(InvalidValue::Text)
+        );
+        assert_eq!(MessageText::parse(" \n\t".into()), Err(InvalidValue::Text));
+        assert_eq!(
+            MessageText::parse("line\nnext".into()).unwrap().as_str(),
+            "line\nnext"
+        );
+    }
+
+    #[test]
+    fn client_ids_are_bounded() {
+        assert!(ClientId::parse("c-1".into()).is_ok());
+        assert_eq!(ClientId::parse(String::new()), Err(InvalidValue::ClientId));
+        assert_eq!(ClientId::parse("x".repeat(65)), Err(InvalidValue::ClientId));
+    }
+}
+
+/// A connection's id, unique within one server process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(pub u64);
+
+impl ConnectionId {
+    pub fn next() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Self(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+}

@@ -1,0 +1,44 @@
+//! The HTTP API's one error type: each variant has its status and stable code; internal
+//! details are logged here, once, and never shown to clients.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("no session: post a name to /api/session, or connect with ?name=")]
+    Unauthenticated,
+    #[error("storage is unavailable")]
+    Unavailable(#[source] crate::store::StoreError),
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::InvalidName(_) => (StatusCode::BAD_REQUEST, "invalid_name"),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::Unavailable(source) = &self {
+            tracing::error!(error = %source, "request failed on storage");
+        }
+        let (status, code) = self.status_and_code();
+        (
+            status,
+            Json(json!({"error": {"code": code, "message": self.to_string()}})),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,29 @@
+//! confab: a real-time chat server. Rooms by name, live presence, every message stored before
+//! anyone sees it, exact resume after a drop.
+//!
+//! A message's path, top to bottom (imports point one way only):
+//!
+//! - [`server`]: wiring. `build` binds and opens storage, `run` serves until told to stop.
+//! - [`http`], [`ws`]: the edges. Parse and authenticate (with [`identity`]), then call inward.
+//! - [`rooms`]: who is where on this node, presence, the lobby, and the group-commit writer
+//!   that stores a message and only then publishes it.
+//! - [`store`], [`broker`]: small traits with one module per backend (SQLite today; the
+//!   broker is in-process on one node).
+//! - [`protocol`], [`domain`]: plain types. Wire frames and validated values; they import
+//!   nothing else of ours.
+//! - [`config`], [`state`]: options and the state every request shares.
+
+pub mod broker;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod identity;
+pub mod protocol;
+pub mod rooms;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod ws;
+
+pub use config::Config;
+pub use server::Server;

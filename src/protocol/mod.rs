@@ -1,0 +1,81 @@
+//! Protocol v1 on the wire (see `docs/protocol.md`): parsing client frames into validated
+//! requests, encoding server frames once, and the stable error and close codes.
+
+pub mod client;
+pub mod server;
+
+use serde::Serialize;
+
+/// Largest text frame a client may send; larger ones close the connection with 1009.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// Messages in `joined` for a join without `since`.
+pub const JOIN_PAGE: u32 = 50;
+/// Most messages a `join` with `since` brings back before it says `truncated`.
+pub const RESUME_CAP: u32 = 200;
+/// Largest `history.limit`.
+pub const MAX_HISTORY_LIMIT: u32 = 100;
+/// Rooms one connection may be in at once.
+pub const MAX_ROOMS_PER_CONNECTION: usize = 100;
+
+/// WebSocket close codes the server uses, beyond the standard ones.
+pub mod close {
+    pub const NORMAL: u16 = 1000;
+    pub const GOING_AWAY: u16 = 1001;
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    pub const TOO_BIG: u16 = 1009;
+    /// Nothing arrived for `idle_timeout` seconds.
+    pub const IDLE_TIMEOUT: u16 = 4000;
+    /// The connection's bounded send queue filled up: it cannot keep up with its rooms.
+    pub const TOO_SLOW: u16 = 4001;
+}
+
+/// The stable `code` of an `error` frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadJson,
+    UnknownType,
+    BadFrame,
+    InvalidRoom,
+    InvalidName,
+    InvalidText,
+    InvalidClientId,
+    InvalidLimit,
+    NotJoined,
+    AlreadyJoined,
+    TooManyRooms,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadJson => "bad_json",
+            Self::UnknownType => "unknown_type",
+            Self::BadFrame => "bad_frame",
+            Self::InvalidRoom => "invalid_room",
+            Self::InvalidName => "invalid_name",
+            Self::InvalidText => "invalid_text",
+            Self::InvalidClientId => "invalid_client_id",
+            Self::InvalidLimit => "invalid_limit",
+            Self::NotJoined => "not_joined",
+            Self::AlreadyJoined => "already_joined",
+            Self::TooManyRooms => "too_many_rooms",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl From<crate::domain::InvalidValue> for ErrorCode {
+    fn from(value: crate::domain::InvalidValue) -> Self {
+        use crate::domain::InvalidValue;
+        match value {
+            InvalidValue::Room => Self::InvalidRoom,
+            InvalidValue::Name => Self::InvalidName,
+            InvalidValue::Text => Self::InvalidText,
+            InvalidValue::ClientId => Self::InvalidClientId,
+        }
+    }
+}

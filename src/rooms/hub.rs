@@ -1,0 +1,246 @@
+//! Who is in which room on this node, presence counted per user, and the fan-out of committed
+//! messages to local connections.
+//!
+//! Locking: one std `Mutex` for the room map (held only to find, create or drop a room) and one
+//! per room (held for a fan-out or a membership change). Always map before room, never the
+//! other way; neither is ever held across an `.await`. Frames are encoded before the room lock
+//! is taken, so the lock covers only refcount pushes into bounded queues.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use super::lobby::Lobby;
+use super::outbox::Outbox;
+use crate::broker::{Deliver, Published};
+use crate::domain::{ConnectionId, Message, RoomName, User, UserId};
+use crate::protocol::server::{self, Frame, Joined, RoomCount};
+use crate::store::Page;
+
+/// Live messages a joining connection may collect while its history is being read; past this
+/// the join is cut off as too slow (it resumes with `since`).
+const PENDING_CAP: usize = 4096;
+
+#[derive(Default)]
+pub struct Hub {
+    rooms: Mutex<HashMap<RoomName, Arc<Mutex<Room>>>>,
+    pub lobby: Lobby,
+}
+
+#[derive(Default)]
+struct Room {
+    subscribers: HashMap<ConnectionId, Subscriber>,
+    /// Distinct users with at least one subscribed connection, and how many they have.
+    members: HashMap<UserId, Member>,
+}
+
+struct Member {
+    user: User,
+    connections: u32,
+}
+
+struct Subscriber {
+    user: UserId,
+    outbox: Outbox,
+    state: Delivery,
+}
+
+enum Delivery {
+    /// Joined, history not yet read: live messages wait here so none slips between the
+    /// history read and the first live frame.
+    Pending(Vec<Arc<Message>>),
+    /// Receiving live messages with a seq above what `joined` already carried.
+    Live { delivered_up_to: u64 },
+}
+
+/// A poisoned lock means a panic mid-update elsewhere; the maps stay structurally sound, so
+/// carry on rather than take every other user down too.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Hub {
+    /// Adds a connection to a room. It receives nothing of the room until [`Hub::activate`].
+    /// Subscribing before reading history is what makes the join race-free.
+    pub fn subscribe(&self, room: &RoomName, conn: ConnectionId, user: &User, outbox: Outbox) {
+        let cell = lock(&self.rooms).entry(room.clone()).or_default().clone();
+        let mut state = lock(&cell);
+        state.subscribers.insert(
+            conn,
+            Subscriber {
+                user: user.id.clone(),
+                outbox,
+                state: Delivery::Pending(Vec::new()),
+            },
+        );
+        let member = state
+            .members
+            .entry(user.id.clone())
+            .or_insert_with(|| Member {
+                user: user.clone(),
+                connections: 0,
+            });
+        member.connections += 1;
+        if member.connections == 1 {
+            let frame = server::presence(room, std::slice::from_ref(user), &[]);
+            state.broadcast_live(&frame);
+            self.lobby.changed(room);
+        }
+    }
+
+    /// Sends `joined` (history plus whatever arrived meanwhile) and switches the connection to
+    /// live delivery, atomically with respect to fan-out. Returns false if the connection left
+    /// in the meantime.
+    pub fn activate(
+        &self,
+        room: &RoomName,
+        conn: ConnectionId,
+        viewer: &UserId,
+        mut page: Page,
+        since: Option<u64>,
+    ) -> bool {
+        let Some(cell) = lock(&self.rooms).get(room).cloned() else {
+            return false;
+        };
+        let mut state = lock(&cell);
+        let members: Vec<User> = state.members.values().map(|m| m.user.clone()).collect();
+        let Some(subscriber) = state.subscribers.get_mut(&conn) else {
+            return false;
+        };
+        let read_up_to = page.last_seq().unwrap_or(0).max(since.unwrap_or(0));
+        let pending = match std::mem::replace(
+            &mut subscriber.state,
+            Delivery::Live {
+                delivered_up_to: read_up_to,
+            },
+        ) {
+            Delivery::Pending(pending) => pending,
+            Delivery::Live { .. } => Vec::new(),
+        };
+        // Messages committed after the history read: the read may also have seen some of them.
+        page.messages.extend(
+            pending
+                .iter()
+                .filter(|m| m.seq > read_up_to)
+                .map(|m| (**m).clone()),
+        );
+        let last_seq = page.last_seq().unwrap_or(0).max(read_up_to);
+        subscriber.state = Delivery::Live {
+            delivered_up_to: last_seq,
+        };
+        let truncated = since.is_some_and(|since| {
+            page.messages
+                .first()
+                .is_some_and(|first| first.seq > since + 1)
+        });
+        let frame = server::joined(&Joined {
+            room,
+            members: &members,
+            messages: &page.messages,
+            viewer,
+            last_seq,
+            has_more: page.has_more,
+            truncated,
+        });
+        subscriber.outbox.push(frame);
+        true
+    }
+
+    /// Removes a connection from a room; if it was its user's last one there, the user leaves.
+    pub fn unsubscribe(&self, room: &RoomName, conn: ConnectionId) {
+        let mut rooms = lock(&self.rooms);
+        let Some(cell) = rooms.get(room).cloned() else {
+            return;
+        };
+        let mut state = lock(&cell);
+        let Some(subscriber) = state.subscribers.remove(&conn) else {
+            return;
+        };
+        if let Entry::Occupied(mut member) = state.members.entry(subscriber.user) {
+            member.get_mut().connections -= 1;
+            if member.get().connections == 0 {
+                let gone = member.remove().user;
+                let frame = server::presence(room, &[], std::slice::from_ref(&gone));
+                state.broadcast_live(&frame);
+                self.lobby.changed(room);
+            }
+        }
+        if state.subscribers.is_empty() {
+            drop(state);
+            rooms.remove(room);
+        }
+    }
+
+    /// How many people are in `room` on this node right now.
+    pub fn online(&self, room: &RoomName) -> u32 {
+        let cell = lock(&self.rooms).get(room).cloned();
+        cell.map_or(0, |cell| count(lock(&cell).members.len()))
+    }
+
+    /// Every room with someone in it, with its count.
+    pub fn occupied_rooms(&self) -> Vec<RoomCount> {
+        let cells: Vec<_> = lock(&self.rooms)
+            .iter()
+            .map(|(name, cell)| (name.clone(), cell.clone()))
+            .collect();
+        cells
+            .into_iter()
+            .map(|(name, cell)| RoomCount {
+                name,
+                online: count(lock(&cell).members.len()),
+            })
+            .filter(|room| room.online > 0)
+            .collect()
+    }
+}
+
+fn count(members: usize) -> u32 {
+    u32::try_from(members).unwrap_or(u32::MAX)
+}
+
+impl Room {
+    /// Presence goes to live subscribers only: a pending one gets the member list in `joined`.
+    fn broadcast_live(&self, frame: &Frame) {
+        for subscriber in self.subscribers.values() {
+            if matches!(subscriber.state, Delivery::Live { .. }) {
+                subscriber.outbox.push(frame.clone());
+            }
+        }
+    }
+}
+
+impl Deliver for Hub {
+    fn deliver(&self, published: Published) {
+        let Some(cell) = lock(&self.rooms).get(&published.message.room).cloned() else {
+            return; // nobody here is in that room
+        };
+        let message = published.message;
+        let shared = server::message(&message, false);
+        let for_sender = published
+            .origin
+            .map(|origin| (origin, server::message(&message, true)));
+        let mut state = lock(&cell);
+        for (conn, subscriber) in &mut state.subscribers {
+            match &mut subscriber.state {
+                Delivery::Live { delivered_up_to } => {
+                    if message.seq <= *delivered_up_to {
+                        continue; // already carried by this connection's `joined`
+                    }
+                    *delivered_up_to = message.seq;
+                    let frame = match &for_sender {
+                        Some((origin, frame)) if origin == conn => frame.clone(),
+                        _ => shared.clone(),
+                    };
+                    subscriber.outbox.push(frame);
+                }
+                Delivery::Pending(pending) => {
+                    if pending.len() >= PENDING_CAP {
+                        subscriber.outbox.cut_off();
+                    } else {
+                        pending.push(message.clone());
+                    }
+                }
+            }
+        }
+    }
+}

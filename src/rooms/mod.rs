@@ -1,0 +1,8 @@
+//! Rooms on this node: membership and presence ([`hub`]), the lobby's live counts ([`lobby`]),
+//! each connection's bounded queue ([`outbox`]), and the path of a sent message: group commit,
+//! then publish ([`writer`]).
+
+pub mod hub;
+pub mod lobby;
+pub mod outbox;
+pub mod writer;

@@ -1,0 +1,159 @@
+//! The path of a sent message: sessions queue it here, one task stores whatever has queued up
+//! in one transaction (group commit), and only after the commit publishes the batch in seq
+//! order. One task means batches commit and publish strictly one after another, so a later
+//! batch's broadcast can never overtake an earlier one's.
+
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::broker::{Broker, Published};
+use crate::domain::ConnectionId;
+use crate::store::{Appended, NewMessage, Store};
+
+/// Most messages in one transaction. Large enough to amortise the commit, small enough that
+/// one batch's fan-out does not stall the next commit for long.
+const MAX_BATCH: usize = 1024;
+/// Messages waiting for the writer. When full, senders wait: that is the backpressure that
+/// keeps a flood of sends from growing memory without bound.
+const QUEUE: usize = 8192;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum AppendError {
+    #[error("storage is unavailable")]
+    Unavailable,
+    #[error("the server is shutting down")]
+    Stopped,
+}
+
+pub type AppendReply = oneshot::Receiver<Result<Appended, AppendError>>;
+
+enum Command {
+    Append {
+        message: NewMessage,
+        origin: ConnectionId,
+        reply: oneshot::Sender<Result<Appended, AppendError>>,
+    },
+    Stop(oneshot::Sender<()>),
+}
+
+#[derive(Clone)]
+pub struct Writer {
+    commands: mpsc::Sender<Command>,
+}
+
+impl Writer {
+    pub fn spawn(store: Arc<dyn Store>, broker: Arc<dyn Broker>) -> (Self, JoinHandle<()>) {
+        let (commands, receiver) = mpsc::channel(QUEUE);
+        let task = tokio::spawn(run(receiver, store, broker));
+        (Self { commands }, task)
+    }
+
+    /// Queues a message; the reply says whether it was stored, and arrives after its broadcast.
+    /// Messages queued by one caller are stored in the order queued.
+    pub async fn append(
+        &self,
+        message: NewMessage,
+        origin: ConnectionId,
+    ) -> Result<AppendReply, AppendError> {
+        let (reply, receiver) = oneshot::channel();
+        self.commands
+            .send(Command::Append {
+                message,
+                origin,
+                reply,
+            })
+            .await
+            .map_err(|_| AppendError::Stopped)?;
+        Ok(receiver)
+    }
+
+    /// Stores everything queued before this call, then stops the writer.
+    pub async fn stop(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.commands.send(Command::Stop(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+/// Who waits for each message of the batch being gathered, index for index.
+type Waiter = (ConnectionId, oneshot::Sender<Result<Appended, AppendError>>);
+
+async fn run(
+    mut commands: mpsc::Receiver<Command>,
+    store: Arc<dyn Store>,
+    broker: Arc<dyn Broker>,
+) {
+    let mut messages: Vec<NewMessage> = Vec::with_capacity(MAX_BATCH);
+    let mut waiters: Vec<Waiter> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = commands.recv().await {
+        let mut stop = None;
+        let mut next = Some(first);
+        while let Some(command) = next.take() {
+            match command {
+                Command::Append {
+                    message,
+                    origin,
+                    reply,
+                } => {
+                    messages.push(message);
+                    waiters.push((origin, reply));
+                }
+                Command::Stop(done) => {
+                    stop = Some(done);
+                    break;
+                }
+            }
+            if messages.len() < MAX_BATCH {
+                next = commands.try_recv().ok();
+            }
+        }
+        if !messages.is_empty() {
+            commit(&messages, &mut waiters, store.as_ref(), broker.as_ref()).await;
+            messages.clear();
+        }
+        if let Some(done) = stop {
+            let _ = done.send(());
+            return;
+        }
+    }
+}
+
+async fn commit(
+    messages: &[NewMessage],
+    waiters: &mut Vec<Waiter>,
+    store: &dyn Store,
+    broker: &dyn Broker,
+) {
+    match store.append(messages).await {
+        Ok(outcomes) => {
+            let published = waiters
+                .iter()
+                .zip(&outcomes)
+                .filter_map(|((origin, _), outcome)| match outcome {
+                    Appended::Stored(message) => Some(Published {
+                        message: Arc::new(message.clone()),
+                        origin: Some(*origin),
+                    }),
+                    Appended::Duplicate(_) => None,
+                })
+                .collect();
+            if let Err(error) = broker.publish(published).await {
+                // Stored but not broadcast: members catch up on their next join with `since`.
+                tracing::error!(%error, "publishing a committed batch failed");
+            }
+            for ((_, reply), outcome) in waiters.drain(..).zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, messages = messages.len(), "storing a batch failed");
+            for (_, reply) in waiters.drain(..) {
+                let _ = reply.send(Err(AppendError::Unavailable));
+            }
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Building and running a server: `build` binds and opens storage, `port` tells the bound port,
+//! `run` serves until the given future resolves, then shuts down in order.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::broker::local::LocalBroker;
+use crate::config::Config;
+use crate::identity::{self, KeyError};
+use crate::rooms::hub::Hub;
+use crate::rooms::writer::Writer;
+use crate::state::AppState;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Store, StoreError};
+
+/// How long shutdown waits for sessions to say goodbye before it stops waiting.
+const DRAIN: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot open storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot load the session secret: {0}")]
+    Key(#[from] KeyError),
+}
+
+pub struct Server {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+    writer_task: JoinHandle<()>,
+}
+
+impl Server {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir).await?);
+        let key = identity::load_or_create_key(config.secret.as_deref(), &config.data_dir)?;
+        let hub = Arc::new(Hub::default());
+        let broker = Arc::new(LocalBroker::new(hub.clone()));
+        let (writer, writer_task) = Writer::spawn(store.clone(), broker);
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.addr,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.addr,
+            source,
+        })?;
+        let state = AppState {
+            hub,
+            store,
+            writer,
+            key,
+            idle_timeout: config.idle_timeout(),
+            shutdown: CancellationToken::new(),
+            sessions: TaskTracker::new(),
+        };
+        Ok(Self {
+            listener,
+            addr,
+            state,
+            writer_task,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Serves until `signal` resolves; then stops accepting, closes every session with 1001,
+    /// stores everything already accepted, and releases the database.
+    pub async fn run(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Self {
+            listener,
+            addr,
+            state,
+            writer_task,
+        } = self;
+        let lobby = tokio::spawn(state.hub.clone().run_lobby(state.shutdown.clone()));
+        let app = crate::http::router(state.clone());
+        tracing::info!("confab serving on http://{addr}/");
+        let shutdown = state.shutdown.clone();
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                signal.await;
+                tracing::info!("shutting down");
+                shutdown.cancel();
+            })
+            .await;
+        state.shutdown.cancel();
+        state.sessions.close();
+        if tokio::time::timeout(DRAIN, state.sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some sessions did not finish within {DRAIN:?}");
+        }
+        state.writer.stop().await;
+        let _ = writer_task.await;
+        let _ = lobby.await;
+        state.store.close().await;
+        tracing::info!("stopped");
+        served
+    }
+}

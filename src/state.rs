@@ -1,0 +1,33 @@
+//! What every request and connection shares: the room hub, the store, the message writer, the
+//! signing key and the shutdown signal. Cloning is a handful of refcounts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRef;
+use axum_extra::extract::cookie::Key;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::rooms::hub::Hub;
+use crate::rooms::writer::Writer;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub hub: Arc<Hub>,
+    pub store: Arc<dyn Store>,
+    pub writer: Writer,
+    pub key: Key,
+    pub idle_timeout: Duration,
+    /// Cancelled when the server starts shutting down; sessions close with 1001.
+    pub shutdown: CancellationToken,
+    /// Every WebSocket session, so shutdown can wait for them to finish.
+    pub sessions: TaskTracker,
+}
+
+impl FromRef<AppState> for Key {
+    fn from_ref(state: &AppState) -> Self {
+        state.key.clone()
+    }
+}

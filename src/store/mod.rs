@@ -1,0 +1,87 @@
+//! Message storage behind one small trait, one module per backend. Everything above this
+//! module talks to `Arc<dyn Store>` and never knows which engine holds the rows.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+use crate::domain::{ClientId, Message, RoomName, User};
+
+/// A storage failure. Clients only ever learn "unavailable"; the detail goes to the log.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A message accepted from a client, not yet stored: it has no `seq` until its batch commits.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub room: RoomName,
+    pub id: String,
+    pub ts: i64,
+    pub user: User,
+    pub text: String,
+    pub client_id: ClientId,
+}
+
+/// What became of one message of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// Newly stored with the next seq of its room.
+    Stored(Message),
+    /// The user already stored this `client_id` in this room: here is the original.
+    Duplicate(Message),
+}
+
+/// A run of one room's messages, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    pub messages: Vec<Message>,
+    /// Messages older than the first one here exist. Seqs are gapless from 1, so this is
+    /// simply "the first seq is above 1".
+    pub has_more: bool,
+}
+
+impl Page {
+    fn from_newest_first(mut messages: Vec<Message>) -> Self {
+        messages.reverse();
+        let has_more = messages.first().is_some_and(|m| m.seq > 1);
+        Self { messages, has_more }
+    }
+
+    pub fn last_seq(&self) -> Option<u64> {
+        self.messages.last().map(|m| m.seq)
+    }
+}
+
+/// Where messages live. Implementations must keep each room's seqs gapless and unique even
+/// when several writers (nodes) append at once, and must store a batch all or nothing.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a batch in one transaction, assigning each new message its room's next seq in
+    /// batch order. Returns one outcome per input, in input order.
+    async fn append(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError>;
+
+    /// The newest `limit` messages of a room.
+    async fn latest(&self, room: &RoomName, limit: u32) -> Result<Page, StoreError>;
+
+    /// Messages with `seq > since`; when more than `cap`, only the newest `cap`.
+    async fn after(&self, room: &RoomName, since: u64, cap: u32) -> Result<Page, StoreError>;
+
+    /// The newest `limit` messages with `seq < before`.
+    async fn before(&self, room: &RoomName, before: u64, limit: u32) -> Result<Page, StoreError>;
+
+    /// Rooms that hold messages, most recently active first.
+    async fn recent_rooms(&self, limit: u32) -> Result<Vec<RoomName>, StoreError>;
+
+    /// Waits for in-flight work and releases the engine (files, connections).
+    async fn close(&self);
+}

@@ -1,0 +1,65 @@
+//! The WebSocket edge: `/ws` authenticates the upgrade ([`router`]), then each connection runs
+//! a session ([`session`]: reads and answers frames) beside a writer ([`writer`]: drains the
+//! connection's queue into the socket, pings, closes).
+
+mod session;
+mod writer;
+
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum_extra::extract::SignedCookieJar;
+use serde::Deserialize;
+
+use crate::domain::{DisplayName, User, UserId};
+use crate::http::ApiError;
+use crate::identity;
+use crate::protocol::MAX_FRAME_BYTES;
+use crate::state::AppState;
+
+/// tungstenite's own ceiling, above the protocol's 64 KiB, so that a frame between the two is
+/// read whole and refused by us with a clean 1009 rather than a transport error.
+const TRANSPORT_MAX_FRAME: usize = 16 * MAX_FRAME_BYTES;
+/// Read buffer per connection. tungstenite would allocate 128 KiB up front; chat frames are
+/// small, and the buffer grows for the rare large one.
+const READ_BUFFER: usize = 4 * 1024;
+/// Frames are gathered up to this size before a write; the writer flushes after each drain
+/// of its queue anyway, so this only caps how much one write carries.
+const WRITE_BUFFER: usize = 64 * 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/ws", get(upgrade))
+}
+
+#[derive(Deserialize)]
+struct Params {
+    name: Option<String>,
+}
+
+async fn upgrade(
+    State(state): State<AppState>,
+    jar: SignedCookieJar,
+    Query(params): Query<Params>,
+    socket: WebSocketUpgrade,
+) -> Response {
+    let user = match (identity::user_from(&jar), params.name) {
+        (Some(user), _) => user,
+        (None, Some(name)) => match DisplayName::parse(&name) {
+            Ok(name) => User {
+                id: UserId::generate(),
+                name,
+            },
+            Err(invalid) => return ApiError::InvalidName(invalid.to_string()).into_response(),
+        },
+        (None, None) => return ApiError::Unauthenticated.into_response(),
+    };
+    let sessions = state.sessions.clone();
+    socket
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(TRANSPORT_MAX_FRAME)
+        .max_frame_size(TRANSPORT_MAX_FRAME)
+        .on_upgrade(move |socket| sessions.track_future(session::run(socket, user, state)))
+}

@@ -1,0 +1,283 @@
+//! Shared by the integration-test binaries: a real confab server on an ephemeral port with its
+//! own temporary data folder, and a small protocol client over a real WebSocket.
+#![allow(dead_code)] // each test binary uses its own part of this
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for something that should happen at once before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(5);
+
+pub struct TestServer {
+    addr: SocketAddr,
+    data_dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+    _temp: Option<Arc<TempDir>>,
+}
+
+impl TestServer {
+    /// A fresh server with a fresh data folder.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A fresh server whose configuration `adjust` may change (e.g. the idle timeout).
+    pub async fn start_with(adjust: impl FnOnce(&mut confab::Config)) -> Self {
+        let temp = TempDir::new().expect("temp dir");
+        let mut config = confab::Config::ephemeral(temp.path());
+        adjust(&mut config);
+        let mut server = Self::launch(config).await;
+        server._temp = Some(Arc::new(temp));
+        server
+    }
+
+    /// A server on a given data folder and port, e.g. to restart one that was stopped.
+    pub async fn start_on(data_dir: &Path, port: u16) -> Self {
+        let mut config = confab::Config::ephemeral(data_dir);
+        config.addr = SocketAddr::from(([127, 0, 0, 1], port));
+        Self::launch(config).await
+    }
+
+    async fn launch(config: confab::Config) -> Self {
+        let data_dir = config.data_dir.clone();
+        let server = confab::Server::build(config).await.expect("server starts");
+        let addr = server.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            data_dir,
+            stop: Some(stop),
+            task: Some(task),
+            _temp: None,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Stops the server gracefully and waits until it has released its port and database.
+    /// The data folder lives on as long as this value does.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server ran");
+        }
+    }
+
+    /// Stops this server and starts a new one on the same port and data folder.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let mut next = Self::start_on(&self.data_dir, self.port()).await;
+        next._temp = self._temp.take();
+        *self = next;
+    }
+
+    /// A client connected with `?name=`; its `hello` has already been read.
+    pub async fn client(&self, name: &str) -> Client {
+        Client::connect(&format!("{}?name={}", self.ws_url(), name)).await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub struct Client {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub user: Value,
+}
+
+impl Client {
+    /// Connects to a full `ws://` URL and reads the `hello`.
+    pub async fn connect(url: &str) -> Self {
+        Self::connect_request(url.into_client_request().expect("request")).await
+    }
+
+    pub async fn connect_request(
+        request: tokio_tungstenite::tungstenite::handshake::client::Request,
+    ) -> Self {
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("websocket connects");
+        let mut client = Self {
+            socket,
+            user: Value::Null,
+        };
+        let hello = client.recv().await;
+        assert_eq!(hello["type"], "hello", "first frame must be hello: {hello}");
+        client.user = hello["user"].clone();
+        client
+    }
+
+    pub fn id(&self) -> &str {
+        self.user["id"].as_str().expect("user id")
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.send_raw(Message::text(frame.to_string())).await;
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.socket.send(message).await.expect("send frame");
+    }
+
+    /// The next text frame as JSON, failing the test after [`PATIENCE`].
+    pub async fn recv(&mut self) -> Value {
+        match self.next_event(PATIENCE).await {
+            Event::Frame(value) => value,
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    /// The next frame of the given type, skipping (and returning) nothing else in between;
+    /// fails if another type arrives first.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        let frame = self.recv().await;
+        assert_eq!(frame["type"], kind, "expected `{kind}`, got {frame}");
+        frame
+    }
+
+    /// Skips frames until one of the given type arrives.
+    pub async fn recv_until(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.recv().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+
+    /// Waits up to `wait` for the next thing the server does: a frame, a close, or nothing.
+    pub async fn next_event(&mut self, wait: Duration) -> Event {
+        loop {
+            let next = tokio::time::timeout(wait, self.socket.next()).await;
+            return match next {
+                Err(_) => Event::Silence,
+                Ok(None) => Event::Ended,
+                Ok(Some(Err(error))) => Event::Error(error.to_string()),
+                Ok(Some(Ok(Message::Text(text)))) => Event::Frame(
+                    serde_json::from_str(text.as_str()).expect("server frames are JSON"),
+                ),
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    Event::Closed(frame.map(|f| u16::from(f.code)))
+                }
+                Ok(Some(Ok(_))) => continue, // pings and pongs
+            };
+        }
+    }
+
+    /// Waits for the server to close the connection and returns the close code.
+    pub async fn expect_close(&mut self) -> u16 {
+        loop {
+            match self.next_event(PATIENCE).await {
+                Event::Frame(_) => continue,
+                Event::Closed(Some(code)) => return code,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+
+    pub async fn join(&mut self, room: &str) -> Value {
+        self.send(json!({"type": "join", "room": room})).await;
+        self.recv_until("joined").await
+    }
+
+    pub async fn join_since(&mut self, room: &str, since: u64) -> Value {
+        self.send(json!({"type": "join", "room": room, "since": since}))
+            .await;
+        self.recv_until("joined").await
+    }
+
+    /// Sends a message and waits for this connection's own copy of it.
+    pub async fn say(&mut self, room: &str, text: &str) -> Value {
+        let client_id = format!("c-{}", uuid_like());
+        self.send(json!({"type": "send", "room": room, "text": text, "client_id": client_id}))
+            .await;
+        loop {
+            let frame = self.recv_until("message").await;
+            if frame["client_id"] == client_id.as_str() {
+                return frame;
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.socket.close(None).await;
+    }
+}
+
+#[derive(Debug)]
+pub enum Event {
+    Frame(Value),
+    Closed(Option<u16>),
+    Ended,
+    Error(String),
+    Silence,
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// `seq` of every message in a `joined` or `history` frame.
+pub fn seqs(frame: &Value) -> Vec<u64> {
+    frame["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["seq"].as_u64().expect("seq"))
+        .collect()
+}
+
+/// Names of the members in a `joined` frame, sorted.
+pub fn member_names(frame: &Value) -> Vec<String> {
+    let mut names: Vec<String> = frame["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| m["name"].as_str().expect("name").to_owned())
+        .collect();
+    names.sort();
+    names
+}

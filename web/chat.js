@@ -1,0 +1,696 @@
+// The room page: the conversation of one room, its members, and a composer whose messages are
+// never lost and never shown twice across reconnects.
+//
+// How nothing is lost or repeated (docs/protocol.md, "Resuming without loss or repeats"):
+// * `lastSeq` is the highest seq shown. Every reconnect sends `join {room, since: lastSeq}`, and
+//   the answer carries exactly what was missed. A message whose seq is already shown is dropped.
+// * Typed messages go to an outbox with a `client_id` made once. They are sent when the
+//   connection has joined, and re-sent with the same `client_id` after every reconnect until a
+//   `message` carrying that `client_id` confirms them; the server stores each `client_id` once.
+
+import { Connection } from "/assets/client.js";
+import {
+  MAX_TEXT_CHARS,
+  avatar,
+  bindNameForm,
+  charCount,
+  fetchSession,
+  isValidRoom,
+  newClientId,
+} from "/assets/common.js";
+
+const $ = (id) => document.getElementById(id);
+
+const HISTORY_PAGE = 50;
+const GAP_PAGE = 100;
+const GAP_MAX_ROUNDS = 10;
+const GROUP_WINDOW_MS = 5 * 60 * 1000;
+const NEAR_BOTTOM_PX = 80;
+const NEAR_TOP_PX = 240;
+
+const ui = {
+  app: $("app"),
+  roomInvalid: $("room-invalid"),
+  roomInvalidText: $("room-invalid-text"),
+  signin: $("signin"),
+  signinRoom: $("signin-room"),
+  nameForm: $("name-form"),
+  roomLabel: $("room-name-label"),
+  status: $("status"),
+  banner: $("banner"),
+  scroller: $("scroller"),
+  messages: $("messages"),
+  historyStart: $("history-start"),
+  historyLoading: $("history-loading"),
+  jumpLatest: $("jump-latest"),
+  form: $("composer-form"),
+  composer: $("composer"),
+  composerLabel: $("composer-label"),
+  composerError: $("composer-error"),
+  composerCount: $("composer-count"),
+  members: $("members"),
+  memberCount: $("member-count"),
+  memberList: $("member-list"),
+  membersToggle: $("members-toggle"),
+  membersToggleCount: $("members-toggle-count"),
+  membersClose: $("members-close"),
+  membersBackdrop: $("members-backdrop"),
+};
+
+// ---- state ---------------------------------------------------------------------------------
+
+const room = roomFromPath(location.pathname);
+/** The signed-in user; `hello.user` once connected (same id as the session's). */
+let me = null;
+/** Has this page ever received `joined`? Then reconnects join with `since`. */
+let joinedOnce = false;
+/** Has the current connection joined the room? Only then may `send` and `history` go out. */
+let inRoom = false;
+/** Highest seq shown (or given by `joined.last_seq`). */
+let lastSeq = 0;
+/** Lowest seq shown, or null before any message. */
+let lowestSeq = null;
+/** No messages older than `lowestSeq` exist (the start of the room is shown). */
+let olderExhausted = false;
+/** The one `history` request in flight on this connection: {kind: "older"} or {kind: "gap", after, rounds}. */
+let historyInFlight = null;
+/** seq -> li of every confirmed message shown. */
+const shown = new Map();
+/** Typed messages not yet confirmed, in the order typed: {clientId, text, ts, li, state, retries}. */
+const outbox = [];
+/** Current members of the room, keyed by user id (names may repeat). */
+const members = new Map();
+
+const conn = new Connection({
+  onConnecting() {
+    if (!joinedOnce && ui.status.dataset.state !== "reconnecting") setStatus("connecting");
+  },
+  onFrame: handleFrame,
+  onClose: handleClose,
+});
+
+function roomFromPath(path) {
+  const match = /^\/chat\/([^/]*)\/?$/.exec(path);
+  if (!match) return "";
+  try {
+    return decodeURIComponent(match[1]);
+  } catch {
+    return match[1];
+  }
+}
+
+// ---- connection ----------------------------------------------------------------------------
+
+function handleFrame(frame) {
+  switch (frame.type) {
+    case "hello":
+      me = frame.user;
+      inRoom = false;
+      conn.send(joinedOnce ? { type: "join", room, since: lastSeq, ref: "join" } : { type: "join", room, ref: "join" });
+      break;
+    case "joined":
+      if (frame.room === room) handleJoined(frame);
+      break;
+    case "message":
+      if (frame.room === room && inRoom) receive([frame], "live");
+      break;
+    case "presence":
+      if (frame.room === room && inRoom) handlePresence(frame);
+      break;
+    case "history":
+      if (frame.room === room) handleHistory(frame);
+      break;
+    case "error":
+      handleError(frame);
+      break;
+    default:
+      // Unknown frames are ignored, as the protocol asks.
+      break;
+  }
+}
+
+async function handleClose({ hadHello }) {
+  inRoom = false;
+  if (historyInFlight && historyInFlight.kind === "gap") {
+    // The answer is lost with the connection; say so rather than leave a silent hole.
+    addSkippedNote(historyInFlight.before);
+  }
+  historyInFlight = null;
+  ui.historyLoading.hidden = true;
+  for (const entry of outbox) {
+    if (entry.state === "sent") entry.state = "queued";
+    clearTimeout(entry.retryTimer);
+  }
+  setStatus("reconnecting");
+  if (!hadHello) {
+    // A refused upgrade (e.g. the session is gone) looks like any failed connection to a
+    // script; ask the HTTP API whether we are still signed in.
+    try {
+      if ((await fetchSession()) === null) {
+        conn.stop();
+        showSignIn();
+      }
+    } catch {
+      // unreachable: keep retrying with backoff
+    }
+  }
+}
+
+function handleJoined(frame) {
+  inRoom = true;
+  conn.resetBackoff();
+  setStatus("connected");
+
+  members.clear();
+  for (const user of frame.members ?? []) if (user && user.id) members.set(user.id, user);
+  renderMembers();
+
+  historyInFlight = null;
+  ui.historyLoading.hidden = true;
+  const messages = (Array.isArray(frame.messages) ? frame.messages : []).filter(isMessage);
+
+  if (!joinedOnce) {
+    joinedOnce = true;
+    olderExhausted = frame.has_more !== true;
+    receive(messages, "initial");
+    lastSeq = Math.max(lastSeq, Number.isInteger(frame.last_seq) ? frame.last_seq : 0);
+    if (olderExhausted) showHistoryStart();
+    scrollToBottom();
+    loadOlderIfRoom();
+  } else {
+    const before = lastSeq;
+    receive(messages, "resume");
+    lastSeq = Math.max(lastSeq, Number.isInteger(frame.last_seq) ? frame.last_seq : 0);
+    if (frame.truncated === true && messages.length > 0 && messages[0].seq > before + 1) {
+      requestHistory({ kind: "gap", after: before, before: messages[0].seq, rounds: 1 });
+    }
+  }
+  flushOutbox();
+}
+
+function handlePresence(frame) {
+  for (const user of frame.joined ?? []) if (user && user.id) members.set(user.id, user);
+  for (const user of frame.left ?? []) if (user && user.id) members.delete(user.id);
+  renderMembers();
+}
+
+function handleHistory(frame) {
+  const request = historyInFlight;
+  historyInFlight = null;
+  ui.historyLoading.hidden = true;
+  if (!request || !inRoom) return;
+  const messages = (Array.isArray(frame.messages) ? frame.messages : []).filter(isMessage);
+
+  if (request.kind === "older") {
+    // Prepend without moving what the reader is looking at.
+    const heightBefore = ui.scroller.scrollHeight;
+    const topBefore = ui.scroller.scrollTop;
+    receive(messages.filter((m) => lowestSeq === null || m.seq < lowestSeq), "older");
+    ui.scroller.scrollTop = topBefore + (ui.scroller.scrollHeight - heightBefore);
+    if (frame.has_more !== true || messages.length === 0) {
+      olderExhausted = true;
+      showHistoryStart();
+    }
+    loadOlderIfRoom();
+  } else {
+    // Filling the hole left by a truncated resume: keep only what lies inside it.
+    const inGap = messages.filter((m) => m.seq > request.after && m.seq < request.before);
+    receive(inGap, "gap");
+    const first = messages.length > 0 ? messages[0].seq : request.before;
+    if (frame.has_more === true && first > request.after + 1) {
+      if (request.rounds < GAP_MAX_ROUNDS) {
+        requestHistory({ kind: "gap", after: request.after, before: first, rounds: request.rounds + 1 });
+      } else {
+        addSkippedNote(first);
+      }
+    }
+  }
+}
+
+function handleError(frame) {
+  const entry = frame.ref !== undefined ? outbox.find((e) => e.clientId === frame.ref) : undefined;
+  if (entry) {
+    if (frame.code === "unavailable" || frame.code === "not_joined") {
+      // Nothing was stored: keep it pending and try again a little later, same client_id.
+      entry.state = "queued";
+      entry.retries += 1;
+      clearTimeout(entry.retryTimer);
+      const delay = Math.min(10000, 500 * 2 ** Math.min(entry.retries, 5)) * (0.5 + Math.random() / 2);
+      entry.retryTimer = setTimeout(() => {
+        if (inRoom && entry.state === "queued") sendEntry(entry);
+      }, delay);
+    } else {
+      markFailed(entry, frame.message || "The server refused this message.");
+    }
+    return;
+  }
+  if (frame.ref === "history") {
+    historyInFlight = null;
+    ui.historyLoading.hidden = true;
+    return;
+  }
+  if (frame.ref === "join") {
+    if (frame.code === "invalid_room") {
+      conn.stop();
+      showRoomInvalid(frame.message);
+    } else if (frame.code === "already_joined") {
+      // Cannot happen on a fresh connection; resynchronise the protocol way.
+      conn.send({ type: "leave", room });
+      conn.send({ type: "join", room, since: lastSeq, ref: "join" });
+    }
+    return;
+  }
+  console.warn("confab: server error", frame.code, frame.message);
+}
+
+function requestHistory(request) {
+  if (!inRoom || historyInFlight) return;
+  historyInFlight = request;
+  const limit = request.kind === "gap" ? GAP_PAGE : HISTORY_PAGE;
+  if (!conn.send({ type: "history", room, before: request.before, limit, ref: "history" })) {
+    historyInFlight = null;
+    return;
+  }
+  if (request.kind === "older") ui.historyLoading.hidden = false;
+}
+
+function loadOlder() {
+  if (olderExhausted || historyInFlight || !inRoom || lowestSeq === null) return;
+  requestHistory({ kind: "older", before: lowestSeq });
+}
+
+/** Loads more history while the conversation does not yet fill the view. */
+function loadOlderIfRoom() {
+  if (ui.scroller.scrollHeight <= ui.scroller.clientHeight + NEAR_TOP_PX || ui.scroller.scrollTop < NEAR_TOP_PX) {
+    loadOlder();
+  }
+}
+
+// ---- messages ------------------------------------------------------------------------------
+
+function isMessage(m) {
+  return (
+    m && Number.isInteger(m.seq) && m.user && typeof m.user.id === "string" && typeof m.text === "string"
+  );
+}
+
+/**
+ * Shows confirmed messages. `kind` is "initial", "resume", "live", "older" or "gap"; it only
+ * decides scrolling. A message whose seq is already shown is dropped (never shown twice); a
+ * message carrying the `client_id` of an outbox entry confirms that entry.
+ */
+function receive(messages, kind) {
+  if (messages.length === 0) return;
+  const stick = kind === "older" ? false : isNearBottom();
+  let newFromOthers = false;
+  let ownConfirmed = false;
+  for (const m of messages) {
+    if (!isMessage(m)) continue;
+    if (typeof m.client_id === "string" && confirm(m.client_id)) ownConfirmed = true;
+    if (shown.has(m.seq)) continue;
+    if (kind === "live" || kind === "resume") {
+      if (m.seq <= lastSeq) {
+        // Older than what we have seen live: only fill it in if it falls inside the shown range
+        // (e.g. the answer to a retried send whose first copy we missed).
+        if (lowestSeq !== null && m.seq > lowestSeq) insertMessage(m);
+        continue;
+      }
+      lastSeq = m.seq;
+    } else if (kind === "initial") {
+      lastSeq = Math.max(lastSeq, m.seq);
+    }
+    insertMessage(m);
+    if (m.user.id !== me?.id) newFromOthers = true;
+  }
+  if (kind === "older" || kind === "initial") return;
+  if (stick || ownConfirmed) scrollToBottom();
+  else if (newFromOthers) ui.jumpLatest.hidden = false;
+}
+
+function insertMessage(m) {
+  const li = buildMessage(m, false);
+  li.dataset.seq = String(m.seq);
+  shown.set(m.seq, li);
+  if (lowestSeq === null || m.seq < lowestSeq) lowestSeq = m.seq;
+
+  // Confirmed messages stay sorted by seq, above any pending ones. Appending is the usual case.
+  const list = ui.messages;
+  let anchor = list.querySelector("li.pending"); // null: append at the end
+  let previous = anchor ? anchor.previousElementSibling : list.lastElementChild;
+  while (previous && !(previous.dataset.seq && Number(previous.dataset.seq) < m.seq)) {
+    anchor = previous;
+    previous = previous.previousElementSibling;
+  }
+  list.insertBefore(li, anchor);
+  regroup(li);
+  regroup(li.nextElementSibling);
+}
+
+function buildMessage(m, pending) {
+  const li = document.createElement("li");
+  li.className = "message";
+  const own = me !== null && m.user.id === me.id;
+  if (own) li.classList.add("own");
+  if (pending) li.classList.add("pending");
+  li.dataset.userId = m.user.id;
+  li.dataset.ts = String(m.ts);
+
+  const bubble = document.createElement("div");
+  bubble.className = "bubble";
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const author = document.createElement("span");
+  author.className = "author";
+  author.dir = "auto";
+  author.textContent = m.user.name;
+  meta.append(author, timeElement(m.ts));
+  const text = document.createElement("div");
+  text.className = "text";
+  text.dir = "auto";
+  text.textContent = m.text;
+  bubble.append(meta, text);
+  li.append(avatar(m.user), bubble);
+  return li;
+}
+
+function timeElement(ts) {
+  const date = new Date(ts);
+  const time = document.createElement("time");
+  if (Number.isNaN(date.getTime())) return time;
+  time.dateTime = date.toISOString();
+  time.title = date.toLocaleString(undefined, { dateStyle: "full", timeStyle: "medium" });
+  time.textContent = `${String(date.getHours()).padStart(2, "0")}:${String(date.getMinutes()).padStart(2, "0")}`;
+  return time;
+}
+
+/** Marks a message as continuing its predecessor's group (same author, within 5 minutes). */
+function regroup(li) {
+  if (!li || !li.classList.contains("message")) return;
+  const prev = li.previousElementSibling;
+  const continued =
+    prev !== null &&
+    prev.classList.contains("message") &&
+    !prev.classList.contains("failed") &&
+    prev.dataset.userId === li.dataset.userId &&
+    Math.abs(Number(li.dataset.ts) - Number(prev.dataset.ts)) < GROUP_WINDOW_MS;
+  li.classList.toggle("continued", continued);
+}
+
+function showHistoryStart() {
+  ui.historyStart.textContent = `This is the beginning of #${room}`;
+  ui.historyStart.hidden = false;
+}
+
+function addSkippedNote(beforeSeq) {
+  const li = document.createElement("li");
+  li.className = "note";
+  li.textContent = "Some messages were skipped while you were away.";
+  const next = [...shown.entries()].filter(([seq]) => seq >= beforeSeq).sort((a, b) => a[0] - b[0])[0];
+  ui.messages.insertBefore(li, next ? next[1] : ui.messages.querySelector("li.pending"));
+}
+
+// ---- outbox --------------------------------------------------------------------------------
+
+function submitComposer() {
+  const text = ui.composer.value;
+  if (text.trim().length === 0) {
+    ui.composer.value = "";
+    autosize();
+    return;
+  }
+  const length = charCount(text);
+  if (length > MAX_TEXT_CHARS) {
+    showComposerError(
+      `Messages can be at most ${MAX_TEXT_CHARS.toLocaleString("en")} characters; this one has ${length.toLocaleString("en")}. Please shorten it.`,
+    );
+    return;
+  }
+  hideComposerError();
+  const entry = { clientId: newClientId(), text, ts: Date.now(), state: "queued", retries: 0, retryTimer: null };
+  entry.li = buildMessage({ user: me, text, ts: entry.ts }, true);
+  entry.li.dataset.clientId = entry.clientId;
+  entry.li.querySelector(".bubble").append(statusLine("Sending…"));
+  outbox.push(entry);
+  ui.messages.append(entry.li);
+  regroup(entry.li);
+  ui.composer.value = "";
+  autosize();
+  updateCount();
+  if (inRoom) sendEntry(entry);
+  scrollToBottom();
+}
+
+function statusLine(text) {
+  const p = document.createElement("p");
+  p.className = "send-status";
+  p.textContent = text;
+  return p;
+}
+
+function sendEntry(entry) {
+  if (conn.send({ type: "send", room, text: entry.text, client_id: entry.clientId })) entry.state = "sent";
+}
+
+/** Sends every unconfirmed message, in the order typed, after a `joined`. */
+function flushOutbox() {
+  for (const entry of outbox) {
+    if (entry.state === "queued") sendEntry(entry);
+  }
+}
+
+/** Confirms the outbox entry with this `client_id`; returns whether there was one. */
+function confirm(clientId) {
+  const index = outbox.findIndex((e) => e.clientId === clientId);
+  if (index < 0) return false;
+  const [entry] = outbox.splice(index, 1);
+  clearTimeout(entry.retryTimer);
+  const next = entry.li.nextElementSibling;
+  entry.li.remove();
+  regroup(next);
+  return true;
+}
+
+function markFailed(entry, message) {
+  entry.state = "failed";
+  clearTimeout(entry.retryTimer);
+  const li = entry.li;
+  li.classList.add("failed");
+  li.querySelector(".send-status")?.remove();
+  const status = statusLine(`Not sent: ${message}`);
+  status.classList.add("error");
+  const retry = document.createElement("button");
+  retry.type = "button";
+  retry.className = "btn ghost small";
+  retry.textContent = "Retry";
+  retry.addEventListener("click", () => {
+    li.classList.remove("failed");
+    status.replaceWith(statusLine("Sending…"));
+    entry.state = "queued";
+    if (inRoom) sendEntry(entry);
+  });
+  const discard = document.createElement("button");
+  discard.type = "button";
+  discard.className = "btn ghost small";
+  discard.textContent = "Delete";
+  discard.addEventListener("click", () => {
+    const index = outbox.indexOf(entry);
+    if (index >= 0) outbox.splice(index, 1);
+    li.remove();
+    ui.composer.focus();
+  });
+  status.append(" ", retry, " ", discard);
+  li.querySelector(".bubble").append(status);
+}
+
+function showComposerError(message) {
+  ui.composerError.textContent = message;
+  ui.composerError.hidden = false;
+  ui.composer.setAttribute("aria-invalid", "true");
+}
+
+function hideComposerError() {
+  ui.composerError.hidden = true;
+  ui.composerError.textContent = "";
+  ui.composer.removeAttribute("aria-invalid");
+}
+
+function updateCount() {
+  const length = charCount(ui.composer.value);
+  if (length > MAX_TEXT_CHARS - 500) {
+    ui.composerCount.textContent = `${length.toLocaleString("en")} / ${MAX_TEXT_CHARS.toLocaleString("en")}`;
+    ui.composerCount.classList.toggle("over", length > MAX_TEXT_CHARS);
+  } else {
+    ui.composerCount.textContent = "";
+  }
+  if (!ui.composerError.hidden && length <= MAX_TEXT_CHARS) hideComposerError();
+}
+
+function autosize() {
+  const box = ui.composer;
+  box.style.height = "auto";
+  box.style.height = `${Math.min(box.scrollHeight, 200)}px`;
+}
+
+// ---- members -------------------------------------------------------------------------------
+
+function renderMembers() {
+  const sorted = [...members.values()].sort(
+    (a, b) => a.name.localeCompare(b.name, undefined, { sensitivity: "base" }) || a.id.localeCompare(b.id),
+  );
+  const items = sorted.map((user) => {
+    const li = document.createElement("li");
+    li.dataset.userId = user.id;
+    const name = document.createElement("span");
+    name.className = "member-name";
+    name.dir = "auto";
+    name.textContent = user.name;
+    li.append(avatar(user, "small"), name);
+    if (me && user.id === me.id) {
+      li.classList.add("me");
+      const you = document.createElement("span");
+      you.className = "you";
+      you.textContent = "(you)";
+      li.append(" ", you);
+    }
+    return li;
+  });
+  ui.memberList.replaceChildren(...items);
+  ui.memberCount.textContent = String(sorted.length);
+  ui.membersToggleCount.textContent = String(sorted.length);
+}
+
+function setMembersOpen(open) {
+  ui.members.classList.toggle("open", open);
+  ui.membersBackdrop.hidden = !open;
+  ui.membersToggle.setAttribute("aria-expanded", String(open));
+  if (open) ui.membersClose.focus();
+}
+
+// ---- scrolling and status ------------------------------------------------------------------
+
+function isNearBottom() {
+  const s = ui.scroller;
+  return s.scrollHeight - s.scrollTop - s.clientHeight < NEAR_BOTTOM_PX;
+}
+
+function scrollToBottom() {
+  ui.scroller.scrollTop = ui.scroller.scrollHeight;
+  ui.jumpLatest.hidden = true;
+}
+
+function setStatus(state) {
+  ui.status.dataset.state = state;
+  ui.status.textContent =
+    state === "connected" ? "Connected" : state === "reconnecting" ? "Reconnecting…" : "Connecting…";
+  ui.banner.hidden = state !== "reconnecting";
+  document.body.dataset.connection = state;
+}
+
+// ---- pages ---------------------------------------------------------------------------------
+
+function showRoomInvalid(reason) {
+  ui.app.hidden = true;
+  ui.signin.hidden = true;
+  ui.roomInvalid.hidden = false;
+  const shownName = room.length > 80 ? room.slice(0, 80) + "…" : room;
+  ui.roomInvalidText.textContent =
+    (room ? `“${shownName}” is not a valid room name. ` : "This address does not name a room. ") +
+    (reason ? `${reason}.` : "Room names are 1–64 characters of letters A–Z and a–z, digits 0–9, “-” and “_”.");
+  document.title = "Invalid room · confab";
+}
+
+function showSignIn() {
+  ui.app.hidden = true;
+  ui.signin.hidden = false;
+  ui.signinRoom.textContent = `#${room}`;
+  $("name").focus();
+}
+
+function startRoom(user) {
+  me = me ?? user;
+  ui.signin.hidden = true;
+  ui.app.hidden = false;
+  conn.start();
+  ui.composer.focus();
+}
+
+function wireEvents() {
+  ui.form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submitComposer();
+    ui.composer.focus();
+  });
+  ui.composer.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing && !event.altKey && !event.ctrlKey && !event.metaKey) {
+      event.preventDefault();
+      submitComposer();
+    }
+  });
+  ui.composer.addEventListener("input", () => {
+    autosize();
+    updateCount();
+  });
+  ui.scroller.addEventListener(
+    "scroll",
+    () => {
+      if (isNearBottom()) ui.jumpLatest.hidden = true;
+      if (ui.scroller.scrollTop < NEAR_TOP_PX) loadOlder();
+    },
+    { passive: true },
+  );
+  ui.jumpLatest.addEventListener("click", () => {
+    scrollToBottom();
+    ui.composer.focus();
+  });
+  ui.membersToggle.addEventListener("click", () => setMembersOpen(!ui.members.classList.contains("open")));
+  ui.membersClose.addEventListener("click", () => {
+    setMembersOpen(false);
+    ui.membersToggle.focus();
+  });
+  ui.membersBackdrop.addEventListener("click", () => setMembersOpen(false));
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && ui.members.classList.contains("open")) {
+      setMembersOpen(false);
+      ui.membersToggle.focus();
+    }
+  });
+  // Keep the newest message in view when the viewport shrinks (phone keyboard opening).
+  let stickOnResize = true;
+  ui.scroller.addEventListener("scroll", () => (stickOnResize = isNearBottom()), { passive: true });
+  new ResizeObserver(() => {
+    if (stickOnResize) scrollToBottom();
+  }).observe(ui.scroller);
+}
+
+async function boot() {
+  if (!isValidRoom(room)) {
+    showRoomInvalid();
+    return;
+  }
+  document.title = `#${room} · confab`;
+  ui.roomLabel.textContent = room;
+  ui.composer.placeholder = `Message #${room}`;
+  ui.composerLabel.textContent = `Message #${room}`;
+  wireEvents();
+  bindNameForm(ui.nameForm, (user) => {
+    me = user;
+    startRoom(user);
+  });
+  ui.app.hidden = false;
+  setStatus("connecting");
+  let delay = 500;
+  for (;;) {
+    try {
+      const user = await fetchSession();
+      if (user) startRoom(user);
+      else showSignIn();
+      return;
+    } catch {
+      setStatus("reconnecting");
+      await new Promise((resolve) => setTimeout(resolve, delay * (0.5 + Math.random() / 2)));
+      delay = Math.min(delay * 2, 8000);
+    }
+  }
+}
+
+boot();

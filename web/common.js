@@ -1,0 +1,177 @@
+// Helpers shared by the lobby and the room page: the session API, the value rules of
+// docs/protocol.md checked before the server sees them, the sign-in form, and avatars.
+
+export const MAX_NAME_CHARS = 32;
+export const MAX_TEXT_CHARS = 4000;
+const ROOM_RULE = /^[A-Za-z0-9_-]{1,64}$/;
+const CONTROL_CHAR = /\p{Cc}/u;
+
+/** Length in Unicode scalar values, as the server counts it. */
+export function charCount(text) {
+  let n = 0;
+  for (const _ of text) n += 1;
+  return n;
+}
+
+/** Returns a message for people when `raw` is not a valid display name, otherwise null. */
+export function nameProblem(raw) {
+  const name = raw.trim();
+  if (name.length === 0) return "Please enter a display name.";
+  if (charCount(name) > MAX_NAME_CHARS) {
+    return `Display names can be at most ${MAX_NAME_CHARS} characters (this one has ${charCount(name)}).`;
+  }
+  if (CONTROL_CHAR.test(name)) return "Display names cannot contain control characters.";
+  return null;
+}
+
+/** Returns a message for people when `raw` is not a valid room name, otherwise null. */
+export function roomProblem(raw) {
+  if (raw.length === 0) return "Please enter a room name.";
+  if (raw.length > 64) return "Room names can be at most 64 characters.";
+  if (!ROOM_RULE.test(raw)) {
+    return "Room names may only use letters A–Z and a–z, digits 0–9, “-” and “_” (no spaces).";
+  }
+  return null;
+}
+
+export function isValidRoom(name) {
+  return ROOM_RULE.test(name);
+}
+
+/** Error thrown by the session API, carrying the server's `{code, message}`. */
+export class ApiError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.code = code;
+  }
+}
+
+async function apiError(response) {
+  try {
+    const body = await response.json();
+    if (body && body.error && typeof body.error.message === "string") {
+      return new ApiError(body.error.code ?? "error", body.error.message);
+    }
+  } catch {
+    // not JSON: fall through
+  }
+  return new ApiError("http_" + response.status, `The server answered ${response.status}. Please try again.`);
+}
+
+/** The signed-in user `{id, name}`, or null when there is no session. Throws when unreachable. */
+export async function fetchSession() {
+  let response;
+  try {
+    response = await fetch("/api/session", { headers: { accept: "application/json" }, cache: "no-store" });
+  } catch {
+    throw new ApiError("offline", "Cannot reach the server. Retrying…");
+  }
+  if (response.status === 401) return null;
+  if (!response.ok) throw await apiError(response);
+  const body = await response.json();
+  return body.user;
+}
+
+/** Creates the session (or renames the current user, keeping its id). Returns the user. */
+export async function createSession(name) {
+  let response;
+  try {
+    response = await fetch("/api/session", {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "application/json" },
+      body: JSON.stringify({ name }),
+    });
+  } catch {
+    throw new ApiError("offline", "Cannot reach the server. Check your connection and try again.");
+  }
+  if (!response.ok) throw await apiError(response);
+  const body = await response.json();
+  return body.user;
+}
+
+/**
+ * Wires a sign-in form: `input#name`, `button#name-submit`, `#name-error`. Validates on the
+ * client, posts to the session API, shows the server's message on failure, and calls
+ * `onSignedIn(user)` on success.
+ */
+export function bindNameForm(form, onSignedIn) {
+  const input = form.querySelector("#name");
+  const error = form.querySelector("#name-error");
+  const button = form.querySelector("#name-submit");
+  const showError = (message) => {
+    error.textContent = message;
+    error.hidden = false;
+    input.setAttribute("aria-invalid", "true");
+    input.focus();
+  };
+  input.addEventListener("input", () => {
+    if (!error.hidden) {
+      error.hidden = true;
+      error.textContent = "";
+      input.removeAttribute("aria-invalid");
+    }
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const problem = nameProblem(input.value);
+    if (problem) {
+      showError(problem);
+      return;
+    }
+    button.disabled = true;
+    try {
+      const user = await createSession(input.value.trim());
+      error.hidden = true;
+      error.textContent = "";
+      input.removeAttribute("aria-invalid");
+      onSignedIn(user);
+    } catch (e) {
+      showError(e instanceof ApiError ? e.message : "Something went wrong. Please try again.");
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+/** Up to two initials of a display name, for avatars. */
+export function initials(name) {
+  const words = name.trim().split(/\s+/u).filter(Boolean);
+  const first = (w) => (w ? Array.from(w)[0] : "");
+  const letters = words.length >= 2 ? first(words[0]) + first(words[1]) : Array.from(words[0] ?? "?").slice(0, 2).join("");
+  return letters.toLocaleUpperCase() || "?";
+}
+
+const AVATAR_COLOURS = 12;
+
+/** A stable colour class (`c0`..`c11`) from a user id (FNV-1a). */
+export function colourClass(id) {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) {
+    h ^= id.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return "c" + ((h >>> 0) % AVATAR_COLOURS);
+}
+
+export function avatar(user, extraClass) {
+  const el = document.createElement("span");
+  el.className = `avatar ${colourClass(user.id)}${extraClass ? " " + extraClass : ""}`;
+  el.setAttribute("aria-hidden", "true");
+  el.textContent = initials(user.name);
+  return el;
+}
+
+/** A `crypto.randomUUID()`, with a fallback for old browsers and non-secure origins. */
+export function newClientId() {
+  if (globalThis.crypto && typeof crypto.randomUUID === "function") {
+    try {
+      return crypto.randomUUID();
+    } catch {
+      // non-secure context in some browsers: fall through
+    }
+  }
+  const bytes = new Uint8Array(16);
+  if (globalThis.crypto && crypto.getRandomValues) crypto.getRandomValues(bytes);
+  else for (let i = 0; i < 16; i++) bytes[i] = Math.floor(Math.random() * 256);
+  return "c-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}

@@ -244,3 +244,180 @@ impl Deliver for Hub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::DisplayName;
+    use crate::rooms::outbox::{OutboxReceiver, outbox};
+    use serde_json::Value;
+
+    fn user(name: &str) -> User {
+        User {
+            id: UserId::from_trusted(format!("id-{name}")),
+            name: DisplayName::parse(name).unwrap(),
+        }
+    }
+
+    fn room() -> RoomName {
+        RoomName::parse("r").unwrap()
+    }
+
+    fn message(seq: u64) -> Arc<Message> {
+        Arc::new(Message {
+            room: room(),
+            seq,
+            id: format!("m{seq}"),
+            ts: 0,
+            user: user("ann"),
+            text: format!("t{seq}"),
+            client_id: format!("c{seq}"),
+        })
+    }
+
+    fn publish(hub: &Hub, seq: u64, origin: Option<ConnectionId>) {
+        hub.deliver(Published {
+            message: message(seq),
+            origin,
+        });
+    }
+
+    fn drain(receiver: &mut OutboxReceiver) -> Vec<Value> {
+        let mut frames = Vec::new();
+        while let Ok(frame) = receiver.frames.try_recv() {
+            frames.push(serde_json::from_str(frame.as_str()).unwrap());
+        }
+        frames
+    }
+
+    fn page(seqs: std::ops::RangeInclusive<u64>) -> Page {
+        Page::from_newest_first(seqs.rev().map(|seq| (*message(seq)).clone()).collect())
+    }
+
+    #[test]
+    fn messages_committed_during_a_join_arrive_once_after_joined() {
+        let hub = Hub::default();
+        let (outbox, mut receiver) = outbox(64);
+        let conn = ConnectionId(1);
+        hub.subscribe(&room(), conn, &user("ann"), outbox);
+        // 3 and 4 commit while history is read; the read saw 1..=3.
+        publish(&hub, 3, None);
+        publish(&hub, 4, None);
+        assert!(drain(&mut receiver).is_empty(), "nothing before joined");
+        assert!(hub.activate(&room(), conn, &user("ann").id, page(1..=3), None));
+        publish(&hub, 4, None); // a late duplicate must not repeat
+        publish(&hub, 5, None);
+        let frames = drain(&mut receiver);
+        assert_eq!(frames[0]["type"], "joined");
+        let seqs: Vec<u64> = frames[0]["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, [1, 2, 3, 4]);
+        assert_eq!(frames[0]["last_seq"], 4);
+        assert_eq!(frames.len(), 2);
+        assert_eq!(frames[1]["seq"], 5);
+    }
+
+    #[test]
+    fn only_the_sending_connection_gets_the_client_id() {
+        let hub = Hub::default();
+        let (a, mut a_rx) = outbox(8);
+        let (b, mut b_rx) = outbox(8);
+        for (conn, outbox, who) in [(ConnectionId(1), a, "ann"), (ConnectionId(2), b, "ben")] {
+            hub.subscribe(&room(), conn, &user(who), outbox);
+            hub.activate(&room(), conn, &user(who).id, Page::default(), None);
+        }
+        drain(&mut a_rx);
+        drain(&mut b_rx);
+        publish(&hub, 1, Some(ConnectionId(1)));
+        assert_eq!(drain(&mut a_rx)[0]["client_id"], "c1");
+        assert!(drain(&mut b_rx)[0].get("client_id").is_none());
+    }
+
+    #[test]
+    fn presence_counts_people_not_connections() {
+        let hub = Hub::default();
+        let (watch, mut watch_rx) = outbox(16);
+        hub.subscribe(&room(), ConnectionId(9), &user("ben"), watch);
+        hub.activate(
+            &room(),
+            ConnectionId(9),
+            &user("ben").id,
+            Page::default(),
+            None,
+        );
+        drain(&mut watch_rx);
+
+        let (tab1, _rx1) = outbox(16);
+        let (tab2, _rx2) = outbox(16);
+        hub.subscribe(&room(), ConnectionId(1), &user("ann"), tab1);
+        hub.subscribe(&room(), ConnectionId(2), &user("ann"), tab2);
+        let frames = drain(&mut watch_rx);
+        assert_eq!(frames.len(), 1, "one join for two tabs: {frames:?}");
+        assert_eq!(frames[0]["joined"][0]["name"], "ann");
+        assert_eq!(hub.online(&room()), 2);
+
+        hub.unsubscribe(&room(), ConnectionId(1));
+        assert!(drain(&mut watch_rx).is_empty(), "ann still has a tab open");
+        hub.unsubscribe(&room(), ConnectionId(2));
+        let frames = drain(&mut watch_rx);
+        assert_eq!(frames[0]["left"][0]["name"], "ann");
+        assert_eq!(hub.online(&room()), 1);
+    }
+
+    #[test]
+    fn a_full_queue_cuts_off_that_connection_only() {
+        let hub = Hub::default();
+        let (slow, mut slow_rx) = outbox(2);
+        let (fast, mut fast_rx) = outbox(64);
+        hub.subscribe(&room(), ConnectionId(1), &user("slow"), slow);
+        hub.activate(
+            &room(),
+            ConnectionId(1),
+            &user("slow").id,
+            Page::default(),
+            None,
+        );
+        hub.subscribe(&room(), ConnectionId(2), &user("fast"), fast);
+        hub.activate(
+            &room(),
+            ConnectionId(2),
+            &user("fast").id,
+            Page::default(),
+            None,
+        );
+        drain(&mut fast_rx);
+        for seq in 1..=5 {
+            publish(&hub, seq, None);
+        }
+        let fast_seqs: Vec<u64> = drain(&mut fast_rx)
+            .iter()
+            .map(|f| f["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(fast_seqs, [1, 2, 3, 4, 5]);
+        // The slow one got what fit, then was cut off rather than skipped silently.
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                tokio::time::timeout(std::time::Duration::from_secs(1), slow_rx.cut.tripped())
+                    .await
+                    .expect("cut off");
+            });
+    }
+
+    #[test]
+    fn an_empty_room_is_forgotten() {
+        let hub = Hub::default();
+        let (outbox, _rx) = outbox(4);
+        hub.subscribe(&room(), ConnectionId(1), &user("ann"), outbox);
+        assert_eq!(hub.occupied_rooms().len(), 1);
+        hub.unsubscribe(&room(), ConnectionId(1));
+        assert!(hub.occupied_rooms().is_empty());
+        assert!(lock(&hub.rooms).is_empty());
+    }
+}

@@ -1,6 +1,7 @@
 //! Message storage behind one small trait, one module per backend. Everything above this
 //! module talks to `Arc<dyn Store>` and never knows which engine holds the rows.
 
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -51,7 +52,7 @@ pub struct Page {
 }
 
 impl Page {
-    fn from_newest_first(mut messages: Vec<Message>) -> Self {
+    pub(crate) fn from_newest_first(mut messages: Vec<Message>) -> Self {
         messages.reverse();
         let has_more = messages.first().is_some_and(|m| m.seq > 1);
         Self { messages, has_more }

@@ -11,3 +11,4 @@ mod messages;
 mod presence;
 mod restart;
 mod session;
+mod slow;

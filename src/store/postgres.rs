@@ -1,0 +1,400 @@
+//! The shared backend for several nodes: PostgreSQL through one connection pool per node.
+//! Seqs are assigned inside the storing transaction under a lock on the room's row, so any
+//! number of nodes can append to one room at once and its seqs stay gapless and unique.
+//!
+//! An append costs the same handful of round-trips whatever the batch size: the writer hands
+//! over up to 1024 messages at a time, and every statement takes the whole batch as arrays
+//! (`UNNEST`) instead of one statement per message.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+
+use super::{Appended, NewMessage, Page, Store, StoreError};
+use crate::domain::{DisplayName, Message, RoomName, User, UserId};
+
+/// One node's connections, shared by the writer and every reader. The writer holds at most
+/// one at a time (it appends batch after batch); the rest serve history reads.
+const POOL_SIZE: u32 = 8;
+
+/// How long an operation waits for a connection, including reconnecting to a database that
+/// went away, before it fails with `StoreError`. A caller waiting longer than this would rather
+/// tell its client "unavailable" than hang; the pool keeps trying on the next call.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Server-side limits on every session, so a stuck peer cannot stall a room forever:
+/// - `lock_timeout`: an append waiting this long for a room's lock fails instead of queueing
+///   behind it indefinitely (a batch normally holds the lock for milliseconds).
+/// - `idle_in_transaction_session_timeout`: a node that vanishes mid-transaction without its
+///   socket closing (power cut, partition) loses its session and its room locks after this,
+///   rather than after the server's TCP keepalive (hours by default).
+/// - `statement_timeout`: no read or write runs longer than this.
+const SESSION_SETTINGS: [(&str, &str); 3] = [
+    ("lock_timeout", "5s"),
+    ("idle_in_transaction_session_timeout", "10s"),
+    ("statement_timeout", "15s"),
+];
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` and brings its schema up to date. Several nodes may
+    /// start at once: sqlx's migrator holds an advisory lock while it migrates.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?
+            .application_name("confab")
+            .options(SESSION_SETTINGS);
+        // `test_before_acquire` (sqlx's default, kept on purpose) pings an idle connection
+        // before handing it out, so one the server has dropped (restart, admin kill) is
+        // replaced by a fresh one instead of failing the caller's next query.
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(true)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// PostgreSQL's TEXT cannot hold U+0000, and one such message would fail its whole batch (every
+/// other user's messages with it). The edge lets NUL through today, so it is replaced here, and
+/// the stored message, which is what gets broadcast, carries the replacement.
+fn storable_text(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+fn message_from_row(room: &RoomName, row: &PgRow) -> Result<Message, StoreError> {
+    let seq: i64 = row.try_get("seq")?;
+    let name: String = row.try_get("user_name")?;
+    let name = DisplayName::parse(&name)
+        .map_err(|_| StoreError::Corrupt(format!("bad stored name {name:?}")))?;
+    Ok(Message {
+        room: room.clone(),
+        seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("negative seq {seq}")))?,
+        id: row.try_get("id")?,
+        ts: row.try_get("ts")?,
+        user: User {
+            id: UserId::from_trusted(row.try_get("user_id")?),
+            name,
+        },
+        text: row.try_get("text")?,
+        client_id: row.try_get("client_id")?,
+    })
+}
+
+fn page_from_rows(room: &RoomName, rows: &[PgRow]) -> Result<Page, StoreError> {
+    let messages = rows
+        .iter()
+        .map(|row| message_from_row(room, row))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page::from_newest_first(messages))
+}
+
+/// The de-duplication key: one message per (room, user, client_id).
+type DedupeKey<'a> = (&'a str, &'a str, &'a str);
+
+/// A room's counter while its batch is being numbered.
+struct RoomCounter {
+    last_seq: i64,
+    /// The `ts` of the room's last message stored by this batch; `None` while the batch has
+    /// only duplicates for the room, which leave the row untouched.
+    last_active: Option<i64>,
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn append(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The batch's rooms, sorted: rooms are locked in this order, so two batches that share
+        // several rooms always take their locks in the same order and cannot deadlock.
+        let mut rooms: Vec<&RoomName> = batch.iter().map(|new| &new.room).collect();
+        rooms.sort();
+        rooms.dedup();
+        let room_names: Vec<&str> = rooms.iter().map(|room| room.as_str()).collect();
+        // A new room's `created_at` is the ts of its first message in the batch.
+        let first_ts: Vec<i64> = rooms
+            .iter()
+            .map(|&room| {
+                batch
+                    .iter()
+                    .find(|new| &new.room == room)
+                    .map_or(0, |new| new.ts)
+            })
+            .collect();
+
+        let mut tx = self.pool.begin().await?;
+
+        // 1. Create missing rooms and lock every room of the batch, in one statement. The no-op
+        //    DO UPDATE takes the row lock (waiting for any other node's batch on that room to
+        //    commit) and returns the counter as that batch left it. Rows are processed in the
+        //    input order (ORDINALITY), which is the sorted order above.
+        let locked = sqlx::query(
+            "INSERT INTO rooms (name, last_seq, created_at, last_active)
+             SELECT name, 0, ts, ts FROM UNNEST($1::text[], $2::bigint[]) WITH ORDINALITY
+                 AS t(name, ts, ord)
+             ORDER BY ord
+             ON CONFLICT (name) DO UPDATE SET last_seq = rooms.last_seq
+             RETURNING name, last_seq",
+        )
+        .bind(&room_names)
+        .bind(&first_ts)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut counters: HashMap<String, RoomCounter> = HashMap::with_capacity(locked.len());
+        for row in &locked {
+            counters.insert(
+                row.try_get("name")?,
+                RoomCounter {
+                    last_seq: row.try_get("last_seq")?,
+                    last_active: None,
+                },
+            );
+        }
+
+        // 2. Find client_ids that are already stored. This statement's snapshot is taken after
+        //    the locks above were granted, and every append holds its rooms' locks while it
+        //    inserts, so nothing can be added to these rooms between this look-up and our insert.
+        let mut keys: Vec<DedupeKey<'_>> = batch
+            .iter()
+            .map(|new| {
+                (
+                    new.room.as_str(),
+                    new.user.id.as_str(),
+                    new.client_id.as_str(),
+                )
+            })
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let (key_rooms, (key_users, key_clients)): (Vec<&str>, (Vec<&str>, Vec<&str>)) =
+            keys.iter().map(|&(r, u, c)| (r, (u, c))).unzip();
+        let rows = sqlx::query(
+            "SELECT m.room, m.seq, m.id, m.ts, m.user_id, m.user_name, m.text, m.client_id
+             FROM UNNEST($1::text[], $2::text[], $3::text[]) AS k(room, user_id, client_id)
+             JOIN messages m
+               ON m.room = k.room AND m.user_id = k.user_id AND m.client_id = k.client_id",
+        )
+        .bind(&key_rooms)
+        .bind(&key_users)
+        .bind(&key_clients)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut originals: Vec<Message> = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let name: String = row.try_get("room")?;
+            let room = rooms
+                .binary_search_by(|room| room.as_str().cmp(&name))
+                .map(|at| rooms[at])
+                .map_err(|_| StoreError::Corrupt(format!("unexpected room {name:?}")))?;
+            originals.push(message_from_row(room, row)?);
+        }
+
+        // 3. Number the batch in input order. A message whose key is already stored, or stored
+        //    earlier in this same batch, is a duplicate and takes no seq.
+        let mut known: HashMap<DedupeKey<'_>, Message> = originals
+            .iter()
+            .map(|m| {
+                let key = (m.room.as_str(), m.user.id.as_str(), m.client_id.as_str());
+                (key, m.clone())
+            })
+            .collect();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut stored: Vec<Message> = Vec::with_capacity(batch.len());
+        for new in batch {
+            let key = (
+                new.room.as_str(),
+                new.user.id.as_str(),
+                new.client_id.as_str(),
+            );
+            if let Some(original) = known.get(&key) {
+                outcomes.push(Appended::Duplicate(original.clone()));
+                continue;
+            }
+            let counter = counters
+                .get_mut(new.room.as_str())
+                .ok_or_else(|| StoreError::Corrupt(format!("room {} not locked", new.room)))?;
+            counter.last_seq += 1;
+            counter.last_active = Some(new.ts);
+            let message = Message {
+                room: new.room.clone(),
+                seq: u64::try_from(counter.last_seq).unwrap_or_default(),
+                id: new.id.clone(),
+                ts: new.ts,
+                user: new.user.clone(),
+                text: storable_text(&new.text).into_owned(),
+                client_id: new.client_id.as_str().to_owned(),
+            };
+            known.insert(key, message.clone());
+            stored.push(message.clone());
+            outcomes.push(Appended::Stored(message));
+        }
+
+        // 4. Insert the new messages and move the counters in one statement. No ON CONFLICT: a
+        //    conflict here would mean the locking above is broken, and the batch must fail.
+        if !stored.is_empty() {
+            let mut columns = MessageColumns::with_capacity(stored.len());
+            for message in &stored {
+                columns.push(message);
+            }
+            let (moved_rooms, (moved_seqs, moved_active)): (Vec<&str>, (Vec<i64>, Vec<i64>)) =
+                counters
+                    .iter()
+                    .filter_map(|(name, counter)| {
+                        let active = counter.last_active?;
+                        Some((name.as_str(), (counter.last_seq, active)))
+                    })
+                    .unzip();
+            sqlx::query(
+                "WITH stored AS (
+                     INSERT INTO messages (room, seq, id, ts, user_id, user_name, text, client_id)
+                     SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[],
+                                          $5::text[], $6::text[], $7::text[], $8::text[])
+                 )
+                 UPDATE rooms
+                 SET last_seq = t.last_seq,
+                     -- nodes' clocks may disagree: activity only moves forward
+                     last_active = GREATEST(rooms.last_active, t.last_active)
+                 FROM UNNEST($9::text[], $10::bigint[], $11::bigint[])
+                     AS t(name, last_seq, last_active)
+                 WHERE rooms.name = t.name",
+            )
+            .bind(&columns.room)
+            .bind(&columns.seq)
+            .bind(&columns.id)
+            .bind(&columns.ts)
+            .bind(&columns.user_id)
+            .bind(&columns.user_name)
+            .bind(&columns.text)
+            .bind(&columns.client_id)
+            .bind(&moved_rooms)
+            .bind(&moved_seqs)
+            .bind(&moved_active)
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn latest(&self, room: &RoomName, limit: u32) -> Result<Page, StoreError> {
+        let rows = sqlx::query(
+            "SELECT room, seq, id, ts, user_id, user_name, text, client_id FROM messages
+             WHERE room = $1 ORDER BY seq DESC LIMIT $2",
+        )
+        .bind(room.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        page_from_rows(room, &rows)
+    }
+
+    async fn after(&self, room: &RoomName, since: u64, cap: u32) -> Result<Page, StoreError> {
+        let rows = sqlx::query(
+            "SELECT room, seq, id, ts, user_id, user_name, text, client_id FROM messages
+             WHERE room = $1 AND seq > $2 ORDER BY seq DESC LIMIT $3",
+        )
+        .bind(room.as_str())
+        .bind(to_i64(since))
+        .bind(i64::from(cap))
+        .fetch_all(&self.pool)
+        .await?;
+        page_from_rows(room, &rows)
+    }
+
+    async fn before(&self, room: &RoomName, before: u64, limit: u32) -> Result<Page, StoreError> {
+        // 0 means "from the newest", as in every backend.
+        let before = if before == 0 {
+            i64::MAX
+        } else {
+            to_i64(before)
+        };
+        let rows = sqlx::query(
+            "SELECT room, seq, id, ts, user_id, user_name, text, client_id FROM messages
+             WHERE room = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+        )
+        .bind(room.as_str())
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        page_from_rows(room, &rows)
+    }
+
+    async fn recent_rooms(&self, limit: u32) -> Result<Vec<RoomName>, StoreError> {
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM rooms ORDER BY last_active DESC LIMIT $1")
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+        names
+            .iter()
+            .map(|name| {
+                RoomName::parse(name)
+                    .map_err(|_| StoreError::Corrupt(format!("bad stored room {name:?}")))
+            })
+            .collect()
+    }
+
+    async fn close(&self) {
+        // Waits for checked-out connections (an append in flight) to come back, then closes.
+        self.pool.close().await;
+    }
+}
+
+/// New messages as one array per column, the shape `UNNEST` takes.
+struct MessageColumns<'a> {
+    room: Vec<&'a str>,
+    seq: Vec<i64>,
+    id: Vec<&'a str>,
+    ts: Vec<i64>,
+    user_id: Vec<&'a str>,
+    user_name: Vec<&'a str>,
+    text: Vec<&'a str>,
+    client_id: Vec<&'a str>,
+}
+
+impl<'a> MessageColumns<'a> {
+    fn with_capacity(capacity: usize) -> Self {
+        Self {
+            room: Vec::with_capacity(capacity),
+            seq: Vec::with_capacity(capacity),
+            id: Vec::with_capacity(capacity),
+            ts: Vec::with_capacity(capacity),
+            user_id: Vec::with_capacity(capacity),
+            user_name: Vec::with_capacity(capacity),
+            text: Vec::with_capacity(capacity),
+            client_id: Vec::with_capacity(capacity),
+        }
+    }
+
+    fn push(&mut self, message: &'a Message) {
+        self.room.push(message.room.as_str());
+        self.seq.push(to_i64(message.seq));
+        self.id.push(&message.id);
+        self.ts.push(message.ts);
+        self.user_id.push(message.user.id.as_str());
+        self.user_name.push(message.user.name.as_str());
+        self.text.push(&message.text);
+        self.client_id.push(&message.client_id);
+    }
+}

@@ -35,6 +35,21 @@ pub struct Config {
     #[arg(long, env = "CONFAB_SECRET", hide_env_values = true, value_parser = parse_secret)]
     pub secret: Option<String>,
 
+    /// PostgreSQL URL (`postgres://...`): keep messages there instead of the embedded SQLite,
+    /// so that several nodes can share them.
+    #[arg(long, env = "CONFAB_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Redis URL (`redis://...`): fan messages, presence and lobby counts out across nodes.
+    /// Requires --database-url: nodes must share storage.
+    #[arg(long, env = "CONFAB_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key and channel, so several clusters can share one Redis.
+    #[arg(long, env = "CONFAB_REDIS_PREFIX", default_value = "confab",
+          value_parser = parse_prefix)]
+    pub redis_prefix: String,
+
     /// Log filter, in `tracing` env-filter syntax (e.g. `info`, `confab=debug`).
     #[arg(long, env = "CONFAB_LOG", default_value = "info")]
     pub log: String,
@@ -48,12 +63,28 @@ impl Config {
             data_dir: data_dir.into(),
             idle_timeout: 45,
             secret: None,
+            database_url: None,
+            redis_url: None,
+            redis_prefix: "confab".into(),
             log: "info".into(),
         }
     }
 
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout)
+    }
+}
+
+fn parse_prefix(raw: &str) -> Result<String, String> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 64
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err("the prefix is 1-64 characters of A-Z, a-z, 0-9, _, - and .".into())
     }
 }
 

@@ -26,9 +26,23 @@ pub const MAX_TEXT_CHARS: usize = 4000;
 const MAX_CLIENT_ID_CHARS: usize = 64;
 
 /// A room name matching `[A-Za-z0-9_-]{1,64}`. Cheap to clone: rooms are named in every frame.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct RoomName(Arc<str>);
+
+impl TryFrom<String> for RoomName {
+    type Error = InvalidValue;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<RoomName> for String {
+    fn from(room: RoomName) -> Self {
+        room.0.to_string()
+    }
+}
 
 impl RoomName {
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {

@@ -12,13 +12,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broker::local::LocalBroker;
+use crate::broker::redis::RedisBroker;
+use crate::broker::{Broker, BrokerError};
 use crate::config::Config;
 use crate::identity::{self, KeyError};
 use crate::rooms::hub::Hub;
 use crate::rooms::writer::Writer;
 use crate::state::AppState;
+use crate::store::advisory::AdvisoryLocks;
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Store, StoreError};
+use crate::store::{PublishOrder, Store, StoreError};
 
 /// How long shutdown waits for sessions to say goodbye before it stops waiting.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -34,6 +38,10 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("cannot load the session secret: {0}")]
     Key(#[from] KeyError),
+    #[error("cannot reach Redis: {0}")]
+    Broker(#[from] BrokerError),
+    #[error("{0}")]
+    Config(&'static str),
 }
 
 pub struct Server {
@@ -45,11 +53,40 @@ pub struct Server {
 
 impl Server {
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir).await?);
+        let (store, order): (Arc<dyn Store>, Option<Arc<dyn PublishOrder>>) =
+            match &config.database_url {
+                Some(url) => (
+                    Arc::new(PostgresStore::connect(url).await?),
+                    Some(Arc::new(AdvisoryLocks::connect(url).await?)),
+                ),
+                None => (Arc::new(SqliteStore::open(&config.data_dir).await?), None),
+            };
         let key = identity::load_or_create_key(config.secret.as_deref(), &config.data_dir)?;
-        let hub = Arc::new(Hub::default());
-        let broker = Arc::new(LocalBroker::new(hub.clone()));
-        let (writer, writer_task) = Writer::spawn(store.clone(), broker);
+        let (hub, broker): (Arc<Hub>, Arc<dyn Broker>) = match &config.redis_url {
+            Some(url) => {
+                if config.database_url.is_none() {
+                    return Err(StartError::Config(
+                        "--redis-url needs --database-url: the nodes of a cluster must share storage",
+                    ));
+                }
+                let (announcer, announcements) = tokio::sync::mpsc::unbounded_channel();
+                let hub = Arc::new(Hub::clustered(announcer));
+                let broker = RedisBroker::start(
+                    url,
+                    &config.redis_prefix,
+                    hub.clone(),
+                    store.clone(),
+                    announcements,
+                )
+                .await?;
+                (hub, Arc::new(broker))
+            }
+            None => {
+                let hub = Arc::new(Hub::default());
+                (hub.clone(), Arc::new(LocalBroker::new(hub)))
+            }
+        };
+        let (writer, writer_task) = Writer::spawn(store.clone(), broker.clone(), order);
         let listener = TcpListener::bind(config.addr)
             .await
             .map_err(|source| StartError::Bind {
@@ -63,6 +100,7 @@ impl Server {
         let state = AppState {
             hub,
             store,
+            broker,
             writer,
             key,
             idle_timeout: config.idle_timeout(),
@@ -118,6 +156,7 @@ impl Server {
         }
         state.writer.stop().await;
         let _ = writer_task.await;
+        state.broker.stop().await;
         let _ = lobby.await;
         state.store.close().await;
         tracing::info!("stopped");

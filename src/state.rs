@@ -9,6 +9,7 @@ use axum_extra::extract::cookie::Key;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::broker::Broker;
 use crate::rooms::hub::Hub;
 use crate::rooms::writer::Writer;
 use crate::store::Store;
@@ -17,6 +18,7 @@ use crate::store::Store;
 pub struct AppState {
     pub hub: Arc<Hub>,
     pub store: Arc<dyn Store>,
+    pub broker: Arc<dyn Broker>,
     pub writer: Writer,
     pub key: Key,
     pub idle_timeout: Duration,

@@ -129,7 +129,7 @@ function handleFrame(frame) {
   }
 }
 
-async function handleClose({ hadHello }) {
+async function handleClose({ hadHello, stopped }) {
   inRoom = false;
   if (historyInFlight && historyInFlight.kind === "gap") {
     // The answer is lost with the connection; say so rather than leave a silent hole.
@@ -142,7 +142,7 @@ async function handleClose({ hadHello }) {
     clearTimeout(entry.retryTimer);
   }
   setStatus("reconnecting");
-  if (!hadHello) {
+  if (!hadHello && !stopped) {
     // A refused upgrade (e.g. the session is gone) looks like any failed connection to a
     // script; ask the HTTP API whether we are still signed in.
     try {
@@ -224,6 +224,7 @@ function handleHistory(frame) {
         addSkippedNote(first);
       }
     }
+    if (historyInFlight === null && ui.scroller.scrollTop < NEAR_TOP_PX) loadOlder();
   }
 }
 
@@ -320,8 +321,12 @@ function receive(messages, kind) {
       lastSeq = Math.max(lastSeq, m.seq);
     }
     insertMessage(m);
-    if (m.user.id !== me?.id) newFromOthers = true;
+    if (m.user.id !== me?.id) {
+      newFromOthers = true;
+      if (kind === "live" || kind === "resume") noteUnseen();
+    }
   }
+  relayout();
   if (kind === "older" || kind === "initial") return;
   if (stick || ownConfirmed) scrollToBottom();
   else if (newFromOthers) ui.jumpLatest.hidden = false;
@@ -342,8 +347,6 @@ function insertMessage(m) {
     previous = previous.previousElementSibling;
   }
   list.insertBefore(li, anchor);
-  regroup(li);
-  regroup(li.nextElementSibling);
 }
 
 function buildMessage(m, pending) {
@@ -383,17 +386,79 @@ function timeElement(ts) {
   return time;
 }
 
-/** Marks a message as continuing its predecessor's group (same author, within 5 minutes). */
-function regroup(li) {
-  if (!li || !li.classList.contains("message")) return;
-  const prev = li.previousElementSibling;
-  const continued =
-    prev !== null &&
-    prev.classList.contains("message") &&
-    !prev.classList.contains("failed") &&
-    prev.dataset.userId === li.dataset.userId &&
-    Math.abs(Number(li.dataset.ts) - Number(prev.dataset.ts)) < GROUP_WINDOW_MS;
-  li.classList.toggle("continued", continued);
+/**
+ * Puts a day divider before the first message of each day and marks messages that continue
+ * their predecessor's group (same author, within 5 minutes, same day). One pass per batch.
+ */
+function relayout() {
+  // Dividers already in place stay put: the list is a live region, and re-inserting them would
+  // make screen readers announce "Today" again with every message.
+  let previous = null;
+  let previousDay = null;
+  for (const li of [...ui.messages.querySelectorAll("li.message")]) {
+    const ts = Number(li.dataset.ts);
+    const day = dayKey(ts);
+    const before = li.previousElementSibling;
+    const divided = before !== null && before.classList.contains("day") && before.dataset.day === day;
+    if (day !== previousDay) {
+      if (!divided) ui.messages.insertBefore(dayDivider(ts), li);
+      previousDay = day;
+      previous = null;
+    } else if (divided) {
+      before.remove();
+    }
+    const continued =
+      previous !== null &&
+      previous === li.previousElementSibling &&
+      !previous.classList.contains("failed") &&
+      previous.dataset.userId === li.dataset.userId &&
+      Math.abs(ts - Number(previous.dataset.ts)) < GROUP_WINDOW_MS;
+    li.classList.toggle("continued", continued);
+    previous = li;
+  }
+  for (const divider of ui.messages.querySelectorAll("li.day")) {
+    const next = divider.nextElementSibling;
+    if (next === null || !next.classList.contains("message") || dayKey(Number(next.dataset.ts)) !== divider.dataset.day) {
+      divider.remove();
+    }
+  }
+}
+
+function dayKey(ts) {
+  const d = new Date(ts);
+  return `${d.getFullYear()}-${d.getMonth()}-${d.getDate()}`;
+}
+
+function dayDivider(ts) {
+  const li = document.createElement("li");
+  li.className = "day";
+  li.dataset.day = dayKey(ts);
+  li.setAttribute("role", "separator");
+  const label = document.createElement("span");
+  const date = new Date(ts);
+  const today = new Date();
+  const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
+  if (dayKey(ts) === dayKey(today.getTime())) label.textContent = "Today";
+  else if (dayKey(ts) === dayKey(yesterday.getTime())) label.textContent = "Yesterday";
+  else {
+    label.textContent = date.toLocaleDateString(undefined, {
+      weekday: "long",
+      day: "numeric",
+      month: "long",
+      year: date.getFullYear() === today.getFullYear() ? undefined : "numeric",
+    });
+  }
+  li.append(label);
+  return li;
+}
+
+let unseen = 0;
+
+/** Counts messages from others that arrive while the tab is hidden, in the tab's title. */
+function noteUnseen() {
+  if (document.visibilityState !== "hidden") return;
+  unseen += 1;
+  document.title = `(${unseen}) #${room} · confab`;
 }
 
 function showHistoryStart() {
@@ -425,19 +490,37 @@ function submitComposer() {
     );
     return;
   }
+  if (me === null) {
+    showComposerError("Still connecting to the server; your text is kept. Try again in a moment.");
+    return;
+  }
   hideComposerError();
   const entry = { clientId: newClientId(), text, ts: Date.now(), state: "queued", retries: 0, retryTimer: null };
   entry.li = buildMessage({ user: me, text, ts: entry.ts }, true);
   entry.li.dataset.clientId = entry.clientId;
-  entry.li.querySelector(".bubble").append(statusLine("Sending…"));
+  entry.li.querySelector(".bubble").append(statusLine(pendingLabel()));
   outbox.push(entry);
   ui.messages.append(entry.li);
-  regroup(entry.li);
+  relayout();
   ui.composer.value = "";
   autosize();
   updateCount();
   if (inRoom) sendEntry(entry);
   scrollToBottom();
+}
+
+function pendingLabel() {
+  return inRoom ? "Sending…" : "Waiting for the connection…";
+}
+
+/** Keeps each pending message's "Sending…" line true to the connection state. */
+function refreshPendingLabels() {
+  const label = pendingLabel();
+  for (const entry of outbox) {
+    if (entry.state === "failed") continue;
+    const line = entry.li.querySelector(".send-status");
+    if (line && line.textContent !== label) line.textContent = label;
+  }
 }
 
 function statusLine(text) {
@@ -464,9 +547,8 @@ function confirm(clientId) {
   if (index < 0) return false;
   const [entry] = outbox.splice(index, 1);
   clearTimeout(entry.retryTimer);
-  const next = entry.li.nextElementSibling;
   entry.li.remove();
-  regroup(next);
+  relayout();
   return true;
 }
 
@@ -484,7 +566,8 @@ function markFailed(entry, message) {
   retry.textContent = "Retry";
   retry.addEventListener("click", () => {
     li.classList.remove("failed");
-    status.replaceWith(statusLine("Sending…"));
+    relayout();
+    status.replaceWith(statusLine(pendingLabel()));
     entry.state = "queued";
     if (inRoom) sendEntry(entry);
   });
@@ -496,10 +579,12 @@ function markFailed(entry, message) {
     const index = outbox.indexOf(entry);
     if (index >= 0) outbox.splice(index, 1);
     li.remove();
+    relayout();
     ui.composer.focus();
   });
   status.append(" ", retry, " ", discard);
   li.querySelector(".bubble").append(status);
+  relayout();
 }
 
 function showComposerError(message) {
@@ -584,6 +669,7 @@ function setStatus(state) {
     state === "connected" ? "Connected" : state === "reconnecting" ? "Reconnecting…" : "Connecting…";
   ui.banner.hidden = state !== "reconnecting";
   document.body.dataset.connection = state;
+  refreshPendingLabels();
 }
 
 // ---- pages ---------------------------------------------------------------------------------
@@ -648,6 +734,12 @@ function wireEvents() {
     ui.membersToggle.focus();
   });
   ui.membersBackdrop.addEventListener("click", () => setMembersOpen(false));
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && unseen > 0) {
+      unseen = 0;
+      document.title = `#${room} · confab`;
+    }
+  });
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && ui.members.classList.contains("open")) {
       setMembersOpen(false);

@@ -18,7 +18,8 @@ export class Connection {
   /**
    * @param {object} handlers
    * @param {(frame: object) => void} handlers.onFrame every frame except `pong`, `hello` included
-   * @param {(info: {code: number, hadHello: boolean}) => void} [handlers.onClose]
+   * @param {(info: {code: number, hadHello: boolean, stopped: boolean}) => void} [handlers.onClose]
+   *   the socket closed or failed to open; `stopped` when `stop()` closed it
    * @param {() => void} [handlers.onConnecting] a new attempt starts
    */
   constructor(handlers) {
@@ -31,9 +32,27 @@ export class Connection {
     this.lastHeard = 0;
     this.heartbeat = null;
     this.onOnline = () => this.reconnectNow();
+    // The browser says the network is gone: the socket is most likely dead, but TCP may take
+    // minutes to notice. Drop it now so the page shows it is reconnecting and retries; resuming
+    // with `since` makes a needless reconnect cheap and lossless.
+    this.onOffline = () => this.drop();
     this.onVisible = () => {
       if (document.visibilityState === "visible") this.reconnectNow();
     };
+    // Leaving the page closes the socket at once, so the server sees us go now rather than at
+    // the idle timeout (a page kept in the back/forward cache could otherwise stay "online").
+    // Coming back from that cache starts again, and the page resumes where it was.
+    this.suspended = false;
+    window.addEventListener("pagehide", () => {
+      if (this.stopped) return;
+      this.suspended = true;
+      this.stop();
+    });
+    window.addEventListener("pageshow", () => {
+      if (!this.suspended) return;
+      this.suspended = false;
+      this.start();
+    });
   }
 
   get url() {
@@ -50,6 +69,7 @@ export class Connection {
     if (!this.stopped) return;
     this.stopped = false;
     window.addEventListener("online", this.onOnline);
+    window.addEventListener("offline", this.onOffline);
     document.addEventListener("visibilitychange", this.onVisible);
     this.heartbeat = setInterval(() => this.beat(), PING_EVERY_MS);
     this.connect();
@@ -62,10 +82,13 @@ export class Connection {
     this.timer = null;
     clearInterval(this.heartbeat);
     window.removeEventListener("online", this.onOnline);
+    window.removeEventListener("offline", this.onOffline);
     document.removeEventListener("visibilitychange", this.onVisible);
     const ws = this.ws;
-    this.ws = null;
-    if (ws) ws.close(1000);
+    if (ws) {
+      this.closed(1000);
+      ws.close(1000);
+    }
   }
 
   /** Sends one frame; returns false (and sends nothing) when the socket is not open. */
@@ -129,7 +152,7 @@ export class Connection {
     this.ws = null;
     const hadHello = this.hadHello;
     this.hadHello = false;
-    this.handlers.onClose?.({ code, hadHello });
+    this.handlers.onClose?.({ code, hadHello, stopped: this.stopped });
     if (!this.stopped) this.scheduleReconnect();
   }
 
@@ -142,18 +165,24 @@ export class Connection {
     this.timer = setTimeout(() => this.connect(), delay);
   }
 
+  /** Abandons the current socket (if any) and reconnects with backoff. */
+  drop() {
+    const ws = this.ws;
+    if (ws === null) return;
+    // Detach it first so its late close event is ignored.
+    this.closed(4000);
+    try {
+      ws.close();
+    } catch {
+      // already closing
+    }
+  }
+
   beat() {
     if (!this.isOpen) return;
     if (Date.now() - this.lastHeard > SILENCE_LIMIT_MS) {
-      // The socket looks dead; don't wait for TCP to notice. Detach it first so its late close
-      // event is ignored, then reconnect.
-      const ws = this.ws;
-      this.closed(4000);
-      try {
-        ws.close();
-      } catch {
-        // already closing
-      }
+      // The socket looks dead; don't wait for TCP to notice.
+      this.drop();
       return;
     }
     this.send({ type: "ping" });

@@ -13,9 +13,16 @@ export function charCount(text) {
   return n;
 }
 
+const SURROUNDING_SPACE = /^\p{White_Space}+|\p{White_Space}+$/gu;
+
+/** Trims what the server trims (Unicode White_Space, as Rust's `str::trim`). */
+export function trimName(raw) {
+  return raw.replace(SURROUNDING_SPACE, "");
+}
+
 /** Returns a message for people when `raw` is not a valid display name, otherwise null. */
 export function nameProblem(raw) {
-  const name = raw.trim();
+  const name = trimName(raw);
   if (name.length === 0) return "Please enter a display name.";
   if (charCount(name) > MAX_NAME_CHARS) {
     return `Display names can be at most ${MAX_NAME_CHARS} characters (this one has ${charCount(name)}).`;
@@ -120,7 +127,7 @@ export function bindNameForm(form, onSignedIn) {
     }
     button.disabled = true;
     try {
-      const user = await createSession(input.value.trim());
+      const user = await createSession(trimName(input.value));
       error.hidden = true;
       error.textContent = "";
       input.removeAttribute("aria-invalid");

@@ -45,9 +45,9 @@ const conn = new Connection({
       }
     }
   },
-  async onClose({ hadHello }) {
+  async onClose({ hadHello, stopped }) {
     setStatus(everConnected ? "reconnecting" : "connecting");
-    if (!hadHello) {
+    if (!hadHello && !stopped) {
       // The upgrade may have been refused because the session is gone (401); a browser cannot
       // see the status of a failed upgrade, so ask the HTTP API.
       try {

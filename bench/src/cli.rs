@@ -69,12 +69,14 @@ pub struct ConnArgs {
           value_parser = clap::value_parser!(u8).range(1..=254))]
     pub source_addrs: u8,
 
-    /// Connections being opened at once.
+    /// Connections being opened at once. Kept under the listen backlog of a server bound with
+    /// tokio's default (128 here): past it the kernel drops SYNs and a connect waits out a 1 s
+    /// retransmit, which would be measured as join latency.
     #[arg(
         long,
         global = true,
         env = "CONFAB_BENCH_CONNECT_CONCURRENCY",
-        default_value_t = 256
+        default_value_t = 100
     )]
     pub connect_concurrency: usize,
 

@@ -1,10 +1,12 @@
-//! The single-node broker: publishing is delivering, in the caller's order, with no copy.
+//! The single-node broker: publishing is delivering, in the caller's order, with no copy; there
+//! are no other nodes, so no remote members.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{Broker, BrokerError, Deliver, Published};
+use super::{Broker, BrokerError, Deliver, NodeId, Published};
+use crate::domain::{RoomName, User};
 
 pub struct LocalBroker {
     sink: Arc<dyn Deliver>,
@@ -24,4 +26,10 @@ impl Broker for LocalBroker {
         }
         Ok(())
     }
+
+    async fn remote_members(&self, _room: &RoomName) -> Result<Vec<(NodeId, User)>, BrokerError> {
+        Ok(Vec::new())
+    }
+
+    async fn stop(&self) {}
 }

@@ -1,16 +1,20 @@
 //! Cross-node fan-out behind one small trait. A node publishes every committed message to the
 //! broker; the broker hands it to every node's [`Deliver`] sink (its own included), which fans
-//! it out to local connections. On one node the broker is a direct call; a Redis broker slots
-//! in here without touching sessions or rooms.
+//! it out to local connections. Presence changes travel the same way. On one node the broker
+//! is a direct call ([`local`]); several nodes share Redis ([`redis`]).
 
 pub mod local;
+pub mod redis;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use thiserror::Error;
 
-use crate::domain::{ConnectionId, Message};
+use crate::domain::{ConnectionId, Message, RoomName, User};
+
+/// A node's id, unique per process start.
+pub type NodeId = Arc<str>;
 
 #[derive(Debug, Error)]
 pub enum BrokerError {
@@ -26,9 +30,29 @@ pub struct Published {
     pub origin: Option<ConnectionId>,
 }
 
-/// Where a broker hands what it receives: the local fan-out.
+/// One user's presence in one room *on this node* changed: their first connection there joined
+/// (`present`), or their last one left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceChange {
+    pub room: RoomName,
+    pub user: User,
+    pub present: bool,
+}
+
+/// Where a broker hands what it receives: this node's rooms.
 pub trait Deliver: Send + Sync + 'static {
+    /// A committed message, in seq order per room.
     fn deliver(&self, published: Published);
+    /// Another node's member of `room` arrived (`present`) or left.
+    fn remote_presence(&self, node: &NodeId, room: &RoomName, user: &User, present: bool);
+    /// Everything this node believes about other nodes' members of `room`, replaced.
+    fn replace_remote(&self, room: &RoomName, members: Vec<(NodeId, User)>);
+    /// A node died or left: its members leave every room.
+    fn node_gone(&self, node: &NodeId);
+    /// This node's own members, per room with local connections (to rebuild shared state).
+    fn local_presence(&self) -> Vec<(RoomName, Vec<User>)>;
+    /// Rooms hosted here with the last seq each has fanned out (to catch up after a gap).
+    fn hosted_seqs(&self) -> Vec<(RoomName, Option<u64>)>;
 }
 
 #[async_trait]
@@ -36,4 +60,10 @@ pub trait Broker: Send + Sync + 'static {
     /// Publishes committed messages, in seq order per room. Returns once every node will see
     /// them in that order.
     async fn publish(&self, batch: Vec<Published>) -> Result<(), BrokerError>;
+
+    /// Members of `room` connected to other nodes, for a room this node starts hosting.
+    async fn remote_members(&self, room: &RoomName) -> Result<Vec<(NodeId, User)>, BrokerError>;
+
+    /// Says goodbye to the other nodes (their users see this node's members leave).
+    async fn stop(&self);
 }

@@ -27,6 +27,9 @@ pub mod close {
     pub const IDLE_TIMEOUT: u16 = 4000;
     /// The connection's bounded send queue filled up: it cannot keep up with its rooms.
     pub const TOO_SLOW: u16 = 4001;
+    /// A room's live stream had a hole (e.g. a node died between commit and publish); resume
+    /// with `since` and the store fills it.
+    pub const RESYNC: u16 = 4002;
 }
 
 /// The stable `code` of an `error` frame.

@@ -1,18 +1,20 @@
-//! Who is in which room on this node, presence counted per user, and the fan-out of committed
-//! messages to local connections.
+//! Who is in which room on this node, presence counted per user (across nodes when there are
+//! several), and the fan-out of committed messages to local connections.
 //!
 //! Locking: one std `Mutex` for the room map (held only to find, create or drop a room) and one
 //! per room (held for a fan-out or a membership change). Always map before room, never the
 //! other way; neither is ever held across an `.await`. Frames are encoded before the room lock
 //! is taken, so the lock covers only refcount pushes into bounded queues.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::mpsc;
 
 use super::lobby::Lobby;
 use super::outbox::Outbox;
-use crate::broker::{Deliver, Published};
+use crate::broker::{Deliver, NodeId, PresenceChange, Published};
 use crate::domain::{ConnectionId, Message, RoomName, User, UserId};
 use crate::protocol::server::{self, Frame, Joined, RoomCount};
 use crate::store::Page;
@@ -21,22 +23,42 @@ use crate::store::Page;
 /// the join is cut off as too slow (it resumes with `since`).
 const PENDING_CAP: usize = 4096;
 
+/// Where this node's presence changes go when other nodes must hear of them. Unbounded because
+/// the hub must not wait under a lock; it carries one entry per join or leave, bounded in
+/// practice by the connection rate.
+pub type Announcer = mpsc::UnboundedSender<PresenceChange>;
+
 #[derive(Default)]
 pub struct Hub {
     rooms: Mutex<HashMap<RoomName, Arc<Mutex<Room>>>>,
     pub lobby: Lobby,
+    announcer: Option<Announcer>,
 }
 
 #[derive(Default)]
 struct Room {
     subscribers: HashMap<ConnectionId, Subscriber>,
-    /// Distinct users with at least one subscribed connection, and how many they have.
+    /// Distinct users present: with a connection here, or on another node.
     members: HashMap<UserId, Member>,
+    /// The highest seq fanned out here: a later one must be exactly the next.
+    last_seq: Option<u64>,
+    /// Until the first view of other nodes' members is merged, which (node, user) pairs live
+    /// events have already settled: those are newer than that view.
+    settled: Option<HashSet<(NodeId, UserId)>>,
 }
 
 struct Member {
     user: User,
+    /// This node's connections of the user in this room.
     connections: u32,
+    /// Other nodes where the user is in this room.
+    remote: HashSet<NodeId>,
+}
+
+impl Member {
+    fn present(&self) -> bool {
+        self.connections > 0 || !self.remote.is_empty()
+    }
 }
 
 struct Subscriber {
@@ -60,10 +82,30 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Hub {
+    /// A hub whose presence changes are also sent to other nodes through `announcer`.
+    pub fn clustered(announcer: Announcer) -> Self {
+        Self {
+            announcer: Some(announcer),
+            ..Self::default()
+        }
+    }
+
+    fn room(&self, room: &RoomName) -> Option<Arc<Mutex<Room>>> {
+        lock(&self.rooms).get(room).cloned()
+    }
+
     /// Adds a connection to a room. It receives nothing of the room until [`Hub::activate`].
     /// Subscribing before reading history is what makes the join race-free.
     pub fn subscribe(&self, room: &RoomName, conn: ConnectionId, user: &User, outbox: Outbox) {
-        let cell = lock(&self.rooms).entry(room.clone()).or_default().clone();
+        let cell = lock(&self.rooms)
+            .entry(room.clone())
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(Room {
+                    settled: Some(HashSet::new()),
+                    ..Room::default()
+                }))
+            })
+            .clone();
         let mut state = lock(&cell);
         state.subscribers.insert(
             conn,
@@ -79,9 +121,14 @@ impl Hub {
             .or_insert_with(|| Member {
                 user: user.clone(),
                 connections: 0,
+                remote: HashSet::new(),
             });
+        let was_present = member.present();
         member.connections += 1;
         if member.connections == 1 {
+            self.announce(room, user, true);
+        }
+        if !was_present {
             let frame = server::presence(room, std::slice::from_ref(user), &[]);
             state.broadcast_live(&frame);
             self.lobby.changed(room);
@@ -99,11 +146,11 @@ impl Hub {
         mut page: Page,
         since: Option<u64>,
     ) -> bool {
-        let Some(cell) = lock(&self.rooms).get(room).cloned() else {
+        let Some(cell) = self.room(room) else {
             return false;
         };
         let mut state = lock(&cell);
-        let members: Vec<User> = state.members.values().map(|m| m.user.clone()).collect();
+        let members = state.present_members();
         let Some(subscriber) = state.subscribers.get_mut(&conn) else {
             return false;
         };
@@ -118,13 +165,17 @@ impl Hub {
             Delivery::Live { .. } => Vec::new(),
         };
         // Messages committed after the history read: the read may also have seen some of them.
-        page.messages.extend(
-            pending
-                .iter()
-                .filter(|m| m.seq > read_up_to)
-                .map(|m| (**m).clone()),
-        );
-        let last_seq = page.last_seq().unwrap_or(0).max(read_up_to);
+        let mut expected = read_up_to + 1;
+        for message in pending.iter().filter(|m| m.seq > read_up_to) {
+            if message.seq != expected {
+                // A hole between the read and the live stream: resume and let the store fill it.
+                subscriber.outbox.resync();
+                return true;
+            }
+            page.messages.push((**message).clone());
+            expected += 1;
+        }
+        let last_seq = expected - 1;
         subscriber.state = Delivery::Live {
             delivered_up_to: last_seq,
         };
@@ -159,10 +210,13 @@ impl Hub {
         if let Entry::Occupied(mut member) = state.members.entry(subscriber.user) {
             member.get_mut().connections -= 1;
             if member.get().connections == 0 {
-                let gone = member.remove().user;
-                let frame = server::presence(room, &[], std::slice::from_ref(&gone));
-                state.broadcast_live(&frame);
-                self.lobby.changed(room);
+                self.announce(room, &member.get().user, false);
+                if !member.get().present() {
+                    let gone = member.remove().user;
+                    let frame = server::presence(room, &[], std::slice::from_ref(&gone));
+                    state.broadcast_live(&frame);
+                    self.lobby.changed(room);
+                }
             }
         }
         if state.subscribers.is_empty() {
@@ -171,13 +225,77 @@ impl Hub {
         }
     }
 
-    /// How many people are in `room` on this node right now.
-    pub fn online(&self, room: &RoomName) -> u32 {
-        let cell = lock(&self.rooms).get(room).cloned();
-        cell.map_or(0, |cell| count(lock(&cell).members.len()))
+    /// Merges the first view of other nodes' members of a room this node just started hosting.
+    /// Anything a live event already settled is newer than the view and wins.
+    pub fn merge_remote(&self, room: &RoomName, members: Vec<(NodeId, User)>) {
+        let Some(cell) = self.room(room) else {
+            return;
+        };
+        let mut state = lock(&cell);
+        let Some(settled) = state.settled.take() else {
+            return; // merged already, by an earlier join
+        };
+        for (node, user) in members {
+            if !settled.contains(&(node.clone(), user.id.clone())) {
+                self.apply_remote(room, &mut state, &node, &user, true);
+            }
+        }
     }
 
-    /// Every room with someone in it, with its count.
+    fn announce(&self, room: &RoomName, user: &User, present: bool) {
+        if let Some(announcer) = &self.announcer {
+            let _ = announcer.send(PresenceChange {
+                room: room.clone(),
+                user: user.clone(),
+                present,
+            });
+        }
+    }
+
+    fn apply_remote(
+        &self,
+        room: &RoomName,
+        state: &mut Room,
+        node: &NodeId,
+        user: &User,
+        present: bool,
+    ) {
+        let member = state
+            .members
+            .entry(user.id.clone())
+            .or_insert_with(|| Member {
+                user: user.clone(),
+                connections: 0,
+                remote: HashSet::new(),
+            });
+        let was_present = member.present();
+        if present {
+            member.remote.insert(node.clone());
+        } else {
+            member.remote.remove(node);
+        }
+        let now_present = member.present();
+        if !now_present {
+            state.members.remove(&user.id);
+        }
+        if was_present != now_present {
+            let frame = if now_present {
+                server::presence(room, std::slice::from_ref(user), &[])
+            } else {
+                server::presence(room, &[], std::slice::from_ref(user))
+            };
+            state.broadcast_live(&frame);
+            self.lobby.changed(room);
+        }
+    }
+
+    /// How many people are in `room` right now (on every node).
+    pub fn online(&self, room: &RoomName) -> u32 {
+        self.room(room)
+            .map_or(0, |cell| count(lock(&cell).members.len()))
+    }
+
+    /// Every room this node hosts with someone in it, with its count.
     pub fn occupied_rooms(&self) -> Vec<RoomCount> {
         let cells: Vec<_> = lock(&self.rooms)
             .iter()
@@ -190,6 +308,13 @@ impl Hub {
                 online: count(lock(&cell).members.len()),
             })
             .filter(|room| room.online > 0)
+            .collect()
+    }
+
+    fn all_rooms(&self) -> Vec<(RoomName, Arc<Mutex<Room>>)> {
+        lock(&self.rooms)
+            .iter()
+            .map(|(name, cell)| (name.clone(), cell.clone()))
             .collect()
     }
 }
@@ -207,11 +332,15 @@ impl Room {
             }
         }
     }
+
+    fn present_members(&self) -> Vec<User> {
+        self.members.values().map(|m| m.user.clone()).collect()
+    }
 }
 
 impl Deliver for Hub {
     fn deliver(&self, published: Published) {
-        let Some(cell) = lock(&self.rooms).get(&published.message.room).cloned() else {
+        let Some(cell) = self.room(&published.message.room) else {
             return; // nobody here is in that room
         };
         let message = published.message;
@@ -220,6 +349,24 @@ impl Deliver for Hub {
             .origin
             .map(|origin| (origin, server::message(&message, true)));
         let mut state = lock(&cell);
+        match state.last_seq {
+            Some(last) if message.seq <= last => {
+                tracing::debug!(room = %message.room, seq = message.seq, last, "dropping a message heard twice");
+                return;
+            }
+            Some(last) if message.seq > last + 1 => {
+                // A hole in the stream: a node died between its commit and its publish, or the
+                // broker dropped out. Live readers resume with `since`; the store has it all.
+                tracing::warn!(room = %message.room, last, next = message.seq, "gap in a room's stream");
+                for subscriber in state.subscribers.values() {
+                    if matches!(subscriber.state, Delivery::Live { .. }) {
+                        subscriber.outbox.resync();
+                    }
+                }
+            }
+            _ => {}
+        }
+        state.last_seq = Some(message.seq);
         for (conn, subscriber) in &mut state.subscribers {
             match &mut subscriber.state {
                 Delivery::Live { delivered_up_to } => {
@@ -242,6 +389,79 @@ impl Deliver for Hub {
                 }
             }
         }
+    }
+
+    fn remote_presence(&self, node: &NodeId, room: &RoomName, user: &User, present: bool) {
+        let Some(cell) = self.room(room) else {
+            return; // not hosted here; read in full when it is
+        };
+        let mut state = lock(&cell);
+        if let Some(settled) = &mut state.settled {
+            settled.insert((node.clone(), user.id.clone()));
+        }
+        self.apply_remote(room, &mut state, node, user, present);
+    }
+
+    fn replace_remote(&self, room: &RoomName, members: Vec<(NodeId, User)>) {
+        let Some(cell) = self.room(room) else {
+            return;
+        };
+        let mut state = lock(&cell);
+        state.settled = None;
+        let wanted: HashSet<(NodeId, UserId)> = members
+            .iter()
+            .map(|(node, user)| (node.clone(), user.id.clone()))
+            .collect();
+        let stale: Vec<(NodeId, User)> = state
+            .members
+            .values()
+            .flat_map(|m| m.remote.iter().map(|node| (node.clone(), m.user.clone())))
+            .filter(|(node, user)| !wanted.contains(&(node.clone(), user.id.clone())))
+            .collect();
+        for (node, user) in stale {
+            self.apply_remote(room, &mut state, &node, &user, false);
+        }
+        for (node, user) in members {
+            self.apply_remote(room, &mut state, &node, &user, true);
+        }
+    }
+
+    fn node_gone(&self, node: &NodeId) {
+        for (room, cell) in self.all_rooms() {
+            let mut state = lock(&cell);
+            let gone: Vec<User> = state
+                .members
+                .values()
+                .filter(|m| m.remote.contains(node))
+                .map(|m| m.user.clone())
+                .collect();
+            for user in gone {
+                self.apply_remote(&room, &mut state, node, &user, false);
+            }
+        }
+    }
+
+    fn hosted_seqs(&self) -> Vec<(RoomName, Option<u64>)> {
+        self.all_rooms()
+            .into_iter()
+            .map(|(room, cell)| (room, lock(&cell).last_seq))
+            .collect()
+    }
+
+    fn local_presence(&self) -> Vec<(RoomName, Vec<User>)> {
+        self.all_rooms()
+            .into_iter()
+            .map(|(room, cell)| {
+                let state = lock(&cell);
+                let users = state
+                    .members
+                    .values()
+                    .filter(|m| m.connections > 0)
+                    .map(|m| m.user.clone())
+                    .collect();
+                (room, users)
+            })
+            .collect()
     }
 }
 
@@ -371,7 +591,7 @@ mod tests {
     #[test]
     fn a_full_queue_cuts_off_that_connection_only() {
         let hub = Hub::default();
-        let (slow, mut slow_rx) = outbox(2);
+        let (slow, slow_rx) = outbox(2);
         let (fast, mut fast_rx) = outbox(64);
         hub.subscribe(&room(), ConnectionId(1), &user("slow"), slow);
         hub.activate(

@@ -3,10 +3,11 @@
 //! slow reader can neither miss a message silently nor slow its rooms down.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 
 use tokio::sync::{Notify, mpsc};
 
+use crate::protocol::close;
 use crate::protocol::server::Frame;
 
 /// Frames one connection may have queued. At ~200 bytes a chat frame this bounds a stalled
@@ -31,7 +32,8 @@ pub struct CutOffSignal(Arc<CutOff>);
 
 #[derive(Default)]
 struct CutOff {
-    tripped: AtomicBool,
+    /// The close code to send; 0 while the connection is in good standing.
+    code: AtomicU16,
     notify: Notify,
 }
 
@@ -66,7 +68,22 @@ impl Outbox {
 
     /// Marks the connection as unable to keep up; its writer closes it with 4001.
     pub fn cut_off(&self) {
-        if !self.cut.tripped.swap(true, Ordering::AcqRel) {
+        self.close_with(close::TOO_SLOW);
+    }
+
+    /// Its room's stream had a hole (a node died mid-publish): the writer closes it with 4002
+    /// and the client resumes with `since`, which the store answers exactly.
+    pub fn resync(&self) {
+        self.close_with(close::RESYNC);
+    }
+
+    fn close_with(&self, code: u16) {
+        if self
+            .cut
+            .code
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
             // notify_one stores a permit, so the writer wakes even if it is not waiting yet.
             self.cut.notify.notify_one();
         }
@@ -74,8 +91,13 @@ impl Outbox {
 }
 
 impl CutOffSignal {
-    pub async fn tripped(&self) {
-        while !self.0.tripped.load(Ordering::Acquire) {
+    /// Resolves with the close code once the connection has been cut off.
+    pub async fn tripped(&self) -> u16 {
+        loop {
+            let code = self.0.code.load(Ordering::Acquire);
+            if code != 0 {
+                return code;
+            }
             self.0.notify.notified().await;
         }
     }
@@ -91,7 +113,7 @@ mod tests {
         assert!(outbox.push(Frame::from_static("1")));
         assert!(outbox.push(Frame::from_static("2")));
         assert!(!outbox.push(Frame::from_static("3")));
-        receiver.cut.tripped().await;
+        assert_eq!(receiver.cut.tripped().await, close::TOO_SLOW);
         assert_eq!(receiver.frames.recv().await.unwrap().as_str(), "1");
     }
 }

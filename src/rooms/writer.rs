@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::broker::{Broker, Published};
 use crate::domain::ConnectionId;
-use crate::store::{Appended, NewMessage, Store};
+use crate::store::{Appended, NewMessage, PublishOrder, Store};
 
 /// Most messages in one transaction. Large enough to amortise the commit, small enough that
 /// one batch's fan-out does not stall the next commit for long.
@@ -45,9 +45,21 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn spawn(store: Arc<dyn Store>, broker: Arc<dyn Broker>) -> (Self, JoinHandle<()>) {
+    /// `order` is needed only when several nodes store into the same rooms.
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        broker: Arc<dyn Broker>,
+        order: Option<Arc<dyn PublishOrder>>,
+    ) -> (Self, JoinHandle<()>) {
         let (commands, receiver) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run(receiver, store, broker));
+        let task = tokio::spawn(run(
+            receiver,
+            Backends {
+                store,
+                broker,
+                order,
+            },
+        ));
         (Self { commands }, task)
     }
 
@@ -82,11 +94,13 @@ impl Writer {
 /// Who waits for each message of the batch being gathered, index for index.
 type Waiter = (ConnectionId, oneshot::Sender<Result<Appended, AppendError>>);
 
-async fn run(
-    mut commands: mpsc::Receiver<Command>,
+struct Backends {
     store: Arc<dyn Store>,
     broker: Arc<dyn Broker>,
-) {
+    order: Option<Arc<dyn PublishOrder>>,
+}
+
+async fn run(mut commands: mpsc::Receiver<Command>, backends: Backends) {
     let mut messages: Vec<NewMessage> = Vec::with_capacity(MAX_BATCH);
     let mut waiters: Vec<Waiter> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = commands.recv().await {
@@ -112,7 +126,7 @@ async fn run(
             }
         }
         if !messages.is_empty() {
-            commit(&messages, &mut waiters, store.as_ref(), broker.as_ref()).await;
+            commit(&messages, &mut waiters, &backends).await;
             messages.clear();
         }
         if let Some(done) = stop {
@@ -122,13 +136,19 @@ async fn run(
     }
 }
 
-async fn commit(
-    messages: &[NewMessage],
-    waiters: &mut Vec<Waiter>,
-    store: &dyn Store,
-    broker: &dyn Broker,
-) {
-    match store.append(messages).await {
+async fn commit(messages: &[NewMessage], waiters: &mut Vec<Waiter>, backends: &Backends) {
+    let hold = match &backends.order {
+        None => None,
+        Some(order) => {
+            let rooms: Vec<_> = messages.iter().map(|m| &m.room).collect();
+            match order.hold(&rooms).await {
+                Ok(hold) => Some(hold),
+                Err(error) => return fail(messages, waiters, &error),
+            }
+        }
+    };
+    let stored = backends.store.append(messages).await;
+    match stored {
         Ok(outcomes) => {
             let published = waiters
                 .iter()
@@ -141,19 +161,30 @@ async fn commit(
                     Appended::Duplicate(_) => None,
                 })
                 .collect();
-            if let Err(error) = broker.publish(published).await {
-                // Stored but not broadcast: members catch up on their next join with `since`.
+            if let Err(error) = backends.broker.publish(published).await {
+                // Stored, so it is not lost: whoever missed it resumes from the store.
                 tracing::error!(%error, "publishing a committed batch failed");
+            }
+            if let Some(hold) = hold {
+                hold.release().await;
             }
             for ((_, reply), outcome) in waiters.drain(..).zip(outcomes) {
                 let _ = reply.send(Ok(outcome));
             }
         }
         Err(error) => {
-            tracing::error!(%error, messages = messages.len(), "storing a batch failed");
-            for (_, reply) in waiters.drain(..) {
-                let _ = reply.send(Err(AppendError::Unavailable));
+            if let Some(hold) = hold {
+                hold.release().await;
             }
+            fail(messages, waiters, &error);
         }
+    }
+}
+
+/// Nothing of the batch was stored: every sender hears `unavailable` and may retry.
+fn fail(messages: &[NewMessage], waiters: &mut Vec<Waiter>, error: &dyn std::fmt::Display) {
+    tracing::error!(%error, messages = messages.len(), "storing a batch failed");
+    for (_, reply) in waiters.drain(..) {
+        let _ = reply.send(Err(AppendError::Unavailable));
     }
 }

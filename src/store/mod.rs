@@ -1,6 +1,7 @@
 //! Message storage behind one small trait, one module per backend. Everything above this
 //! module talks to `Arc<dyn Store>` and never knows which engine holds the rows.
 
+pub mod advisory;
 pub mod postgres;
 pub mod sqlite;
 
@@ -61,6 +62,19 @@ impl Page {
     pub fn last_seq(&self) -> Option<u64> {
         self.messages.last().map(|m| m.seq)
     }
+}
+
+/// Keeps the publish order of some rooms across nodes: while a node holds it, no other node
+/// can store-and-publish to those rooms, so publish order matches seq order everywhere.
+#[async_trait]
+pub trait PublishOrder: Send + Sync + 'static {
+    async fn hold(&self, rooms: &[&RoomName]) -> Result<Box<dyn OrderHold>, StoreError>;
+}
+
+/// A held publish order; released once the batch is published.
+#[async_trait]
+pub trait OrderHold: Send {
+    async fn release(self: Box<Self>);
 }
 
 /// Where messages live. Implementations must keep each room's seqs gapless and unique even

@@ -186,6 +186,11 @@ impl Session {
             .hub
             .subscribe(&room, self.conn, &self.user, self.outbox.clone());
         self.rooms.insert(room.clone());
+        match self.state.broker.remote_members(&room).await {
+            Ok(members) => self.state.hub.merge_remote(&room, members),
+            // Other nodes' members show up as their events arrive and at the next reconcile.
+            Err(error) => tracing::warn!(%error, room = %room, "cannot read other nodes' members"),
+        }
         let store = &self.state.store;
         let page = match since {
             None => store.latest(&room, JOIN_PAGE).await,

@@ -35,9 +35,10 @@ pub async fn run(
     loop {
         tokio::select! {
             biased;
-            () = queue.cut.tripped() => {
-                tracing::info!("send queue full: closing as too slow");
-                goodbye(&mut sink, None, close::TOO_SLOW, "too slow").await;
+            code = queue.cut.tripped() => {
+                let reason = if code == close::TOO_SLOW { "too slow" } else { "resync" };
+                tracing::info!(code, "cut off: {reason}");
+                goodbye(&mut sink, None, code, reason).await;
                 break;
             }
             request = &mut close_request => {
@@ -62,7 +63,7 @@ pub async fn run(
                 // must still end the connection.
                 let stop = tokio::select! {
                     result = written => result.is_err(),
-                    () = queue.cut.tripped() => true,
+                    _ = queue.cut.tripped() => true,
                     _ = &mut close_request => true,
                 };
                 if stop {

@@ -1,14 +1,11 @@
 //! Durability: history survives a graceful restart, and every message anyone saw survives
 //! `kill -9` of the real binary.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
-use crate::support::{Client, TestServer, seqs};
+use crate::support::{Client, TestServer, seqs, spawn_binary};
 
 #[tokio::test]
 async fn a_restart_keeps_history_and_seqs_continue() {
@@ -25,41 +22,12 @@ async fn a_restart_keeps_history_and_seqs_continue() {
     assert_eq!(ann.say("r", "m4").await["seq"], 4);
 }
 
-/// Starts the real binary on a free port and returns it with its WebSocket URL, read from
-/// the line it logs when it is ready.
-async fn spawn_binary(data_dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_confab"))
-        .args(["--addr", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("CONFAB_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("confab binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let url = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(at) = line.find("serving on http://") {
-                let rest = &line[at + "serving on http://".len()..];
-                return rest.trim_end_matches('/').to_owned();
-            }
-        }
-        panic!("confab exited before it was ready");
-    })
-    .await
-    .expect("confab ready in time");
-    // Keep draining its output so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, format!("ws://{url}/ws"))
-}
-
 #[tokio::test]
 async fn every_message_anyone_saw_survives_kill_9() {
     let data = tempfile::tempdir().unwrap();
-    let (mut child, url) = spawn_binary(data.path()).await;
+    let dir = data.path().to_str().unwrap();
+    let (mut child, host) = spawn_binary(&["--data-dir", dir]).await;
+    let url = format!("ws://{host}/ws");
     let mut ann = Client::connect(&format!("{url}?name=ann")).await;
     let mut ben = Client::connect(&format!("{url}?name=ben")).await;
     ann.join("r").await;
@@ -88,7 +56,8 @@ async fn every_message_anyone_saw_survives_kill_9() {
         }
     }
 
-    let (_child, url) = spawn_binary(data.path()).await;
+    let (_child, host) = spawn_binary(&["--data-dir", dir]).await;
+    let url = format!("ws://{host}/ws");
     let mut reader = Client::connect(&format!("{url}?name=reader")).await;
     let joined = reader.join_since("r", 0).await;
     let stored = seqs(&joined);

@@ -52,6 +52,14 @@ impl TestServer {
     }
 
     async fn launch(config: confab::Config) -> Self {
+        // Server logs show with the failing test's output (set RUST_LOG to see more).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
         let data_dir = config.data_dir.clone();
         let server = confab::Server::build(config).await.expect("server starts");
         let addr = server.local_addr();
@@ -258,6 +266,39 @@ fn uuid_like() -> String {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// Starts the real `confab` binary with `args` (plus a free port) and returns it with the
+/// `host:port` it serves, read from the line it logs once it is ready.
+pub async fn spawn_binary(args: &[&str]) -> (tokio::process::Child, String) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .env("CONFAB_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("confab binary starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let host = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("read log") {
+            if let Some(at) = line.find("serving on http://") {
+                return line[at + "serving on http://".len()..]
+                    .trim_end_matches('/')
+                    .to_owned();
+            }
+        }
+        panic!("confab exited before it was ready");
+    })
+    .await
+    .expect("confab ready in time");
+    // Keep draining its output so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, host)
 }
 
 /// `seq` of every message in a `joined` or `history` frame.

@@ -153,6 +153,8 @@ impl Load {
         while attempted.load(Relaxed) < total {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        bench.set_status("letting the server settle after the joins");
+        bench.wait_quiet().await;
         Load {
             bench: bench.clone(),
             spec,

@@ -230,6 +230,29 @@ impl Bench {
         }
     }
 
+    /// Waits (up to 10 s) until the server has been nearly idle for a moment, e.g. after a
+    /// join storm whose presence frames would otherwise land in the first phase's figures.
+    /// Without a server PID there is nothing to watch, so it just waits a second.
+    pub async fn wait_quiet(&self) {
+        const WINDOW: Duration = Duration::from_millis(250);
+        let Some(mut last) = self.server_usage() else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            tokio::time::sleep(WINDOW).await;
+            let Some(now) = self.server_usage() else {
+                return;
+            };
+            // Under 10% of one core over the window counts as quiet.
+            if now.cpu_secs - last.cpu_secs < WINDOW.as_secs_f64() * 0.1 {
+                return;
+            }
+            last = now;
+        }
+    }
+
     /// Waits until every delivery owed since `since` has arrived, or the drain time has passed.
     pub async fn drain_since(&self, since: &PhaseClock) {
         let deadline = Instant::now() + self.drain;

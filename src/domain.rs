@@ -14,7 +14,9 @@ pub enum InvalidValue {
     Room,
     #[error("display names are 1-32 characters without control characters")]
     Name,
-    #[error("messages are 1-4000 characters and not only whitespace")]
+    #[error(
+        "messages are 1-4000 characters, not only whitespace, without control characters other than newlines and tabs"
+    )]
     Text,
     #[error("client_id is 1-64 characters without control characters")]
     ClientId,
@@ -96,7 +98,9 @@ pub struct MessageText(String);
 
 impl MessageText {
     pub fn parse(raw: String) -> Result<Self, InvalidValue> {
-        if raw.trim().is_empty() || raw.chars().count() > MAX_TEXT_CHARS {
+        let control = |c: char| c.is_control() && !matches!(c, '\n' | '\r' | '\t');
+        if raw.trim().is_empty() || raw.chars().count() > MAX_TEXT_CHARS || raw.chars().any(control)
+        {
             return Err(InvalidValue::Text);
         }
         Ok(Self(raw))

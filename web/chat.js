@@ -246,8 +246,10 @@ function handleError(frame) {
     return;
   }
   if (frame.ref === "history") {
+    const request = historyInFlight;
     historyInFlight = null;
     ui.historyLoading.hidden = true;
+    if (request && request.kind === "gap") addSkippedNote(request.before);
     return;
   }
   if (frame.ref === "join") {
@@ -258,6 +260,10 @@ function handleError(frame) {
       // Cannot happen on a fresh connection; resynchronise the protocol way.
       conn.send({ type: "leave", room });
       conn.send({ type: "join", room, since: lastSeq, ref: "join" });
+    } else {
+      // e.g. `internal`: try again on a fresh connection, with backoff.
+      console.warn("confab: join failed", frame.code, frame.message);
+      conn.drop();
     }
     return;
   }
@@ -681,7 +687,7 @@ function showRoomInvalid(reason) {
   const shownName = room.length > 80 ? room.slice(0, 80) + "…" : room;
   ui.roomInvalidText.textContent =
     (room ? `“${shownName}” is not a valid room name. ` : "This address does not name a room. ") +
-    (reason ? `${reason}.` : "Room names are 1–64 characters of letters A–Z and a–z, digits 0–9, “-” and “_”.");
+    (reason ? reason.replace(/\.?$/, ".") : "Room names are 1–64 characters of letters A–Z and a–z, digits 0–9, “-” and “_”.");
   document.title = "Invalid room · confab";
 }
 

@@ -16,6 +16,10 @@ use crate::store::{Appended, NewMessage, PublishOrder, Store};
 /// Most messages in one transaction. Large enough to amortise the commit, small enough that
 /// one batch's fan-out does not stall the next commit for long.
 const MAX_BATCH: usize = 1024;
+/// A batch that takes longer than this is given up (and rolled back): its senders hear
+/// `unavailable` instead of waiting on a database that silently stopped answering. Retrying
+/// is safe: `client_id` makes a late duplicate harmless.
+const STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Messages waiting for the writer. When full, senders wait: that is the backpressure that
 /// keeps a flood of sends from growing memory without bound.
 const QUEUE: usize = 8192;
@@ -147,7 +151,10 @@ async fn commit(messages: &[NewMessage], waiters: &mut Vec<Waiter>, backends: &B
             }
         }
     };
-    let stored = backends.store.append(messages).await;
+    let stored = match tokio::time::timeout(STORE_TIMEOUT, backends.store.append(messages)).await {
+        Ok(stored) => stored,
+        Err(_) => Err(crate::store::StoreError::TimedOut(STORE_TIMEOUT)),
+    };
     match stored {
         Ok(outcomes) => {
             let published = waiters

@@ -21,6 +21,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("the database did not answer within {0:?}")]
+    TimedOut(std::time::Duration),
 }
 
 /// A message accepted from a client, not yet stored: it has no `seq` until its batch commits.

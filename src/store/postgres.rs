@@ -7,7 +7,7 @@
 //! (`UNNEST`) instead of one statement per message.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -125,21 +125,15 @@ impl Store for PostgresStore {
             return Ok(Vec::new());
         }
         // The batch's rooms, sorted: rooms are locked in this order, so two batches that share
-        // several rooms always take their locks in the same order and cannot deadlock.
-        let mut rooms: Vec<&RoomName> = batch.iter().map(|new| &new.room).collect();
-        rooms.sort();
-        rooms.dedup();
+        // several rooms always take their locks in the same order and cannot deadlock. Each
+        // comes with the ts of its first message, a new room's `created_at`.
+        let mut first_ts: BTreeMap<&RoomName, i64> = BTreeMap::new();
+        for new in batch {
+            first_ts.entry(&new.room).or_insert(new.ts);
+        }
+        let rooms: Vec<&RoomName> = first_ts.keys().copied().collect();
         let room_names: Vec<&str> = rooms.iter().map(|room| room.as_str()).collect();
-        // A new room's `created_at` is the ts of its first message in the batch.
-        let first_ts: Vec<i64> = rooms
-            .iter()
-            .map(|&room| {
-                batch
-                    .iter()
-                    .find(|new| &new.room == room)
-                    .map_or(0, |new| new.ts)
-            })
-            .collect();
+        let first_ts: Vec<i64> = first_ts.into_values().collect();
 
         let mut tx = self.pool.begin().await?;
 

@@ -72,3 +72,25 @@ async fn every_message_anyone_saw_survives_kill_9() {
         "gapless after a crash"
     );
 }
+
+#[tokio::test]
+async fn a_graceful_stop_closes_connections_with_1001_and_keeps_what_was_stored() {
+    let mut server = TestServer::start().await;
+    let mut ann = server.client("ann").await;
+    ann.join("r").await;
+    for i in 0..50 {
+        ann.send(
+            json!({"type":"send","room":"r","text":format!("m{i}"),"client_id":format!("g{i}")}),
+        )
+        .await;
+    }
+    let first = ann.recv_until("message").await;
+    assert_eq!(first["seq"], 1);
+    server.stop().await;
+    assert_eq!(ann.expect_close().await, 1001);
+    server.restart().await;
+    let mut reader = server.client("reader").await;
+    let stored = seqs(&reader.join_since("r", 0).await);
+    assert!(!stored.is_empty());
+    assert_eq!(stored, (1..=stored.len() as u64).collect::<Vec<_>>());
+}

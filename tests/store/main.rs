@@ -3,6 +3,7 @@
 //! when it fails), so tests run in parallel without seeing each other.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,10 +31,16 @@ impl TestDatabase {
             if std::env::var("CI").is_ok_and(|ci| ci == "true") {
                 panic!("{DATABASE_URL_VAR} is not set, and CI=true forbids skipping");
             }
-            eprintln!(
-                "!!! SKIPPED: set {DATABASE_URL_VAR} (e.g. postgres://postgres@127.0.0.1:5432/postgres) \
-                 to run the PostgreSQL store tests; scripts/test.sh sets it"
-            );
+            // Written to the stderr handle, not with `eprintln!`, which the test harness
+            // captures and hides for a test that passes. Once per binary is loud enough.
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "\n!!! SKIPPING the PostgreSQL store tests: set {DATABASE_URL_VAR} \
+                     (e.g. postgres://postgres@127.0.0.1:5432/postgres); scripts/test.sh sets it\n"
+                );
+            });
             return None;
         };
         let name = format!("confab_test_{:016x}", rand::random::<u64>());

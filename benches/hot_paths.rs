@@ -1,0 +1,130 @@
+//! Micro-benchmarks of the hot paths, without sockets: encoding a message frame, fanning one
+//! message out to a room of N members, and the group-commit writer storing a burst in SQLite.
+//! Run with `cargo bench --bench hot_paths`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use confab::broker::local::LocalBroker;
+use confab::broker::{Deliver, Published};
+use confab::domain::{ClientId, ConnectionId, DisplayName, Message, RoomName, User, UserId};
+use confab::protocol::server;
+use confab::rooms::hub::Hub;
+use confab::rooms::outbox::outbox;
+use confab::rooms::writer::Writer;
+use confab::store::sqlite::SqliteStore;
+use confab::store::{NewMessage, Page, Store};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+
+fn user(n: usize) -> User {
+    User {
+        id: UserId::from_trusted(format!("user-{n}")),
+        name: DisplayName::parse(&format!("user {n}")).unwrap(),
+    }
+}
+
+fn message(seq: u64) -> Message {
+    Message {
+        room: RoomName::parse("bench").unwrap(),
+        seq,
+        id: "0193a0b2-7c3a-7d1e-9a51-3b2f8c0d4e11".into(),
+        ts: 1_732_406_400_000,
+        user: user(0),
+        text: "a chat line of about the length people type, with a little punctuation!".into(),
+        client_id: "c-1".into(),
+    }
+}
+
+fn encode(c: &mut Criterion) {
+    let message = message(1);
+    c.bench_function("encode message frame", |b| {
+        b.iter(|| server::message(black_box(&message), false))
+    });
+}
+
+fn fan_out(c: &mut Criterion) {
+    let mut group = c.benchmark_group("fan-out one message");
+    for members in [10usize, 100, 1000] {
+        let hub = Hub::default();
+        let room = RoomName::parse("bench").unwrap();
+        let mut receivers = Vec::new();
+        for n in 0..members {
+            let (sender, receiver) = outbox(1 << 16);
+            let conn = ConnectionId(n as u64);
+            hub.subscribe(&room, conn, &user(n), sender);
+            hub.activate(&room, conn, &user(n).id, Page::default(), None);
+            receivers.push(receiver);
+        }
+        let mut seq = 0;
+        group.throughput(Throughput::Elements(members as u64));
+        group.bench_function(format!("{members} members"), |b| {
+            b.iter(|| {
+                seq += 1;
+                hub.deliver(Published {
+                    message: Arc::new(message(seq)),
+                    origin: None,
+                });
+                // Keep queues from filling: a connection writer would drain them.
+                for receiver in &mut receivers {
+                    while receiver.frames.try_recv().is_ok() {}
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+fn group_commit(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, store) = runtime.block_on(async {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+        let hub = Arc::new(Hub::default());
+        let (writer, _task) = Writer::spawn(store.clone(), Arc::new(LocalBroker::new(hub)), None);
+        (writer, store)
+    });
+    const BURST: u64 = 1000;
+    let mut group = c.benchmark_group("group commit");
+    group.throughput(Throughput::Elements(BURST));
+    let mut next = 0u64;
+    group.bench_function("1000 messages, SQLite WAL", |b| {
+        b.to_async(&runtime).iter_batched(
+            || {
+                (0..BURST)
+                    .map(|_| {
+                        next += 1;
+                        NewMessage {
+                            room: RoomName::parse(&format!("room-{}", next % 10)).unwrap(),
+                            id: format!("id-{next}"),
+                            ts: 0,
+                            user: user(0),
+                            text: "a chat line of about the length people type".into(),
+                            client_id: ClientId::parse(format!("c-{next}")).unwrap(),
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            },
+            |burst| {
+                let writer = writer.clone();
+                async move {
+                    let mut replies = Vec::with_capacity(burst.len());
+                    for message in burst {
+                        replies.push(writer.append(message, ConnectionId(0)).await.unwrap());
+                    }
+                    for reply in replies {
+                        reply.await.unwrap().unwrap();
+                    }
+                }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+    runtime.block_on(async {
+        writer.stop().await;
+        store.close().await;
+    });
+}
+
+criterion_group!(benches, encode, fan_out, group_commit);
+criterion_main!(benches);

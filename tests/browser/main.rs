@@ -1,0 +1,1477 @@
+//! Browser end-to-end tests: real Chromium, driven over WebDriver (chromedriver), against a real
+//! confab server per test. Each simulated user is its own WebDriver session, so its own cookies.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`scripts/install-browser.sh`). Without them the
+//! tests print a loud notice and pass, except under `CI=true`, where they fail.
+//!
+//! Run with `cargo test --test browser`. The screenshots in `docs/screenshots/` are written when
+//! missing; `CONFAB_SCREENSHOTS=1 cargo test --test browser screenshots` refreshes them.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fantoccini::key::Key;
+use fantoccini::{Client, ClientBuilder, Locator};
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use support::TestServer;
+use tokio_tungstenite::tungstenite::Message;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// How long anything a user waits for may take before the test fails.
+const WAIT: Duration = Duration::from_secs(15);
+const POLL: Duration = Duration::from_millis(40);
+
+// ---- scenarios -----------------------------------------------------------------------------
+
+#[tokio::test]
+async fn two_users_who_open_the_same_room_from_the_lobby_see_each_other() {
+    browser_test(|t| async move {
+        let alice = t.user().await;
+        let bob = t.user().await;
+        sign_in_at_lobby(&alice, &t.base, "alice").await;
+        sign_in_at_lobby(&bob, &t.base, "bob").await;
+        open_room_from_lobby(&alice, "team").await;
+        open_room_from_lobby(&bob, "team").await;
+
+        wait_members(&alice, &["alice (you)", "bob"]).await;
+        wait_members(&bob, &["alice", "bob (you)"]).await;
+        assert_eq!(text_of(&alice, "#member-count").await, "2");
+        assert_eq!(text_of(&bob, "#member-count").await, "2");
+        assert_eq!(text_of(&bob, "#room-name-label").await, "team");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_message_appears_in_the_other_browser_within_a_second_and_shift_enter_makes_a_new_line() {
+    browser_test(|t| async move {
+        let alice = t.user().await;
+        let bob = t.user().await;
+        enter_room(&alice, &t.base, "chat", "alice").await;
+        enter_room(&bob, &t.base, "chat", "bob").await;
+        wait_members(&bob, &["alice", "bob (you)"]).await;
+
+        let composer = alice.find(Locator::Css("#composer")).await.unwrap();
+        composer
+            .send_keys(&format!("Hello Bob{}", Key::Enter))
+            .await
+            .unwrap();
+        let sent_at = Instant::now();
+        let seen = eventually("bob to see alice's message", || async {
+            let messages = messages(&bob).await;
+            messages
+                .iter()
+                .find(|m| m.text == "Hello Bob")
+                .cloned()
+                .ok_or(format!("{messages:?}"))
+        })
+        .await;
+        let latency = sent_at.elapsed();
+        assert!(
+            latency < Duration::from_secs(1),
+            "the message took {latency:?} to arrive"
+        );
+        assert_eq!(seen.author, "alice");
+        assert!(!seen.own && !seen.pending);
+        assert_eq!(
+            value_of(&alice, "#composer").await,
+            "",
+            "Enter clears the composer"
+        );
+
+        // Shift+Enter inserts a newline; the modifier stays down until the NULL key releases it.
+        let keys = format!(
+            "line one{}{}{}line two{}",
+            Key::Shift,
+            Key::Enter,
+            Key::Null,
+            Key::Enter
+        );
+        composer.send_keys(&keys).await.unwrap();
+        let multi = eventually("bob to see the two-line message", || async {
+            let messages = messages(&bob).await;
+            messages
+                .iter()
+                .find(|m| m.text.starts_with("line one"))
+                .cloned()
+                .ok_or(format!("{messages:?}"))
+        })
+        .await;
+        assert_eq!(multi.text, "line one\nline two");
+        assert_eq!(multi.author, "alice");
+
+        // The sender sees its own copy confirmed, marked as its own, exactly once.
+        let mine = eventually("alice's messages to be confirmed", || async {
+            let m = messages(&alice).await;
+            if m.iter().all(|m| !m.pending) && m.len() == 2 {
+                Ok(m)
+            } else {
+                Err(format!("{m:?}"))
+            }
+        })
+        .await;
+        assert!(
+            mine.iter().all(|m| m.own && m.author == "alice"),
+            "{mine:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_second_tab_of_the_same_user_is_one_member_until_the_last_tab_closes() {
+    browser_test(|t| async move {
+        let alice = t.user().await;
+        let bob = t.user().await;
+        enter_room(&alice, &t.base, "tabs", "alice").await;
+        enter_room(&bob, &t.base, "tabs", "bob").await;
+        wait_members(&bob, &["alice", "bob (you)"]).await;
+
+        // A second tab: same WebDriver session, so the same cookie and the same user.
+        let first_tab = alice.window().await.unwrap();
+        let second_tab = alice.new_window(true).await.unwrap().handle;
+        alice.switch_to_window(second_tab.clone()).await.unwrap();
+        alice.goto(&format!("{}/chat/tabs/", t.base)).await.unwrap();
+        wait_connected(&alice).await;
+        wait_members(&alice, &["alice (you)", "bob"]).await;
+        // Bob's own message comes back to him after any presence the second tab caused.
+        say_and_wait_confirmed(&bob, "second tab is open").await;
+        consistently(
+            "bob to see alice once",
+            Duration::from_millis(800),
+            || async {
+                let m = members(&bob).await;
+                if m == ["alice", "bob (you)"] {
+                    Ok(())
+                } else {
+                    Err(format!("{m:?}"))
+                }
+            },
+        )
+        .await;
+
+        // Closing one of the two tabs keeps alice in the room.
+        alice.close_window().await.unwrap();
+        alice.switch_to_window(first_tab).await.unwrap();
+        consistently(
+            "alice to stay a member with one tab left",
+            Duration::from_millis(1500),
+            || async {
+                let m = members(&bob).await;
+                if m == ["alice", "bob (you)"] {
+                    Ok(())
+                } else {
+                    Err(format!("{m:?}"))
+                }
+            },
+        )
+        .await;
+        assert_eq!(text_of(&bob, "#member-count").await, "2");
+
+        // Closing the last tab removes her.
+        alice.close_window().await.unwrap();
+        wait_members(&bob, &["bob (you)"]).await;
+        assert_eq!(text_of(&bob, "#member-count").await, "1");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_lobby_shows_rooms_with_a_live_online_count() {
+    browser_test(|t| async move {
+        let carol = t.user().await;
+        let alice = t.user().await;
+        let bob = t.user().await;
+        sign_in_at_lobby(&carol, &t.base, "carl").await;
+        wait_lobby_live(&carol).await;
+        assert!(is_displayed(&carol, "#rooms-empty").await, "an empty lobby says so");
+
+        // A typo in the name: changing it keeps the same user.
+        let id_before = session_user_id(&carol).await;
+        click(&carol, "#change-name").await;
+        let name = carol.find(Locator::Css("#name")).await.unwrap();
+        assert_eq!(value_of(&carol, "#name").await, "carl");
+        name.clear().await.unwrap();
+        name.send_keys("carol").await.unwrap();
+        click(&carol, "#name-submit").await;
+        eventually("the new name to show", || async {
+            let shown = text_of(&carol, "#me-name").await;
+            if shown == "carol" && !is_displayed(&carol, "#signin").await { Ok(()) } else { Err(shown) }
+        })
+        .await;
+        assert_eq!(session_user_id(&carol).await, id_before, "same id, new name");
+
+        enter_room(&alice, &t.base, "lounge", "alice").await;
+        wait_room_count(&carol, "lounge", 1).await;
+        assert!(!is_displayed(&carol, "#rooms-empty").await);
+        assert_eq!(
+            js::<String>(&carol, "return document.querySelector('#rooms li[data-room=\"lounge\"] .count').textContent").await,
+            "1 online"
+        );
+        let href: String =
+            js(&carol, "return document.querySelector('#rooms li[data-room=\"lounge\"] a').getAttribute('href')").await;
+        assert_eq!(href, "/chat/lounge/");
+
+        enter_room(&bob, &t.base, "lounge", "bob").await;
+        wait_room_count(&carol, "lounge", 2).await;
+        enter_room(&bob, &t.base, "kitchen", "bob").await; // bob moves on: lounge 1, kitchen 1
+        wait_room_count(&carol, "lounge", 1).await;
+        wait_room_count(&carol, "kitchen", 1).await;
+        alice.goto(&format!("{}/", t.base)).await.unwrap();
+        wait_room_count(&carol, "lounge", 0).await;
+
+        // Following the link opens the room.
+        carol.find(Locator::Css("#rooms li[data-room=\"kitchen\"] a")).await.unwrap().click().await.unwrap();
+        wait_connected(&carol).await;
+        wait_members(&carol, &["bob", "carol (you)"]).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_reload_shows_history_and_scrolling_up_loads_it_back_to_the_first_message() {
+    browser_test(|t| async move {
+        let mut seed = Guest::connect(t.port, "seed").await;
+        seed.join("archive").await;
+        for i in 1..=120 {
+            seed.send("archive", &format!("archived message {i}")).await;
+        }
+        seed.wait_for_seq(120).await;
+
+        let alice = t.user().await;
+        enter_room(&alice, &t.base, "archive", "alice").await;
+        wait_seq_range(&alice, 71, 120).await;
+        alice.refresh().await.unwrap();
+        wait_connected(&alice).await;
+        wait_seq_range(&alice, 71, 120).await;
+        assert!(
+            !is_displayed(&alice, "#history-start").await,
+            "more history exists above"
+        );
+
+        eventually(
+            "scrolling up to reach seq 1 and the start of the room",
+            || async {
+                alice
+                    .execute("document.getElementById('scroller').scrollTop = 0;", vec![])
+                    .await
+                    .unwrap();
+                let seqs = seqs(&alice).await;
+                if seqs.first() == Some(&1) && is_displayed(&alice, "#history-start").await {
+                    Ok(())
+                } else {
+                    Err(format!("lowest seq {:?}", seqs.first()))
+                }
+            },
+        )
+        .await;
+        let all = messages(&alice).await;
+        let seqs: Vec<i64> = all.iter().filter_map(|m| m.seq).collect();
+        assert_eq!(seqs, (1..=120).collect::<Vec<_>>());
+        assert!(
+            all.iter()
+                .enumerate()
+                .all(|(i, m)| m.text == format!("archived message {}", i + 1))
+        );
+        assert_eq!(
+            text_of(&alice, "#history-start").await,
+            "This is the beginning of #archive"
+        );
+
+        // Reading old messages: a new one does not yank the view down, a button offers to jump.
+        let top_before: f64 = js(&alice, "return document.getElementById('scroller').scrollTop").await;
+        seed.send("archive", "a new message while alice reads").await;
+        wait_texts_contain(&alice, "a new message while alice reads").await;
+        wait_displayed(&alice, "#jump-latest").await;
+        let top_after: f64 = js(&alice, "return document.getElementById('scroller').scrollTop").await;
+        assert!((top_after - top_before).abs() < 2.0, "the reader's position is kept");
+        click(&alice, "#jump-latest").await;
+        eventually("the view to be at the newest message", || async {
+            let gap: f64 = js(
+                &alice,
+                "const s = document.getElementById('scroller'); return s.scrollHeight - s.scrollTop - s.clientHeight;",
+            )
+            .await;
+            if gap < 2.0 && !is_displayed(&alice, "#jump-latest").await { Ok(()) } else { Err(format!("{gap}px from the bottom")) }
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn hostile_text_is_shown_literally_and_breaks_nothing() {
+    browser_test(|t| async move {
+        let mallory = t.user().await;
+        let bob = t.user().await;
+        let hostile_name = "<b>M</b>\u{202E}allory";
+        enter_room(&mallory, &t.base, "safe", hostile_name).await;
+        enter_room(&bob, &t.base, "safe", "bob").await;
+
+        let long_line = "W".repeat(4000);
+        let texts = [
+            "<img src=x onerror=alert(1)>".to_string(),
+            "<script>alert(1)</script>".to_string(),
+            "<a href=\"javascript:alert(1)\">javascript:alert(1)</a>".to_string(),
+            "\u{202E}gnp.exe\u{202C} and \u{2067}isolate".to_string(),
+            long_line.clone(),
+        ];
+        for text in &texts[..4] {
+            say_and_wait_confirmed(&mallory, text).await;
+        }
+        // 4,000 keystrokes through WebDriver are slow; put the text in and press Enter.
+        mallory
+            .execute(
+                "const c = document.getElementById('composer'); c.value = arguments[0]; c.dispatchEvent(new Event('input'));",
+                vec![json!(long_line)],
+            )
+            .await
+            .unwrap();
+        mallory.find(Locator::Css("#composer")).await.unwrap().send_keys(&Key::Enter.to_string()).await.unwrap();
+
+        for page in [&mallory, &bob] {
+            let shown = eventually("all hostile messages to arrive", || async {
+                let m = messages(page).await;
+                if m.len() == texts.len() && m.iter().all(|m| !m.pending) { Ok(m) } else { Err(format!("{m:?}")) }
+            })
+            .await;
+            let shown_texts: Vec<&str> = shown.iter().map(|m| m.text.as_str()).collect();
+            let expected: Vec<&str> = texts.iter().map(String::as_str).collect();
+            assert_eq!(shown_texts, expected, "every text is shown exactly as typed");
+            assert!(shown.iter().all(|m| m.author == hostile_name));
+            let injected: u64 = js(page, "return document.querySelectorAll('#messages img, #messages script, #messages a, #messages b, #member-list b').length").await;
+            assert_eq!(injected, 0, "no markup from user text reached the DOM");
+            assert!(page.get_alert_text().await.is_err(), "no alert dialog opened");
+            let (scroll_width, client_width): (u64, u64) = js(
+                page,
+                "const s = document.scrollingElement; return [s.scrollWidth, s.clientWidth];",
+            )
+            .await;
+            assert!(scroll_width <= client_width, "no horizontal overflow: {scroll_width} > {client_width}");
+            let bubble_fits: bool = js(
+                page,
+                "const box = document.getElementById('scroller').getBoundingClientRect();
+                 return [...document.querySelectorAll('#messages .bubble')].every(b => b.getBoundingClientRect().right <= box.right + 1);",
+            )
+            .await;
+            assert!(bubble_fits, "the 4,000-character line wraps inside the conversation");
+        }
+        wait_members(&bob, &[hostile_name, "bob (you)"]).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_server_restart_loses_nothing_and_repeats_nothing() {
+    browser_test(|t| async move {
+        let alice = t.user().await;
+        let bob = t.user().await;
+        enter_room(&alice, &t.base, "ops", "alice").await;
+        enter_room(&bob, &t.base, "ops", "bob").await;
+        wait_members(&alice, &["alice (you)", "bob"]).await;
+        say_and_wait_confirmed(&alice, "before the outage").await;
+        wait_texts(&bob, &["before the outage"]).await;
+
+        let data_dir = t.stop_server().await;
+        for page in [&alice, &bob] {
+            eventually("the page to say it is reconnecting", || async {
+                let state = attr_of(page, "#status", "data-state").await;
+                let text = text_of(page, "#status").await;
+                if state == "reconnecting" && text == "Reconnecting…" && is_displayed(page, "#banner").await {
+                    Ok(())
+                } else {
+                    Err(format!("{state} / {text}"))
+                }
+            })
+            .await;
+        }
+        // Typed while both are disconnected: shown as pending, delivered later.
+        type_message(&alice, "alice during the outage").await;
+        type_message(&bob, "bob during the outage").await;
+        for page in [&alice, &bob] {
+            let pending: u64 = js(page, "return document.querySelectorAll('#messages li.message.pending[data-client-id]').length").await;
+            assert_eq!(pending, 1, "the unsent message is shown as pending");
+        }
+
+        t.restart_server(data_dir).await;
+        // Someone else talks right after the restart, most likely before the browsers are back.
+        let mut carol = Guest::connect(t.port, "carol").await;
+        carol.join("ops").await;
+        for text in ["carol one", "carol two", "carol three"] {
+            carol.send("ops", text).await;
+        }
+
+        let expected = [
+            "before the outage",
+            "alice during the outage",
+            "bob during the outage",
+            "carol one",
+            "carol two",
+            "carol three",
+        ];
+        let mut seen = Vec::new();
+        for page in [&alice, &bob] {
+            wait_connected(page).await;
+            let shown = eventually("every message exactly once, in seq order", || async {
+                let m = messages(page).await;
+                let mut texts: Vec<&str> = m.iter().map(|m| m.text.as_str()).collect();
+                texts.sort_unstable();
+                let mut want = expected.to_vec();
+                want.sort_unstable();
+                if texts == want && m.iter().all(|m| !m.pending) { Ok(m) } else { Err(format!("{m:?}")) }
+            })
+            .await;
+            let seqs: Vec<i64> = shown.iter().map(|m| m.seq.expect("confirmed messages carry a seq")).collect();
+            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "seqs strictly increase: {seqs:?}");
+            assert_eq!(seqs, (1..=6).collect::<Vec<_>>(), "none missing, none twice");
+            let carol_order: Vec<&str> =
+                shown.iter().filter(|m| m.author == "carol").map(|m| m.text.as_str()).collect();
+            assert_eq!(carol_order, ["carol one", "carol two", "carol three"]);
+            seen.push(shown.into_iter().map(|m| (m.seq, m.text)).collect::<Vec<_>>());
+        }
+        assert_eq!(seen[0], seen[1], "both browsers show the same conversation");
+        // A little later, still nothing doubled (a late retry must not add a copy).
+        consistently("no duplicates appear later", Duration::from_millis(700), || async {
+            let n = messages(&alice).await.len();
+            if n == expected.len() { Ok(()) } else { Err(format!("{n} messages")) }
+        })
+        .await;
+        assert_eq!(attr_of(&alice, "#status", "data-state").await, "connected");
+        assert!(!is_displayed(&alice, "#banner").await);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_browser_offline_during_a_long_gap_catches_up_on_every_message_once() {
+    browser_test(|t| async move {
+        let mut seed = Guest::connect(t.port, "seed").await;
+        seed.join("catchup").await;
+        let alice = t.user().await;
+        enter_room(&alice, &t.base, "catchup", "alice").await;
+        for i in 1..=5 {
+            seed.send("catchup", &format!("message {i}")).await;
+        }
+        wait_seq_range(&alice, 1, 5).await;
+
+        t.set_offline(&alice, true).await;
+        eventually("the page to say it is reconnecting", || async {
+            let state = attr_of(&alice, "#status", "data-state").await;
+            if state == "reconnecting" && is_displayed(&alice, "#banner").await {
+                Ok(())
+            } else {
+                Err(state)
+            }
+        })
+        .await;
+        type_message(&alice, "typed while offline").await;
+        // More than the 200 a resume carries: the page must fetch the rest with `history`.
+        for i in 6..=255 {
+            seed.send("catchup", &format!("message {i}")).await;
+        }
+        seed.wait_for_seq(255).await;
+        t.set_offline(&alice, false).await;
+
+        let shown = eventually("all 256 messages, each once", || async {
+            let m = messages(&alice).await;
+            if m.len() == 256 && m.iter().all(|m| !m.pending) {
+                Ok(m)
+            } else {
+                Err(format!("{} shown", m.len()))
+            }
+        })
+        .await;
+        let seqs: Vec<i64> = shown.iter().map(|m| m.seq.unwrap()).collect();
+        assert_eq!(
+            seqs,
+            (1..=256).collect::<Vec<_>>(),
+            "none missing, none twice, in order"
+        );
+        for (i, m) in shown.iter().take(255).enumerate() {
+            assert_eq!(m.text, format!("message {}", i + 1));
+        }
+        assert_eq!(shown[255].text, "typed while offline");
+        assert!(shown[255].own);
+        let notes: u64 = js(
+            &alice,
+            "return document.querySelectorAll('#messages li.note').length",
+        )
+        .await;
+        assert_eq!(notes, 0, "the gap was filled, not skipped");
+        let echoed = seed
+            .wait_until(|f| f["type"] == "message" && f["text"] == "typed while offline")
+            .await;
+        assert_eq!(echoed["seq"], json!(256));
+        assert_eq!(attr_of(&alice, "#status", "data-state").await, "connected");
+
+        // Cut off right after sending: the frame goes out, then the socket is dropped before the
+        // confirmation can come back (an `offline` event makes the page drop it at once). After
+        // the resume the message shows once and is stored once.
+        alice
+            .execute(
+                "const c = document.getElementById('composer');
+                 c.value = 'sent just before the drop';
+                 document.getElementById('composer-form').requestSubmit();
+                 window.dispatchEvent(new Event('offline'));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        wait_connected(&alice).await;
+        seed.send("catchup", "after the drop").await;
+        let shown = eventually("the resumed conversation", || async {
+            let m = messages(&alice).await;
+            let done = m.last().is_some_and(|m| m.text == "after the drop")
+                && m.iter().all(|m| !m.pending);
+            if done {
+                Ok(m)
+            } else {
+                Err(format!("{:?}", &m[m.len().saturating_sub(3)..]))
+            }
+        })
+        .await;
+        let seqs: Vec<i64> = shown.iter().map(|m| m.seq.unwrap()).collect();
+        assert_eq!(
+            seqs,
+            (1..=258).collect::<Vec<_>>(),
+            "stored once, shown once"
+        );
+        assert_eq!(shown[256].text, "sent just before the drop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn invalid_names_and_room_names_get_a_clear_message() {
+    browser_test(|t| async move {
+        let user = t.user().await;
+        user.goto(&format!("{}/", t.base)).await.unwrap();
+        let name = user.wait().at_most(WAIT).for_element(Locator::Css("#name")).await.unwrap();
+
+        name.send_keys("   ").await.unwrap();
+        click(&user, "#name-submit").await;
+        let message = wait_visible_text(&user, "#name-error").await;
+        assert!(message.contains("display name"), "{message}");
+
+        name.clear().await.unwrap();
+        name.send_keys(&"x".repeat(33)).await.unwrap();
+        click(&user, "#name-submit").await;
+        eventually("the length rule to be explained", || async {
+            let m = wait_visible_text(&user, "#name-error").await;
+            if m.contains("32") { Ok(()) } else { Err(m) }
+        })
+        .await;
+        assert_eq!(attr_of(&user, "#name-error", "role").await, "alert");
+
+        // A control character cannot be typed through WebDriver; paste it in.
+        user.execute("document.getElementById('name').value = 'bell\\u0007';", vec![]).await.unwrap();
+        click(&user, "#name-submit").await;
+        eventually("the control-character rule to be explained", || async {
+            let m = wait_visible_text(&user, "#name-error").await;
+            if m.contains("control") { Ok(()) } else { Err(m) }
+        })
+        .await;
+
+        name.clear().await.unwrap();
+        name.send_keys("Quinn").await.unwrap();
+        click(&user, "#name-submit").await;
+        eventually("the lobby to show the name", || async {
+            let n = text_of(&user, "#me-name").await;
+            if n == "Quinn" { Ok(()) } else { Err(n) }
+        })
+        .await;
+
+        let room = user.find(Locator::Css("#room-name")).await.unwrap();
+        for bad in ["no spaces", "semi;colon", &"r".repeat(65)] {
+            room.clear().await.unwrap();
+            room.send_keys(bad).await.unwrap();
+            click(&user, "#room-submit").await;
+            let message = wait_visible_text(&user, "#room-error").await;
+            assert!(message.to_lowercase().contains("room name"), "{message}");
+            assert_eq!(user.current_url().await.unwrap().path(), "/", "an invalid room is not opened");
+        }
+
+        // The composer refuses what the server would refuse, and says why.
+        enter_room(&user, &t.base, "rules", "Quinn").await;
+        let composer = user.find(Locator::Css("#composer")).await.unwrap();
+        composer.send_keys(&format!("   {}", Key::Enter)).await.unwrap();
+        user.execute(
+            "const c = document.getElementById('composer'); c.value = 'x'.repeat(4001); c.dispatchEvent(new Event('input'));",
+            vec![],
+        )
+        .await
+        .unwrap();
+        composer.send_keys(&Key::Enter.to_string()).await.unwrap();
+        let message = wait_visible_text(&user, "#composer-error").await;
+        assert!(message.contains("4,000"), "{message}");
+        assert_eq!(attr_of(&user, "#composer-error", "role").await, "alert");
+        assert!(messages(&user).await.is_empty(), "nothing was sent");
+        assert_eq!(value_of(&user, "#composer").await.len(), 4001, "the text is kept for editing");
+
+        for path in ["/chat/no%20spaces/", &format!("/chat/{}/", "r".repeat(65)), "/chat/%3Cscript%3E/"] {
+            user.goto(&format!("{}{path}", t.base)).await.unwrap();
+            let message = wait_visible_text(&user, "#room-invalid").await;
+            assert!(message.contains("not a valid room name"), "{message}");
+            let back: String = js(&user, "return document.querySelector('#room-invalid a').getAttribute('href')").await;
+            assert_eq!(back, "/");
+            assert!(!is_displayed(&user, "#app").await, "nothing but the message is shown");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn at_phone_width_the_room_is_usable_and_members_are_behind_a_toggle() {
+    browser_test(|t| async move {
+        let phone = t.phone_user().await;
+        let mut guest = Guest::connect(t.port, "Jonas Weber").await;
+        guest.join("mobile").await;
+        enter_room(&phone, &t.base, "mobile", "Maya").await;
+        let width: u64 = js(&phone, "return window.innerWidth").await;
+        assert_eq!(width, 390);
+
+        guest.send("mobile", "Are you on your phone?").await;
+        wait_texts(&phone, &["Are you on your phone?"]).await;
+        say_and_wait_confirmed(&phone, "Yes, on the train. Works fine!").await;
+        guest.wait_for_text("Yes, on the train. Works fine!").await;
+
+        assert!(
+            !is_displayed(&phone, "#members").await,
+            "the panel starts collapsed"
+        );
+        let toggle = phone.find(Locator::Css("#members-toggle")).await.unwrap();
+        assert!(toggle.is_displayed().await.unwrap());
+        assert_eq!(
+            attr_of(&phone, "#members-toggle", "aria-expanded").await,
+            "false"
+        );
+        assert_eq!(
+            attr_of(&phone, "#members-toggle", "aria-controls").await,
+            "members"
+        );
+        toggle.click().await.unwrap();
+        eventually("the members panel to open", || async {
+            if is_displayed(&phone, "#members").await {
+                Ok(())
+            } else {
+                Err("hidden".into())
+            }
+        })
+        .await;
+        assert_eq!(
+            attr_of(&phone, "#members-toggle", "aria-expanded").await,
+            "true"
+        );
+        wait_members(&phone, &["Jonas Weber", "Maya (you)"]).await;
+        let (scroll_width, client_width): (u64, u64) = js(
+            &phone,
+            "const s = document.scrollingElement; return [s.scrollWidth, s.clientWidth];",
+        )
+        .await;
+        assert!(
+            scroll_width <= client_width,
+            "no horizontal overflow at phone width"
+        );
+
+        phone
+            .find(Locator::Css("#members-close"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        eventually("the members panel to close", || async {
+            if !is_displayed(&phone, "#members").await {
+                Ok(())
+            } else {
+                Err("shown".into())
+            }
+        })
+        .await;
+        assert_eq!(
+            attr_of(&phone, "#members-toggle", "aria-expanded").await,
+            "false"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn screenshots_of_a_lively_lobby_and_room() {
+    browser_test(|t| async move {
+        let room = "design-review";
+        let cast = [
+            "Jonas Weber",
+            "Priya Natarajan",
+            "Tomás Ruiz",
+            "Aiko Tanaka",
+        ];
+        let mut guests = Vec::new();
+        for name in cast {
+            let mut g = Guest::connect(t.port, name).await;
+            g.join(room).await;
+            guests.push(g);
+        }
+        // Other rooms with people in them, for the lobby.
+        let mut extras = Vec::new();
+        for (room, people) in [
+            ("general", 7),
+            ("release-planning", 3),
+            ("random", 2),
+            ("support", 1),
+        ] {
+            for i in 0..people {
+                let mut g = Guest::connect(t.port, &format!("guest {i}")).await;
+                g.join(room).await;
+                extras.push(g);
+            }
+        }
+
+        let maya = t.user().await;
+        sign_in_at_lobby(&maya, &t.base, "Maya Chen").await;
+        open_room_from_lobby(&maya, room).await;
+
+        let script: [(usize, &str); 9] = [
+            (0, "Morning! The new onboarding flow is up on staging."),
+            (
+                1,
+                "Nice. I went through it on my phone, the progress bar feels much calmer now.",
+            ),
+            (1, "One thing: the skip button on step 3 is easy to miss."),
+            (
+                9,
+                "Good catch. Should we make it a secondary button instead of a link?",
+            ),
+            (
+                2,
+                "+1, and maybe move it next to Continue so thumbs find it.",
+            ),
+            (3, "I can mock that up after lunch 🎨"),
+            (
+                9,
+                "Perfect, thanks Aiko.\nI'll hold the release notes until then.",
+            ),
+            (0, "Sounds good. Copy review is at 3 pm, same room."),
+            (2, "See you there 👋"),
+        ];
+        for (who, text) in script {
+            if who == 9 {
+                say_and_wait_confirmed(&maya, text).await;
+            } else {
+                guests[who].send(room, text).await;
+                wait_texts_contain(&maya, text).await;
+            }
+        }
+        wait_members(
+            &maya,
+            &[
+                "Aiko Tanaka",
+                "Jonas Weber",
+                "Maya Chen (you)",
+                "Priya Natarajan",
+                "Tomás Ruiz",
+            ],
+        )
+        .await;
+        maya.execute("document.activeElement.blur()", vec![])
+            .await
+            .unwrap();
+        save_screenshot(&maya, "room.png").await;
+
+        maya.goto(&format!("{}/", t.base)).await.unwrap();
+        wait_lobby_live(&maya).await;
+        wait_room_count(&maya, room, 4).await;
+        wait_room_count(&maya, "general", 7).await;
+        save_screenshot(&maya, "lobby.png").await;
+
+        let phone = t.phone_user().await;
+        // The same person on their phone: same session cookie, so the same user.
+        phone.goto(&format!("{}/healthz", t.base)).await.unwrap();
+        for cookie in maya.get_all_cookies().await.unwrap() {
+            phone.add_cookie(cookie).await.unwrap();
+        }
+        enter_room(&phone, &t.base, room, "Maya Chen").await;
+        wait_texts_contain(&phone, "See you there 👋").await;
+        guests[1].send(room, "Looks great on mobile too.").await;
+        wait_texts_contain(&phone, "Looks great on mobile too.").await;
+        phone
+            .execute("document.activeElement.blur()", vec![])
+            .await
+            .unwrap();
+        save_screenshot(&phone, "phone.png").await;
+        drop(extras);
+    })
+    .await;
+}
+
+// ---- the harness: a server, a chromedriver, browsers ---------------------------------------
+
+/// Runs one browser scenario with its own server and chromedriver, and closes every browser
+/// afterwards even when the scenario fails (a panic is re-raised after the cleanup).
+async fn browser_test<F, Fut>(scenario: F)
+where
+    F: FnOnce(Arc<TestCtx>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    if !browser_available() {
+        return;
+    }
+    let ctx = Arc::new(TestCtx::start().await);
+    let outcome = AssertUnwindSafe(scenario(ctx.clone())).catch_unwind().await;
+    ctx.close_browsers().await;
+    ctx.server.lock().await.stop().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn browser_available() -> bool {
+    let present = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
+    if !present {
+        let notice = format!(
+            "browser tests need {CHROMIUM} and {CHROMEDRIVER}: run scripts/install-browser.sh to install them"
+        );
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{notice} (CI=true, so this is a failure)");
+        }
+        eprintln!(
+            "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
+        );
+        eprintln!("!!! SKIPPED: {notice}");
+        eprintln!(
+            "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+        );
+    }
+    present
+}
+
+struct TestCtx {
+    base: String,
+    port: u16,
+    server: tokio::sync::Mutex<TestServer>,
+    /// Stopped servers, kept because they own the temporary data folder.
+    stopped: Mutex<Vec<TestServer>>,
+    driver: ChromeDriver,
+    browsers: tokio::sync::Mutex<Vec<(Client, tempfile::TempDir)>>,
+}
+
+impl TestCtx {
+    async fn start() -> Self {
+        let (server, driver) = tokio::join!(TestServer::start(), ChromeDriver::start());
+        TestCtx {
+            base: server.base_url(),
+            port: server.port(),
+            server: tokio::sync::Mutex::new(server),
+            stopped: Mutex::new(Vec::new()),
+            driver,
+            browsers: tokio::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A new browser with its own profile (so its own cookies), at desktop size.
+    async fn user(&self) -> Client {
+        self.browser(false).await
+    }
+
+    /// A new browser emulating a 390×844 phone.
+    async fn phone_user(&self) -> Client {
+        self.browser(true).await
+    }
+
+    async fn browser(&self, phone: bool) -> Client {
+        let profile = tempfile::tempdir().expect("a temporary browser profile");
+        let mut args = vec![
+            "--headless=new".to_string(),
+            "--no-sandbox".into(),
+            "--disable-dev-shm-usage".into(),
+            "--disable-gpu".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--no-first-run".into(),
+            "--hide-scrollbars".into(),
+            "--window-size=1280,900".into(),
+            "--lang=en-US".into(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let mut options = json!({ "binary": CHROMIUM });
+        if phone {
+            args.retain(|a| !a.starts_with("--window-size"));
+            args.push("--window-size=390,844".into());
+            options["mobileEmulation"] = json!({ "deviceMetrics": { "width": 390, "height": 844, "pixelRatio": 2.0, "touch": true } });
+        }
+        options["args"] = json!(args);
+        let mut caps = serde_json::Map::new();
+        caps.insert("goog:chromeOptions".into(), options);
+        // Leave alert dialogs open so a test can tell that one opened.
+        caps.insert("unhandledPromptBehavior".into(), json!("ignore"));
+        let client = ClientBuilder::new(HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.driver.url())
+            .await
+            .expect("chromedriver starts a browser session");
+        self.browsers.lock().await.push((client.clone(), profile));
+        client
+    }
+
+    async fn close_browsers(&self) {
+        let browsers = std::mem::take(&mut *self.browsers.lock().await);
+        for (client, _profile) in browsers {
+            // A session whose last window a test closed is already gone; that is fine.
+            let _ = tokio::time::timeout(Duration::from_secs(10), client.close()).await;
+        }
+    }
+
+    /// Cuts a browser off the network (or reconnects it) through the DevTools protocol:
+    /// new connections fail and the page gets an `offline` event.
+    async fn set_offline(&self, c: &Client, offline: bool) {
+        let session = c.session_id().await.unwrap().expect("a session id");
+        let http = reqwest::Client::new();
+        for (cmd, params) in [
+            ("Network.enable", json!({})),
+            (
+                "Network.emulateNetworkConditions",
+                json!({"offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}),
+            ),
+        ] {
+            let answer: Value = http
+                .post(format!(
+                    "{}/session/{session}/goog/cdp/execute",
+                    self.driver.url()
+                ))
+                .json(&json!({"cmd": cmd, "params": params}))
+                .send()
+                .await
+                .expect("chromedriver answers")
+                .json()
+                .await
+                .expect("JSON");
+            assert!(answer["value"].is_object(), "{cmd} failed: {answer}");
+        }
+    }
+
+    /// Stops the server; returns its data folder for `restart_server`.
+    async fn stop_server(&self) -> PathBuf {
+        let mut server = self.server.lock().await;
+        server.stop().await;
+        server.data_dir().to_path_buf()
+    }
+
+    /// Starts the server again on the same port and data folder.
+    async fn restart_server(&self, data_dir: PathBuf) {
+        let next = TestServer::start_on(&data_dir, self.port).await;
+        let old = std::mem::replace(&mut *self.server.lock().await, next);
+        self.stopped.lock().unwrap().push(old);
+    }
+}
+
+/// A chromedriver on a free port, killed when dropped.
+struct ChromeDriver {
+    port: u16,
+    _child: tokio::process::Child,
+}
+
+impl ChromeDriver {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = tokio::process::Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver starts");
+        let driver = ChromeDriver {
+            port,
+            _child: child,
+        };
+        let http = reqwest::Client::new();
+        eventually("chromedriver to be ready", || async {
+            let status: Value = http
+                .get(format!("{}/status", driver.url()))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            if status["value"]["ready"] == json!(true) {
+                Ok(())
+            } else {
+                Err(status.to_string())
+            }
+        })
+        .await;
+        driver
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+// ---- what a user does -----------------------------------------------------------------------
+
+async fn sign_in_at_lobby(c: &Client, base: &str, name: &str) {
+    c.goto(&format!("{base}/")).await.unwrap();
+    let input = c
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#name"))
+        .await
+        .unwrap();
+    wait_displayed(c, "#name").await;
+    input.send_keys(name).await.unwrap();
+    click(c, "#name-submit").await;
+    eventually("the lobby to greet the user", || async {
+        let shown = text_of(c, "#me-name").await;
+        if shown == name && is_displayed(c, "#lobby").await {
+            Ok(())
+        } else {
+            Err(shown)
+        }
+    })
+    .await;
+}
+
+async fn open_room_from_lobby(c: &Client, room: &str) {
+    let input = c.find(Locator::Css("#room-name")).await.unwrap();
+    input.send_keys(room).await.unwrap();
+    click(c, "#room-submit").await;
+    wait_connected(c).await;
+    assert_eq!(
+        c.current_url().await.unwrap().path(),
+        format!("/chat/{room}/")
+    );
+}
+
+/// Opens a room by its address; signs in with the inline form first when there is no session.
+async fn enter_room(c: &Client, base: &str, room: &str, name: &str) {
+    c.goto(&format!("{base}/chat/{room}/")).await.unwrap();
+    eventually("the room or the sign-in form", || async {
+        let state = attr_of(c, "#status", "data-state").await;
+        if state == "connected" {
+            return Ok(());
+        }
+        if is_displayed(c, "#signin").await {
+            let input = c
+                .find(Locator::Css("#name"))
+                .await
+                .map_err(|e| e.to_string())?;
+            input.send_keys(name).await.map_err(|e| e.to_string())?;
+            click(c, "#name-submit").await;
+            wait_connected(c).await;
+            return Ok(());
+        }
+        Err(state)
+    })
+    .await;
+}
+
+/// Types `text` into the composer and presses Enter; a newline in `text` is typed as
+/// Shift+Enter (the NULL key releases the modifier).
+async fn type_message(c: &Client, text: &str) {
+    let composer = c.find(Locator::Css("#composer")).await.unwrap();
+    let newline = format!("{}{}{}", Key::Shift, Key::Enter, Key::Null);
+    let keys = text.replace('\n', &newline);
+    composer
+        .send_keys(&format!("{keys}{}", Key::Enter))
+        .await
+        .unwrap();
+}
+
+async fn say_and_wait_confirmed(c: &Client, text: &str) {
+    type_message(c, text).await;
+    eventually("the message to be confirmed", || async {
+        let m = messages(c).await;
+        if m.iter()
+            .any(|m| m.text == text && !m.pending && m.seq.is_some())
+        {
+            Ok(())
+        } else {
+            Err(format!("{m:?}"))
+        }
+    })
+    .await;
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn save_screenshot(c: &Client, file: &str) {
+    // Written when missing or when asked (`CONFAB_SCREENSHOTS=1`), so an ordinary test run does
+    // not rewrite the committed pictures (times and avatar colours differ on every run).
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+    let path = dir.join(file);
+    let asked = std::env::var("CONFAB_SCREENSHOTS").is_ok_and(|v| v == "1");
+    let png = c.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    if asked || !path.exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(path, png).unwrap();
+    }
+}
+
+// ---- what a user sees -----------------------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize)]
+struct Shown {
+    seq: Option<i64>,
+    author: String,
+    text: String,
+    pending: bool,
+    own: bool,
+}
+
+async fn messages(c: &Client) -> Vec<Shown> {
+    js(
+        c,
+        "return [...document.querySelectorAll('#messages li.message')].map(li => ({
+            seq: li.dataset.seq ? Number(li.dataset.seq) : null,
+            author: li.querySelector('.author').textContent,
+            text: li.querySelector('.text').textContent,
+            pending: li.classList.contains('pending'),
+            own: li.classList.contains('own'),
+        }));",
+    )
+    .await
+}
+
+async fn seqs(c: &Client) -> Vec<i64> {
+    js(c, "return [...document.querySelectorAll('#messages li.message[data-seq]')].map(li => Number(li.dataset.seq));").await
+}
+
+async fn members(c: &Client) -> Vec<String> {
+    js(
+        c,
+        "return [...document.querySelectorAll('#member-list li')].map(li =>
+            li.querySelector('.member-name').textContent + (li.querySelector('.you') ? ' (you)' : ''));",
+    )
+    .await
+}
+
+async fn wait_members(c: &Client, expected: &[&str]) {
+    eventually("the members panel", || async {
+        let m = members(c).await;
+        if m == expected {
+            Ok(())
+        } else {
+            Err(format!("{m:?}"))
+        }
+    })
+    .await;
+}
+
+async fn wait_texts(c: &Client, expected: &[&str]) {
+    eventually("the messages", || async {
+        let m = messages(c).await;
+        let texts: Vec<&str> = m.iter().map(|m| m.text.as_str()).collect();
+        if texts == expected {
+            Ok(())
+        } else {
+            Err(format!("{texts:?}"))
+        }
+    })
+    .await;
+}
+
+async fn wait_texts_contain(c: &Client, text: &str) {
+    eventually("a message", || async {
+        let m = messages(c).await;
+        if m.iter().any(|m| m.text == text && !m.pending) {
+            Ok(())
+        } else {
+            Err(format!("{m:?}"))
+        }
+    })
+    .await;
+}
+
+async fn wait_seq_range(c: &Client, first: i64, last: i64) {
+    eventually("the newest messages", || async {
+        let s = seqs(c).await;
+        if s == (first..=last).collect::<Vec<_>>() {
+            Ok(())
+        } else {
+            Err(format!("{s:?}"))
+        }
+    })
+    .await;
+}
+
+async fn wait_connected(c: &Client) {
+    eventually("the room to be connected", || async {
+        let state = attr_of(c, "#status", "data-state").await;
+        let text = text_of(c, "#status").await;
+        if state == "connected" && text == "Connected" {
+            Ok(())
+        } else {
+            Err(format!("{state} / {text}"))
+        }
+    })
+    .await;
+}
+
+async fn wait_lobby_live(c: &Client) {
+    eventually("the lobby to be live", || async {
+        let state = attr_of(c, "#status", "data-state").await;
+        if state == "connected" {
+            Ok(())
+        } else {
+            Err(state)
+        }
+    })
+    .await;
+}
+
+async fn wait_room_count(c: &Client, room: &str, online: u64) {
+    eventually(&format!("the lobby to show {room} with {online} online"), || async {
+        let shown: Option<String> = js(
+            c,
+            &format!("const li = document.querySelector('#rooms li[data-room=\"{room}\"]'); return li ? li.querySelector('.count').textContent : null;"),
+        )
+        .await;
+        if shown.as_deref() == Some(format!("{online} online").as_str()) { Ok(()) } else { Err(format!("{shown:?}")) }
+    })
+    .await;
+}
+
+async fn wait_displayed(c: &Client, css: &str) {
+    eventually(&format!("{css} to be shown"), || async {
+        if is_displayed(c, css).await {
+            Ok(())
+        } else {
+            Err("not shown".into())
+        }
+    })
+    .await;
+}
+
+async fn wait_visible_text(c: &Client, css: &str) -> String {
+    eventually(&format!("a message in {css}"), || async {
+        let text = text_of(c, css).await;
+        if is_displayed(c, css).await && !text.trim().is_empty() {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    })
+    .await
+}
+
+async fn is_displayed(c: &Client, css: &str) -> bool {
+    js(
+        c,
+        &format!(
+            "const e = document.querySelector({}); if (!e) return false; const r = e.getBoundingClientRect();
+             return e.checkVisibility({{visibilityProperty: true}}) && r.width > 0 && r.height > 0 && r.left >= 0 && r.right <= window.innerWidth + 1;",
+            json!(css)
+        ),
+    )
+    .await
+}
+
+async fn text_of(c: &Client, css: &str) -> String {
+    js(
+        c,
+        &format!(
+            "const e = document.querySelector({}); return e ? e.textContent : '';",
+            json!(css)
+        ),
+    )
+    .await
+}
+
+async fn value_of(c: &Client, css: &str) -> String {
+    js(
+        c,
+        &format!("return document.querySelector({}).value;", json!(css)),
+    )
+    .await
+}
+
+async fn attr_of(c: &Client, css: &str, name: &str) -> String {
+    js(
+        c,
+        &format!(
+            "const e = document.querySelector({}); return e ? (e.getAttribute({}) ?? '') : '';",
+            json!(css),
+            json!(name)
+        ),
+    )
+    .await
+}
+
+async fn js<T: DeserializeOwned>(c: &Client, script: &str) -> T {
+    let value = c
+        .execute(script, vec![])
+        .await
+        .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"));
+    serde_json::from_value(value)
+        .unwrap_or_else(|e| panic!("unexpected script result: {e}\n{script}"))
+}
+
+/// The id of the signed-in user, from the session API.
+async fn session_user_id(c: &Client) -> String {
+    let script = "const done = arguments[arguments.length - 1];
+        fetch('/api/session').then(r => r.json()).then(b => done(b.user.id), e => done(String(e)));";
+    let value = c.execute_async(script, vec![]).await.expect("script runs");
+    value.as_str().expect("an id").to_owned()
+}
+
+/// Polls `probe` until it succeeds or `WAIT` passes; the failure names what was awaited and
+/// the last thing seen.
+async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("timed out waiting for {what}; last seen: {last}")
+            }
+            Err(_) => tokio::time::sleep(POLL).await,
+        }
+    }
+}
+
+/// Checks that `probe` keeps succeeding for `period` (for "nothing changes" assertions).
+async fn consistently<F, Fut>(what: &str, period: Duration, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let until = Instant::now() + period;
+    while Instant::now() < until {
+        if let Err(seen) = probe().await {
+            panic!("expected {what}, but saw: {seen}");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+// ---- a protocol client for seeding and for "someone else" -----------------------------------
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A non-browser guest (`/ws?name=`), used to seed rooms and to talk while browsers watch.
+struct Guest {
+    socket: Socket,
+    counter: u64,
+    seen: Vec<Value>,
+}
+
+impl Guest {
+    async fn connect(port: u16, name: &str) -> Self {
+        let url = format!("ws://127.0.0.1:{port}/ws?name={}", percent_encode(name));
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("the guest connects");
+        let mut guest = Guest {
+            socket,
+            counter: 0,
+            seen: Vec::new(),
+        };
+        guest.next_of("hello").await;
+        guest
+    }
+
+    async fn join(&mut self, room: &str) {
+        self.frame(json!({"type": "join", "room": room})).await;
+        self.next_of("joined").await;
+    }
+
+    /// Sends a message without waiting for it (several can be in flight).
+    async fn send(&mut self, room: &str, text: &str) {
+        self.counter += 1;
+        let client_id = format!("guest-{}", self.counter);
+        self.frame(json!({"type": "send", "room": room, "text": text, "client_id": client_id}))
+            .await;
+    }
+
+    async fn wait_for_seq(&mut self, seq: i64) {
+        self.wait_until(|f| f["type"] == "message" && f["seq"] == json!(seq))
+            .await;
+    }
+
+    async fn wait_for_text(&mut self, text: &str) {
+        self.wait_until(|f| f["type"] == "message" && f["text"] == json!(text))
+            .await;
+    }
+
+    async fn frame(&mut self, frame: Value) {
+        self.socket
+            .send(Message::text(frame.to_string()))
+            .await
+            .expect("the guest sends");
+    }
+
+    async fn next_of(&mut self, kind: &str) -> Value {
+        self.wait_until(|f| f["type"] == kind).await
+    }
+
+    async fn wait_until(&mut self, matches: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.seen.iter().position(&matches) {
+            return self.seen.remove(i);
+        }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .expect("the guest waited too long for a frame")
+                .expect("the connection is open")
+                .expect("a frame");
+            if let Message::Text(text) = next {
+                let frame: Value = serde_json::from_str(text.as_str()).expect("JSON");
+                if frame["type"] == "error" {
+                    panic!("the guest got an error: {frame}");
+                }
+                if matches(&frame) {
+                    return frame;
+                }
+                if frame["type"] != "message" && frame["type"] != "presence" {
+                    self.seen.push(frame);
+                }
+            }
+        }
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

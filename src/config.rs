@@ -31,7 +31,8 @@ pub struct Config {
     pub idle_timeout: u64,
 
     /// Session-signing secret (at least 64 characters). Default: generated on first run and
-    /// kept in the data folder as `secret.key`.
+    /// kept in the data folder as `secret.key`, or, with --database-url, in the database so
+    /// that every node shares it.
     #[arg(long, env = "CONFAB_SECRET", hide_env_values = true, value_parser = parse_secret)]
     pub secret: Option<String>,
 

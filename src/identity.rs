@@ -65,6 +65,11 @@ pub fn load_or_create_key(secret: Option<&str>, data_dir: &Path) -> Result<Key, 
     }
 }
 
+/// A fresh secret for a cluster to share: 64 random bytes, hex-encoded.
+pub fn random_secret() -> String {
+    hex::encode(Key::generate().master())
+}
+
 /// The user a signed cookie names, if the cookie is present, authentic and well-formed.
 pub fn user_from(jar: &SignedCookieJar) -> Option<User> {
     let cookie = jar.get(COOKIE)?;

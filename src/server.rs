@@ -61,7 +61,11 @@ impl Server {
                 ),
                 None => (Arc::new(SqliteStore::open(&config.data_dir).await?), None),
             };
-        let key = identity::load_or_create_key(config.secret.as_deref(), &config.data_dir)?;
+        let secret = match &config.secret {
+            Some(secret) => Some(secret.clone()),
+            None => store.shared_secret(&identity::random_secret()).await?,
+        };
+        let key = identity::load_or_create_key(secret.as_deref(), &config.data_dir)?;
         let (hub, broker): (Arc<Hub>, Arc<dyn Broker>) = match &config.redis_url {
             Some(url) => {
                 if config.database_url.is_none() {

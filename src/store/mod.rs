@@ -99,6 +99,12 @@ pub trait Store: Send + Sync + 'static {
     /// Rooms that hold messages, most recently active first.
     async fn recent_rooms(&self, limit: u32) -> Result<Vec<RoomName>, StoreError>;
 
+    /// The session-signing secret shared by every node on this storage: the stored one, or
+    /// `proposed` if none was stored yet. `None` for storage only one node uses.
+    async fn shared_secret(&self, _proposed: &str) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+
     /// Waits for in-flight work and releases the engine (files, connections).
     async fn close(&self);
 }

@@ -349,6 +349,19 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    async fn shared_secret(&self, proposed: &str) -> Result<Option<String>, StoreError> {
+        // First writer wins; everyone, the first included, reads back the same value.
+        sqlx::query("INSERT INTO settings (name, value) VALUES ('session_secret', $1) ON CONFLICT (name) DO NOTHING")
+            .bind(proposed)
+            .execute(&self.pool)
+            .await?;
+        let secret: String =
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = 'session_secret'")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(Some(secret))
+    }
+
     async fn close(&self) {
         // Waits for checked-out connections (an append in flight) to come back, then closes.
         self.pool.close().await;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::services::{TestDatabase, node, prefix, urls};
+use crate::services::{TestDatabase, node, node_without_secret, prefix, urls};
 use crate::support::{Client, PATIENCE, seqs};
 
 /// Follows `joined` and `presence` frames until the member names equal `want`.

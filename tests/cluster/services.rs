@@ -124,6 +124,21 @@ pub async fn node(database_url: &str, redis_url: &str, prefix: &str) -> TestServ
     .await
 }
 
+/// A node with no `--secret`: it must share the one kept in the database.
+pub async fn node_without_secret(database_url: &str, redis_url: &str, prefix: &str) -> TestServer {
+    let (database_url, redis_url, prefix) = (
+        database_url.to_owned(),
+        redis_url.to_owned(),
+        prefix.to_owned(),
+    );
+    TestServer::start_with(move |config| {
+        config.database_url = Some(database_url);
+        config.redis_url = Some(redis_url);
+        config.redis_prefix = prefix;
+    })
+    .await
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -123,14 +123,13 @@ async fn concurrent_senders_on_two_nodes_get_gapless_seqs() {
 }
 
 #[tokio::test]
-async fn a_session_cookie_from_one_node_is_valid_on_another() {
+async fn a_session_cookie_from_one_node_is_valid_on_another_without_a_configured_secret() {
     let Some((admin, redis)) = urls() else { return };
     let db = TestDatabase::create(&admin).await;
     let prefix = prefix();
-    let (a, b) = (
-        node(&db.url, &redis, &prefix).await,
-        node(&db.url, &redis, &prefix).await,
-    );
+    // Each node has its own data folder: only the database can give them one secret.
+    let a = node_without_secret(&db.url, &redis, &prefix).await;
+    let b = node_without_secret(&db.url, &redis, &prefix).await;
     let response = reqwest::Client::new()
         .post(format!("{}/api/session", a.base_url()))
         .json(&json!({"name": "ann"}))

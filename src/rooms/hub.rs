@@ -115,14 +115,7 @@ impl Hub {
                 state: Delivery::Pending(Vec::new()),
             },
         );
-        let member = state
-            .members
-            .entry(user.id.clone())
-            .or_insert_with(|| Member {
-                user: user.clone(),
-                connections: 0,
-                remote: HashSet::new(),
-            });
+        let member = state.member(user);
         let was_present = member.present();
         member.connections += 1;
         if member.connections == 1 {
@@ -260,14 +253,7 @@ impl Hub {
         user: &User,
         present: bool,
     ) {
-        let member = state
-            .members
-            .entry(user.id.clone())
-            .or_insert_with(|| Member {
-                user: user.clone(),
-                connections: 0,
-                remote: HashSet::new(),
-            });
+        let member = state.member(user);
         let was_present = member.present();
         if present {
             member.remote.insert(node.clone());
@@ -324,6 +310,16 @@ fn count(members: usize) -> u32 {
 }
 
 impl Room {
+    fn member(&mut self, user: &User) -> &mut Member {
+        self.members
+            .entry(user.id.clone())
+            .or_insert_with(|| Member {
+                user: user.clone(),
+                connections: 0,
+                remote: HashSet::new(),
+            })
+    }
+
     /// Presence goes to live subscribers only: a pending one gets the member list in `joined`.
     fn broadcast_live(&self, frame: &Frame) {
         for subscriber in self.subscribers.values() {

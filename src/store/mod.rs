@@ -8,7 +8,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use thiserror::Error;
 
-use crate::domain::{ClientId, Message, RoomName, User};
+use crate::domain::{ClientId, DisplayName, Message, RoomName, User, UserId};
 
 /// A storage failure. Clients only ever learn "unavailable"; the detail goes to the log.
 #[derive(Debug, Error)]
@@ -64,6 +64,48 @@ impl Page {
     pub fn last_seq(&self) -> Option<u64> {
         self.messages.last().map(|m| m.seq)
     }
+}
+
+/// One `messages` row as every backend reads it (columns `seq, id, ts, user_id, user_name,
+/// text, client_id`), checked on the way in: stored data is trusted, not blindly.
+pub(crate) fn message_from_row<'r, R>(room: &RoomName, row: &'r R) -> Result<Message, StoreError>
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let seq: i64 = row.try_get("seq")?;
+    let name: String = row.try_get("user_name")?;
+    let name = DisplayName::parse(&name)
+        .map_err(|_| StoreError::Corrupt(format!("bad stored name {name:?}")))?;
+    Ok(Message {
+        room: room.clone(),
+        seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("negative seq {seq}")))?,
+        id: row.try_get("id")?,
+        ts: row.try_get("ts")?,
+        user: User {
+            id: UserId::from_trusted(row.try_get("user_id")?),
+            name,
+        },
+        text: row.try_get("text")?,
+        client_id: row.try_get("client_id")?,
+    })
+}
+
+/// Rows read newest first (as `ORDER BY seq DESC LIMIT n` gives them) into a page.
+pub(crate) fn page_from_rows<'r, R>(room: &RoomName, rows: &'r [R]) -> Result<Page, StoreError>
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let messages = rows
+        .iter()
+        .map(|row| message_from_row(room, row))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page::from_newest_first(messages))
 }
 
 /// Keeps the publish order of some rooms across nodes: while a node holds it, no other node

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::{Appended, NewMessage, Page, Store, StoreError};
-use crate::domain::{DisplayName, Message, RoomName, User, UserId};
+use super::{Appended, NewMessage, Page, Store, StoreError, message_from_row, page_from_rows};
+use crate::domain::{Message, RoomName};
 
 /// One node's connections, shared by the writer and every reader. The writer holds at most
 /// one at a time (it appends batch after batch); the rest serve history reads.
@@ -78,33 +78,6 @@ fn storable_text(text: &str) -> Cow<'_, str> {
     } else {
         Cow::Borrowed(text)
     }
-}
-
-fn message_from_row(room: &RoomName, row: &PgRow) -> Result<Message, StoreError> {
-    let seq: i64 = row.try_get("seq")?;
-    let name: String = row.try_get("user_name")?;
-    let name = DisplayName::parse(&name)
-        .map_err(|_| StoreError::Corrupt(format!("bad stored name {name:?}")))?;
-    Ok(Message {
-        room: room.clone(),
-        seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("negative seq {seq}")))?,
-        id: row.try_get("id")?,
-        ts: row.try_get("ts")?,
-        user: User {
-            id: UserId::from_trusted(row.try_get("user_id")?),
-            name,
-        },
-        text: row.try_get("text")?,
-        client_id: row.try_get("client_id")?,
-    })
-}
-
-fn page_from_rows(room: &RoomName, rows: &[PgRow]) -> Result<Page, StoreError> {
-    let messages = rows
-        .iter()
-        .map(|row| message_from_row(room, row))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Page::from_newest_first(messages))
 }
 
 /// The de-duplication key: one message per (room, user, client_id).

@@ -8,14 +8,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::Row;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::{Appended, NewMessage, Page, Store, StoreError};
-use crate::domain::{DisplayName, Message, RoomName, User, UserId};
+use super::{Appended, NewMessage, Page, Store, StoreError, message_from_row, page_from_rows};
+use crate::domain::{Message, RoomName};
 
 const DATABASE_FILE: &str = "confab.db";
 const READERS: u32 = 4;
@@ -55,33 +53,6 @@ impl SqliteStore {
 
 fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-fn message_from_row(room: &RoomName, row: &SqliteRow) -> Result<Message, StoreError> {
-    let seq: i64 = row.try_get("seq")?;
-    let name: String = row.try_get("user_name")?;
-    let name = DisplayName::parse(&name)
-        .map_err(|_| StoreError::Corrupt(format!("bad stored name {name:?}")))?;
-    Ok(Message {
-        room: room.clone(),
-        seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("negative seq {seq}")))?,
-        id: row.try_get("id")?,
-        ts: row.try_get("ts")?,
-        user: User {
-            id: UserId::from_trusted(row.try_get("user_id")?),
-            name,
-        },
-        text: row.try_get("text")?,
-        client_id: row.try_get("client_id")?,
-    })
-}
-
-fn page_from_rows(room: &RoomName, rows: &[SqliteRow]) -> Result<Page, StoreError> {
-    let messages = rows
-        .iter()
-        .map(|row| message_from_row(room, row))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Page::from_newest_first(messages))
 }
 
 type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;

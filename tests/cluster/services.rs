@@ -108,33 +108,33 @@ pub fn prefix() -> String {
     format!("test-{}", uuid::Uuid::now_v7().simple())
 }
 
-/// A node of a test cluster, in this process.
+/// A node of a test cluster, in this process, with the cluster's shared secret.
 pub async fn node(database_url: &str, redis_url: &str, prefix: &str) -> TestServer {
-    let (database_url, redis_url, prefix) = (
-        database_url.to_owned(),
-        redis_url.to_owned(),
-        prefix.to_owned(),
-    );
-    TestServer::start_with(move |config| {
-        config.database_url = Some(database_url);
-        config.redis_url = Some(redis_url);
-        config.redis_prefix = prefix;
-        config.secret = Some(SECRET.into());
-    })
-    .await
+    node_with_secret(database_url, redis_url, prefix, Some(SECRET)).await
 }
 
 /// A node with no `--secret`: it must share the one kept in the database.
 pub async fn node_without_secret(database_url: &str, redis_url: &str, prefix: &str) -> TestServer {
+    node_with_secret(database_url, redis_url, prefix, None).await
+}
+
+async fn node_with_secret(
+    database_url: &str,
+    redis_url: &str,
+    prefix: &str,
+    secret: Option<&str>,
+) -> TestServer {
     let (database_url, redis_url, prefix) = (
         database_url.to_owned(),
         redis_url.to_owned(),
         prefix.to_owned(),
     );
+    let secret = secret.map(str::to_owned);
     TestServer::start_with(move |config| {
         config.database_url = Some(database_url);
         config.redis_url = Some(redis_url);
         config.redis_prefix = prefix;
+        config.secret = secret;
     })
     .await
 }

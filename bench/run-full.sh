@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 
 out=docs/bench
 mkdir -p "$out"
-cargo build --release --bin confab --bin confab-bench
+cargo build --release -p confab --bin confab
+cargo build --release -p confab-bench --bin confab-bench
 cargo build --release -p confab-bench --features plot --bin confab-bench-plot
 bench=target/release/confab-bench
 server=target/release/confab

@@ -50,8 +50,13 @@ pub async fn run(socket: WebSocket, user: User, state: AppState) {
         };
         let close = session.read(stream, &done).await;
         session.leave_everything();
-        if let Some(request) = close {
-            let _ = close_tx.send(request);
+        // Either way the writer stops: with a close frame, or at once if the peer went away
+        // (dropping the sender ends even a write blocked on a peer that stopped reading).
+        match close {
+            Some(request) => {
+                let _ = close_tx.send(request);
+            }
+            None => drop(close_tx),
         }
         drop(session);
         let _ = writer.await;
@@ -115,7 +120,7 @@ impl Session {
                         }
                         Message::Binary(_) => return Some((close::UNSUPPORTED_DATA, "text frames only")),
                         Message::Ping(_) | Message::Pong(_) => {}
-                        Message::Close(_) => return None,
+                        Message::Close(_) => return Some((close::NORMAL, "")),
                     }
                 }
             }

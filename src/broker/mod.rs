@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use thiserror::Error;
 
-use crate::domain::{ConnectionId, Message, RoomName, User};
+use crate::domain::{ConnectionId, Message, RoomName, User, UserId};
 
 /// A node's id, unique per process start.
 pub type NodeId = Arc<str>;
@@ -47,6 +47,9 @@ pub trait Deliver: Send + Sync + 'static {
     fn remote_presence(&self, node: &NodeId, room: &RoomName, user: &User, present: bool);
     /// Everything this node believes about other nodes' members of `room`, replaced.
     fn replace_remote(&self, room: &RoomName, members: Vec<(NodeId, User)>);
+    /// Every room's members on other nodes, replaced (for the lobby's counts of rooms that are
+    /// not hosted here).
+    fn replace_elsewhere(&self, entries: Vec<(RoomName, NodeId, UserId)>);
     /// A node died or left: its members leave every room.
     fn node_gone(&self, node: &NodeId);
     /// This node's own members, per room with local connections (to rebuild shared state).

@@ -198,6 +198,10 @@ impl RedisBroker {
         // Serve only once this node hears the channel: otherwise its first messages could be
         // published before it listens, and its own users would miss them.
         let _ = tokio::time::timeout(COMMAND_TIMEOUT * 2, first_subscription).await;
+        // Learn who is where already, so the lobby counts rooms hosted only elsewhere.
+        if let Err(error) = shared.reconcile().await {
+            tracing::warn!(%error, "reading the cluster's presence failed; the next reconcile retries");
+        }
         tracing::info!(node = %shared.node, prefix, "joined the cluster through Redis");
         Ok(Self {
             shared,
@@ -313,14 +317,7 @@ impl Shared {
         let mut commands = self.commands.clone();
         let entries: Vec<(String, String)> =
             commands.hgetall(self.keys.presence(room.as_str())).await?;
-        Ok(entries
-            .into_iter()
-            .filter_map(|(field, user)| {
-                let (node, _) = field.split_once(' ')?;
-                let user: User = serde_json::from_str(&user).ok()?;
-                (node != &*self.node).then(|| (NodeId::from(node), user))
-            })
-            .collect())
+        Ok(self.others(entries))
     }
 
     /// Removes every presence entry of `node` and tells the others it is gone.
@@ -362,13 +359,77 @@ impl Shared {
         Ok(())
     }
 
-    /// Re-reads other nodes' members of every room hosted here.
+    /// Re-reads every room's members on other nodes: hosted rooms get their member lists
+    /// replaced, and the lobby its counts of rooms hosted elsewhere.
     async fn reconcile(&self) -> redis::RedisResult<()> {
+        let mut commands = self.commands.clone();
+        let prefix = self.keys.presence("");
+        let pattern = format!("{prefix}*");
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut commands)
+                .await?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            pipe.cmd("HGETALL").arg(key);
+        }
+        let hashes: Vec<Vec<(String, String)>> = if keys.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query_async(&mut commands).await?
+        };
+        let mut by_room: HashMap<RoomName, Vec<(NodeId, User)>> = HashMap::new();
+        for (key, entries) in keys.iter().zip(hashes) {
+            let Some(room) = key
+                .strip_prefix(&prefix)
+                .and_then(|r| RoomName::parse(r).ok())
+            else {
+                continue;
+            };
+            by_room
+                .entry(room.clone())
+                .or_default()
+                .extend(self.others(entries));
+        }
         for (room, _) in self.sink.local_presence() {
-            let members = self.members_elsewhere(&room).await?;
+            let members = by_room.get(&room).cloned().unwrap_or_default();
             self.sink.replace_remote(&room, members);
         }
+        let everywhere = by_room
+            .into_iter()
+            .flat_map(|(room, members)| {
+                members
+                    .into_iter()
+                    .map(move |(node, user)| (room.clone(), node, user.id))
+            })
+            .collect();
+        self.sink.replace_elsewhere(everywhere);
         Ok(())
+    }
+
+    /// Presence hash entries of other nodes, parsed.
+    fn others(&self, entries: Vec<(String, String)>) -> Vec<(NodeId, User)> {
+        entries
+            .into_iter()
+            .filter_map(|(field, user)| {
+                let (node, _) = field.split_once(' ')?;
+                let user: User = serde_json::from_str(&user).ok()?;
+                (node != &*self.node).then(|| (NodeId::from(node), user))
+            })
+            .collect()
     }
 
     /// After (re)connecting: write this node's presence again (Redis may have restarted empty),

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::mpsc;
 
+use super::elsewhere::Elsewhere;
 use super::lobby::Lobby;
 use super::outbox::Outbox;
 use crate::broker::{Deliver, NodeId, PresenceChange, Published};
@@ -33,6 +34,7 @@ pub struct Hub {
     rooms: Mutex<HashMap<RoomName, Arc<Mutex<Room>>>>,
     pub lobby: Lobby,
     announcer: Option<Announcer>,
+    elsewhere: Elsewhere,
 }
 
 #[derive(Default)]
@@ -277,8 +279,10 @@ impl Hub {
 
     /// How many people are in `room` right now (on every node).
     pub fn online(&self, room: &RoomName) -> u32 {
-        self.room(room)
-            .map_or(0, |cell| count(lock(&cell).members.len()))
+        match self.room(room) {
+            Some(cell) => count(lock(&cell).members.len()),
+            None => count(self.elsewhere.count(room)),
+        }
     }
 
     /// Every room this node hosts with someone in it, with its count.
@@ -294,7 +298,26 @@ impl Hub {
                 online: count(lock(&cell).members.len()),
             })
             .filter(|room| room.online > 0)
+            .chain(
+                self.elsewhere
+                    .counts()
+                    .into_iter()
+                    .filter(|(room, _)| self.room(room).is_none())
+                    .map(|(name, online)| RoomCount {
+                        name,
+                        online: count(online),
+                    }),
+            )
             .collect()
+    }
+
+    /// A room this node does not host changed its count: only the lobby cares.
+    fn lobby_changed_elsewhere(&self, rooms: impl IntoIterator<Item = RoomName>) {
+        for room in rooms {
+            if self.room(&room).is_none() {
+                self.lobby.changed(&room);
+            }
+        }
     }
 
     fn all_rooms(&self) -> Vec<(RoomName, Arc<Mutex<Room>>)> {
@@ -388,6 +411,9 @@ impl Deliver for Hub {
     }
 
     fn remote_presence(&self, node: &NodeId, room: &RoomName, user: &User, present: bool) {
+        if self.elsewhere.set(room, node, &user.id, present) {
+            self.lobby_changed_elsewhere([room.clone()]);
+        }
         let Some(cell) = self.room(room) else {
             return; // not hosted here; read in full when it is
         };
@@ -422,7 +448,14 @@ impl Deliver for Hub {
         }
     }
 
+    fn replace_elsewhere(&self, entries: Vec<(RoomName, NodeId, UserId)>) {
+        let changed = self.elsewhere.replace(entries);
+        self.lobby_changed_elsewhere(changed);
+    }
+
     fn node_gone(&self, node: &NodeId) {
+        let changed = self.elsewhere.node_gone(node);
+        self.lobby_changed_elsewhere(changed);
         for (room, cell) in self.all_rooms() {
             let mut state = lock(&cell);
             let gone: Vec<User> = state

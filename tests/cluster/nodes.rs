@@ -156,8 +156,35 @@ async fn a_session_cookie_from_one_node_is_valid_on_another_without_a_configured
     assert_eq!(seen, user);
 }
 
+/// Polls `/api/rooms` until `room` shows `online`.
+async fn until_lobby_count(server: &crate::support::TestServer, room: &str, online: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let rooms: Value = reqwest::get(format!("{}/api/rooms", server.base_url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let count = rooms["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == room)
+            .map(|r| r["online"].clone());
+        if count == Some(json!(online)) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{room} shows {count:?}, wanted {online}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
-async fn the_lobby_counts_members_of_every_node() {
+async fn the_lobby_counts_members_of_every_node_even_where_nobody_is_in_the_room() {
     let Some((admin, redis)) = urls() else { return };
     let db = TestDatabase::create(&admin).await;
     let prefix = prefix();
@@ -171,17 +198,33 @@ async fn the_lobby_counts_members_of_every_node() {
     let joined_b = ben.join("hall").await;
     until_members(&mut ann, &joined, &["ann", "ben"]).await;
     until_members(&mut ben, &joined_b, &["ann", "ben"]).await;
-    let rooms: Value = reqwest::get(format!("{}/api/rooms", a.base_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let hall = rooms["rooms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == "hall")
-        .cloned();
-    assert_eq!(hall.map(|h| h["online"].clone()), Some(json!(2)));
+    until_lobby_count(&a, "hall", 2).await;
+
+    // A node where nobody is in the room: one started now reads the count from Redis...
+    let c = node(&db.url, &redis, &prefix).await;
+    until_lobby_count(&c, "hall", 2).await;
+    // ...and its lobby watchers follow live changes.
+    let mut watcher = c.client("watcher").await;
+    watcher.send(json!({"type":"rooms"})).await;
+    let snapshot = watcher.recv_until("rooms").await;
+    assert!(
+        snapshot["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "hall" && r["online"] == 2)
+    );
+    ben.close().await;
+    loop {
+        let update = watcher.recv_until("rooms").await;
+        if update["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "hall" && r["online"] == 1)
+        {
+            break;
+        }
+    }
+    until_lobby_count(&c, "hall", 1).await;
 }

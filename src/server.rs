@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -143,6 +144,13 @@ impl Server {
         let app = crate::http::router(state.clone());
         tracing::info!("confab serving on http://{addr}/");
         let shutdown = state.shutdown.clone();
+        // Chat frames are small and latency-bound: without TCP_NODELAY, Nagle's algorithm and
+        // delayed ACKs hold them back by up to 40 ms.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+        });
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 signal.await;

@@ -22,9 +22,10 @@ use crate::state::AppState;
 /// tungstenite's own ceiling, above the protocol's 64 KiB, so that a frame between the two is
 /// read whole and refused by us with a clean 1009 rather than a transport error.
 const TRANSPORT_MAX_FRAME: usize = 16 * MAX_FRAME_BYTES;
-/// Read buffer per connection. tungstenite would allocate 128 KiB up front; chat frames are
-/// small, and the buffer grows for the rare large one.
-const READ_BUFFER: usize = 4 * 1024;
+/// Read buffer per connection, allocated up front (tungstenite's default is 128 KiB). Client
+/// frames are small and rare; the buffer grows to fit a larger one, so this only bounds what
+/// one read syscall takes, and keeps idle connections cheap.
+const READ_BUFFER: usize = 512;
 /// Frames are gathered up to this size before a write; the writer flushes after each drain
 /// of its queue anyway, so this only caps how much one write carries.
 const WRITE_BUFFER: usize = 64 * 1024;

@@ -138,7 +138,13 @@ impl Load {
                     room_index: r,
                     tracked: tracked.clone(),
                 };
+                // Senders are spread evenly over one period of the schedule: in step, every
+                // room's message would land at the same instant and the bench would measure its
+                // own thundering herd (10k deliveries at once) instead of a steady load.
+                let sender_slot = m * spec.rooms + r;
+                let total_senders = (spec.senders_per_room * spec.rooms).max(1);
                 let ctx = MemberCtx {
+                    phase_offset: sender_slot as f64 / total_senders as f64,
                     plan: plan_rx.clone(),
                     slow: slow_rx.clone(),
                     slow_outcomes: slow_outcomes.clone(),
@@ -246,6 +252,8 @@ struct Member {
 
 /// The channels a member listens to.
 struct MemberCtx {
+    /// Where in each send period this sender's messages fall, as a fraction of the period.
+    phase_offset: f64,
     plan: watch::Receiver<Plan>,
     slow: watch::Receiver<SlowMode>,
     slow_outcomes: Arc<SlowOutcomes>,
@@ -294,7 +302,10 @@ impl Member {
         );
         match role {
             Role::Receiver => receive(client, receiver).await,
-            Role::Sender => self.send(client, receiver, ctx.plan, ctx.finished).await,
+            Role::Sender => {
+                self.send(client, receiver, ctx.plan, ctx.finished, ctx.phase_offset)
+                    .await
+            }
             Role::Slow => stall(client, ctx.slow, &ctx.slow_outcomes, self.bench.drain).await,
         }
     }
@@ -306,14 +317,18 @@ impl Member {
         mut receiver: Receiver,
         mut plans: watch::Receiver<Plan>,
         finished: Arc<Finished>,
+        phase_offset: f64,
     ) {
         let sender = self.index as u32;
+        // The k-th message of a plan is due at start + (k + phase_offset) / rate.
+        let due_at = |plan: &Plan, k: u64| {
+            plan.start + Duration::from_secs_f64((k as f64 + phase_offset) / plan.rate)
+        };
         let mut plan = *plans.borrow_and_update();
         let mut k = 0u64; // messages of this plan sent
         let mut n = 0u64; // messages of this connection sent: numbers, client_ids
         loop {
-            let due = (k < plan.count)
-                .then(|| plan.start + Duration::from_secs_f64(k as f64 / plan.rate));
+            let due = (k < plan.count).then(|| due_at(&plan, k));
             tokio::select! {
                 // Sending first: an inbound flood must not delay the schedule.
                 biased;
@@ -333,7 +348,7 @@ impl Member {
                     let members = self.tracked[self.room_index].load(Relaxed);
                     // Everything due by now goes out in one burst and one flush.
                     while k < plan.count {
-                        let at = plan.start + Duration::from_secs_f64(k as f64 / plan.rate);
+                        let at = due_at(&plan, k);
                         if at > now {
                             break;
                         }

@@ -156,6 +156,12 @@ pub struct FanoutArgs {
     /// A step whose p99 exceeds this many milliseconds ends the climb.
     #[arg(long, env = "CONFAB_BENCH_P99_LIMIT_MS", default_value_t = 100.0)]
     pub p99_limit_ms: f64,
+
+    /// Seconds of load at the first step's rate before the climb, not reported: the first
+    /// seconds of a fresh server (allocator, socket buffers, database file growth) are slower
+    /// than its steady state.
+    #[arg(long, env = "CONFAB_BENCH_WARMUP", default_value_t = 2.0)]
+    pub warmup: f64,
 }
 
 /// The shape of a multi-room load, shared by `rooms`, `slow` and `joins --churn`.

@@ -533,7 +533,7 @@ mod tests {
 
     fn drain(receiver: &mut OutboxReceiver) -> Vec<Value> {
         let mut frames = Vec::new();
-        while let Ok(frame) = receiver.frames.try_recv() {
+        while let Some(frame) = receiver.frames.try_recv() {
             frames.push(serde_json::from_str(frame.as_str()).unwrap());
         }
         frames

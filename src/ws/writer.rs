@@ -7,13 +7,12 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::SinkExt;
 use futures_util::stream::SplitSink;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::{MissedTickBehavior, interval};
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol::close;
-use crate::protocol::server::Frame;
-use crate::rooms::outbox::OutboxReceiver;
+use crate::rooms::outbox::{FrameQueue, OutboxReceiver};
 
 /// Most frames gathered into one write.
 const DRAIN_MAX: usize = 512;
@@ -34,6 +33,7 @@ pub async fn run(
     // Built once and polled in place: rebuilding it on every wake-up showed in profiles.
     let tripped = cut.tripped();
     tokio::pin!(tripped);
+    let mut batch = Vec::new();
     let mut ping = interval(ping_every);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ping.tick().await;
@@ -54,13 +54,11 @@ pub async fn run(
             }
             frame = frames.recv() => {
                 let Some(frame) = frame else { break };
+                batch.push(frame);
+                frames.take(&mut batch, DRAIN_MAX - 1);
                 let written = async {
-                    sink.feed(Message::Text(frame)).await?;
-                    for _ in 1..DRAIN_MAX {
-                        match frames.try_recv() {
-                            Ok(frame) => sink.feed(Message::Text(frame)).await?,
-                            Err(_) => break,
-                        }
+                    for frame in batch.drain(..) {
+                        sink.feed(Message::Text(frame)).await?;
                     }
                     sink.flush().await
                 };
@@ -88,13 +86,13 @@ pub async fn run(
 /// Sends what is still queued (when asked to), then the close frame, within [`GOODBYE`].
 async fn goodbye(
     sink: &mut SplitSink<WebSocket, Message>,
-    queue: Option<&mut mpsc::Receiver<Frame>>,
+    queue: Option<&mut FrameQueue>,
     code: u16,
     reason: &'static str,
 ) {
     let send = async {
         if let Some(queue) = queue {
-            while let Ok(frame) = queue.try_recv() {
+            while let Some(frame) = queue.try_recv() {
                 sink.feed(Message::Text(frame)).await?;
             }
         }

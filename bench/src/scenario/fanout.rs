@@ -15,7 +15,7 @@ pub async fn run(bench: &Arc<Bench>, args: &FanoutArgs) -> anyhow::Result<Outcom
     let params = json!({
         "members": args.members, "senders": args.senders, "start_rate": args.start_rate,
         "step_factor": args.step_factor, "step_secs": args.step_secs,
-        "max_steps": args.max_steps, "p99_limit_ms": args.p99_limit_ms,
+        "max_steps": args.max_steps, "p99_limit_ms": args.p99_limit_ms, "warmup": args.warmup,
     });
     anyhow::ensure!(
         args.senders >= 1 && args.senders <= args.members,
@@ -32,6 +32,9 @@ pub async fn run(bench: &Arc<Bench>, args: &FanoutArgs) -> anyhow::Result<Outcom
         },
     )
     .await;
+    if args.warmup > 0.0 {
+        load.run_phase("warm-up", args.start_rate, args.warmup).await;
+    }
     let mut phases = Vec::new();
     let mut stop_reason = format!("reached --max-steps {}", args.max_steps);
     let mut rate = args.start_rate;

@@ -41,7 +41,7 @@ for name in fanout rooms30k rooms100k idle joins churn slow sweep; do
     sweep)
         # Room size sweep for the plot: the same climb, starting near 200k deliveries/s.
         : >"$out/fanout-sweep.jsonl"
-        for members in 10 100 1000 3000; do
+        for members in 10 100 1000 3000 10000; do
             start=$((200000 / members))
             run "fanout-$members" fanout --members "$members" --senders 4 --start-rate "$start" \
                 --step-factor 1.5 --step-secs 3 --max-steps 12

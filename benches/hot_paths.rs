@@ -80,7 +80,8 @@ fn group_commit(c: &mut Criterion) {
     let (writer, store) = runtime.block_on(async {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
         let hub = Arc::new(Hub::default());
-        let (writer, _task) = Writer::spawn(store.clone(), Arc::new(LocalBroker::new(hub)), None);
+        let (writer, _task) =
+            Writer::spawn(store.clone(), Arc::new(LocalBroker::new(hub)), None).unwrap();
         (writer, store)
     });
     const BURST: u64 = 1000;

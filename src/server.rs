@@ -43,6 +43,8 @@ pub enum StartError {
     Broker(#[from] BrokerError),
     #[error("{0}")]
     Config(&'static str),
+    #[error("cannot start the message writer's thread: {0}")]
+    Thread(std::io::Error),
 }
 
 pub struct Server {
@@ -91,7 +93,8 @@ impl Server {
                 (hub.clone(), Arc::new(LocalBroker::new(hub)))
             }
         };
-        let (writer, writer_task) = Writer::spawn(store.clone(), broker.clone(), order);
+        let (writer, writer_task) =
+            Writer::spawn(store.clone(), broker.clone(), order).map_err(StartError::Thread)?;
         let listener = TcpListener::bind(config.addr)
             .await
             .map_err(|source| StartError::Bind {

@@ -5,8 +5,8 @@
 //!     --fanout docs/bench/fanout.jsonl --idle docs/bench/idle.json --out docs/bench
 //! ```
 //!
-//! - `fanout.png`: best clean deliveries/s and its p99 against room size, one point per
-//!   `fanout` report (one JSON object per line of the `--fanout` file).
+//! - `fanout.png`: the fastest step without loss (deliveries/s) and that step's p99 against
+//!   room size, one point per `fanout` report (one JSON object per line of `--fanout`).
 //! - `idle-rss.png`: server RSS against open connections, from an `idle` report's samples.
 
 use std::path::{Path, PathBuf};
@@ -79,7 +79,7 @@ fn load_font() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// (members, best deliveries/s, p99 ms of that step) per fanout report, by room size.
+/// (members, fastest clean deliveries/s, p99 ms of that step) per fanout report, by size.
 fn fanout_points(path: &Path) -> anyhow::Result<Vec<(f64, f64, f64)>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -90,8 +90,8 @@ fn fanout_points(path: &Path) -> anyhow::Result<Vec<(f64, f64, f64)>> {
             .as_f64()
             .context("fanout report without members")?;
         let (Some(rate), Some(p99)) = (
-            report["facts"]["best deliveries/s"].as_f64(),
-            report["facts"]["best step p99 ms"].as_f64(),
+            report["facts"]["fastest clean deliveries/s"].as_f64(),
+            report["facts"]["fastest clean step p99 ms"].as_f64(),
         ) else {
             eprintln!("skipping the {members}-member report: it has no clean step");
             continue;
@@ -125,7 +125,7 @@ fn plot_fanout(points: &[(f64, f64, f64)], png: &Path) -> anyhow::Result<()> {
     let max_p99 = points.iter().map(|p| p.2).fold(0.0, f64::max) * 1.15;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "confab fan-out: best clean step by room size",
+            "confab fan-out: fastest step without loss, by room size",
             ("sans-serif", 24),
         )
         .margin(15)

@@ -481,12 +481,20 @@ impl Receiver {
                 self.on_text(&text);
                 true
             }
-            Incoming::Closed(Some(4001)) => {
-                counters.closed_4001.fetch_add(1, Relaxed);
+            Incoming::Closed(code) => {
+                let counter = match code {
+                    Some(4001) => &counters.closed_4001,
+                    _ => &counters.closed_other,
+                };
+                counter.fetch_add(1, Relaxed);
+                let how = code.map_or("close without a code".to_owned(), |c| c.to_string());
+                self.bench.connection_ended(how);
                 false
             }
-            Incoming::Closed(_) | Incoming::Broken(_) => {
+            Incoming::Broken(why) => {
                 counters.closed_other.fetch_add(1, Relaxed);
+                self.bench
+                    .connection_ended(format!("no close frame: {why}"));
                 false
             }
         }

@@ -14,6 +14,7 @@ mod load;
 mod rooms;
 mod slow;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -60,6 +61,13 @@ pub async fn run(cli: &Cli, nofile: u64) -> anyhow::Result<Report> {
     if let Some(first) = bench.first_failure.lock().expect("lock").take() {
         notes.push(format!("first failed connection: {first}"));
     }
+    let endings = std::mem::take(&mut *bench.endings.lock().expect("lock"));
+    if !endings.is_empty() {
+        facts.add(
+            "connections ended early, by close code",
+            serde_json::json!(endings),
+        );
+    }
     facts.add("bench open-files limit", nofile);
     Ok(Report {
         scenario,
@@ -100,6 +108,9 @@ pub struct Bench {
     /// Numbers clients across the run: their names and source addresses.
     next_client: AtomicUsize,
     first_failure: Mutex<Option<String>>,
+    /// How tracked connections ended before the run did: close code (or "no close frame"),
+    /// count. Rare, so a lock is fine.
+    pub endings: Mutex<BTreeMap<String, u64>>,
     /// What the progress line says the run is doing.
     status: Mutex<String>,
     /// Highest server RSS seen by the progress sampler since the phase began.
@@ -133,6 +144,7 @@ impl Bench {
             run_id: format!("b{secs}"),
             next_client: AtomicUsize::new(0),
             first_failure: Mutex::new(None),
+            endings: Mutex::new(BTreeMap::new()),
             status: Mutex::new("starting".to_owned()),
             peak_rss_kib: AtomicU64::new(0),
             rss_series: Mutex::new(Vec::new()),
@@ -162,6 +174,11 @@ impl Bench {
         procstat::sample(self.server_pid)
             .ok()
             .filter(|_| self.server_pid.is_some())
+    }
+
+    /// Records how a tracked connection ended before the run did.
+    pub fn connection_ended(&self, how: String) {
+        *self.endings.lock().expect("lock").entry(how).or_default() += 1;
     }
 
     /// Starts measuring a phase that begins at `start`: clears the histogram, takes the counters

@@ -7,7 +7,7 @@
 //! is taken, so the lock covers only refcount pushes into bounded queues.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::mpsc;
@@ -18,6 +18,7 @@ use super::outbox::Outbox;
 use crate::broker::{Deliver, NodeId, PresenceChange, Published};
 use crate::domain::{ConnectionId, Message, RoomName, User, UserId};
 use crate::protocol::server::{self, Frame, Joined, RoomCount};
+use crate::protocol::{JOIN_PAGE, RESUME_CAP};
 use crate::store::Page;
 
 /// Live messages a joining connection may collect while its history is being read; past this
@@ -44,9 +45,77 @@ struct Room {
     members: HashMap<UserId, Member>,
     /// The highest seq fanned out here: a later one must be exactly the next.
     last_seq: Option<u64>,
+    /// The newest messages, so that most joins need no store read.
+    recent: Recent,
     /// Until the first view of other nodes' members is merged, which (node, user) pairs live
     /// events have already settled: those are newer than that view.
     settled: Option<HashSet<(NodeId, UserId)>>,
+}
+
+/// A contiguous run of a room's newest messages, `base..=base + len - 1`. Known only once a
+/// join has read the room's newest page (or seen it empty); live messages extend it in order.
+#[derive(Default)]
+struct Recent {
+    base: Option<u64>,
+    messages: VecDeque<Arc<Message>>,
+}
+
+/// Messages kept per room: enough for a plain join (50) and a short resume.
+const RECENT_CAP: usize = 64;
+
+impl Recent {
+    /// Starts the run from a page that is the room's newest messages up to `last_seq`.
+    fn seed(&mut self, newest: &[Message], last_seq: u64) {
+        if self.base.is_some() {
+            return;
+        }
+        if newest.is_empty() && last_seq != 0 {
+            return; // a resume that brought nothing says nothing about what exists
+        }
+        let skip = newest.len().saturating_sub(RECENT_CAP);
+        self.messages = newest[skip..].iter().cloned().map(Arc::new).collect();
+        self.base = Some(self.messages.front().map_or(last_seq + 1, |m| m.seq));
+    }
+
+    fn push(&mut self, message: &Arc<Message>) {
+        let Some(base) = self.base else { return };
+        let next = base + self.messages.len() as u64;
+        if message.seq == next {
+            self.messages.push_back(message.clone());
+            if self.messages.len() > RECENT_CAP {
+                self.messages.pop_front();
+                self.base = Some(base + 1);
+            }
+        } else if message.seq > next {
+            // A hole: forget the run rather than serve it; the next join reads the store.
+            *self = Self::default();
+        }
+    }
+
+    /// What a join asks for, if this run holds all of it.
+    fn page(&self, since: Option<u64>) -> Option<Page> {
+        let base = self.base?;
+        let end = base + self.messages.len() as u64; // one past the last
+        let from = match since {
+            None => end.saturating_sub(JOIN_PAGE as u64).max(1),
+            Some(since) if end.saturating_sub(since + 1) > RESUME_CAP as u64 => {
+                end - RESUME_CAP as u64
+            }
+            Some(since) => (since + 1).min(end),
+        };
+        if from < base {
+            return None;
+        }
+        let skip = usize::try_from(from - base).ok()?;
+        let messages: Vec<Message> = self
+            .messages
+            .iter()
+            .skip(skip)
+            .map(|m| (**m).clone())
+            .collect();
+        let has_more = messages.first().is_some_and(|m| m.seq > 1);
+        Some(Page { messages, has_more })
+    }
 }
 
 struct Member {
@@ -138,58 +207,34 @@ impl Hub {
         room: &RoomName,
         conn: ConnectionId,
         viewer: &UserId,
-        mut page: Page,
+        page: Page,
         since: Option<u64>,
     ) -> bool {
         let Some(cell) = self.room(room) else {
             return false;
         };
         let mut state = lock(&cell);
-        let members = state.present_members();
-        let Some(subscriber) = state.subscribers.get_mut(&conn) else {
+        let seed = since.is_none();
+        state.activate(room, conn, viewer, page, since, seed)
+    }
+
+    /// Like [`Hub::activate`], with the history taken from the room's recent messages when they
+    /// cover what the join asks for. Returns false if they do not: read the store instead.
+    pub fn activate_from_recent(
+        &self,
+        room: &RoomName,
+        conn: ConnectionId,
+        viewer: &UserId,
+        since: Option<u64>,
+    ) -> bool {
+        let Some(cell) = self.room(room) else {
             return false;
         };
-        let read_up_to = page.last_seq().unwrap_or(0).max(since.unwrap_or(0));
-        let pending = match std::mem::replace(
-            &mut subscriber.state,
-            Delivery::Live {
-                delivered_up_to: read_up_to,
-            },
-        ) {
-            Delivery::Pending(pending) => pending,
-            Delivery::Live { .. } => Vec::new(),
+        let mut state = lock(&cell);
+        let Some(page) = state.recent.page(since) else {
+            return false;
         };
-        // Messages committed after the history read: the read may also have seen some of them.
-        let mut expected = read_up_to + 1;
-        for message in pending.iter().filter(|m| m.seq > read_up_to) {
-            if message.seq != expected {
-                // A hole between the read and the live stream: resume and let the store fill it.
-                subscriber.outbox.resync();
-                return true;
-            }
-            page.messages.push((**message).clone());
-            expected += 1;
-        }
-        let last_seq = expected - 1;
-        subscriber.state = Delivery::Live {
-            delivered_up_to: last_seq,
-        };
-        let truncated = since.is_some_and(|since| {
-            page.messages
-                .first()
-                .is_some_and(|first| first.seq > since + 1)
-        });
-        let frame = server::joined(&Joined {
-            room,
-            members: &members,
-            messages: &page.messages,
-            viewer,
-            last_seq,
-            has_more: page.has_more,
-            truncated,
-        });
-        subscriber.outbox.push(frame);
-        true
+        state.activate(room, conn, viewer, page, since, false)
     }
 
     /// Removes a connection from a room; if it was its user's last one there, the user leaves.
@@ -333,6 +378,67 @@ fn count(members: usize) -> u32 {
 }
 
 impl Room {
+    /// Sends `joined` and switches `conn` to live delivery; see [`Hub::activate`]. `seed`: the
+    /// page is the room's newest messages, fit to start the recent-message cache with.
+    fn activate(
+        &mut self,
+        room: &RoomName,
+        conn: ConnectionId,
+        viewer: &UserId,
+        mut page: Page,
+        since: Option<u64>,
+        seed: bool,
+    ) -> bool {
+        let members = self.present_members();
+        let Some(subscriber) = self.subscribers.get_mut(&conn) else {
+            return false;
+        };
+        let read_up_to = page.last_seq().unwrap_or(0).max(since.unwrap_or(0));
+        let pending = match std::mem::replace(
+            &mut subscriber.state,
+            Delivery::Live {
+                delivered_up_to: read_up_to,
+            },
+        ) {
+            Delivery::Pending(pending) => pending,
+            Delivery::Live { .. } => Vec::new(),
+        };
+        // Messages committed after the history read: the read may also have seen some of them.
+        let mut expected = read_up_to + 1;
+        for message in pending.iter().filter(|m| m.seq > read_up_to) {
+            if message.seq != expected {
+                // A hole between the read and the live stream: resume and let the store fill it.
+                subscriber.outbox.resync();
+                return true;
+            }
+            page.messages.push((**message).clone());
+            expected += 1;
+        }
+        let last_seq = expected - 1;
+        subscriber.state = Delivery::Live {
+            delivered_up_to: last_seq,
+        };
+        let truncated = since.is_some_and(|since| {
+            page.messages
+                .first()
+                .is_some_and(|first| first.seq > since + 1)
+        });
+        let frame = server::joined(&Joined {
+            room,
+            members: &members,
+            messages: &page.messages,
+            viewer,
+            last_seq,
+            has_more: page.has_more,
+            truncated,
+        });
+        subscriber.outbox.push(frame);
+        if seed {
+            self.recent.seed(&page.messages, last_seq);
+        }
+        true
+    }
+
     fn member(&mut self, user: &User) -> &mut Member {
         self.members
             .entry(user.id.clone())
@@ -377,6 +483,7 @@ impl Deliver for Hub {
                 // A hole in the stream: a node died between its commit and its publish, or the
                 // broker dropped out. Live readers resume with `since`; the store has it all.
                 tracing::warn!(room = %message.room, last, next = message.seq, "gap in a room's stream");
+                state.recent = Recent::default();
                 for subscriber in state.subscribers.values() {
                     if matches!(subscriber.state, Delivery::Live { .. }) {
                         subscriber.outbox.resync();
@@ -386,6 +493,7 @@ impl Deliver for Hub {
             _ => {}
         }
         state.last_seq = Some(message.seq);
+        state.recent.push(&message);
         for (conn, subscriber) in &mut state.subscribers {
             match &mut subscriber.state {
                 Delivery::Live { delivered_up_to } => {
@@ -657,6 +765,79 @@ mod tests {
                     .await
                     .expect("cut off");
             });
+    }
+
+    fn seqs_of(frame: &Value) -> Vec<u64> {
+        frame["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["seq"].as_u64().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn joins_are_served_from_recent_messages_once_a_join_has_read_the_newest_page() {
+        let hub = Hub::default();
+        let (first, _first_rx) = outbox(64);
+        hub.subscribe(&room(), ConnectionId(1), &user("ann"), first);
+        // Nothing known yet: the first join must read the store.
+        assert!(!hub.activate_from_recent(&room(), ConnectionId(1), &user("ann").id, None));
+        hub.activate(&room(), ConnectionId(1), &user("ann").id, page(1..=3), None);
+        publish(&hub, 4, None);
+        publish(&hub, 5, None);
+
+        let (second, mut second_rx) = outbox(64);
+        hub.subscribe(&room(), ConnectionId(2), &user("ben"), second);
+        assert!(hub.activate_from_recent(&room(), ConnectionId(2), &user("ben").id, Some(2)));
+        let joined = &drain(&mut second_rx)[0];
+        assert_eq!(seqs_of(joined), [3, 4, 5]);
+        assert_eq!(joined["last_seq"], 5);
+
+        let (third, mut third_rx) = outbox(64);
+        hub.subscribe(&room(), ConnectionId(3), &user("cat"), third);
+        assert!(hub.activate_from_recent(&room(), ConnectionId(3), &user("cat").id, None));
+        assert_eq!(seqs_of(&drain(&mut third_rx)[0]), [1, 2, 3, 4, 5]);
+        publish(&hub, 6, None);
+        let live: Vec<Value> = drain(&mut second_rx)
+            .into_iter()
+            .filter(|frame| frame["type"] == "message")
+            .collect();
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0]["seq"], 6, "live after a cached join");
+    }
+
+    #[test]
+    fn a_hole_in_the_stream_empties_the_recent_messages() {
+        let hub = Hub::default();
+        let (first, _rx) = outbox(64);
+        hub.subscribe(&room(), ConnectionId(1), &user("ann"), first);
+        hub.activate(&room(), ConnectionId(1), &user("ann").id, page(1..=3), None);
+        publish(&hub, 5, None); // 4 never came
+        let (second, _rx2) = outbox(64);
+        hub.subscribe(&room(), ConnectionId(2), &user("ben"), second);
+        assert!(!hub.activate_from_recent(&room(), ConnectionId(2), &user("ben").id, Some(3)));
+    }
+
+    #[test]
+    fn a_resume_older_than_the_recent_messages_reads_the_store() {
+        let hub = Hub::default();
+        let (first, _rx) = outbox(256);
+        hub.subscribe(&room(), ConnectionId(1), &user("ann"), first);
+        hub.activate(
+            &room(),
+            ConnectionId(1),
+            &user("ann").id,
+            page(1..=50),
+            None,
+        );
+        for seq in 51..=100 {
+            publish(&hub, seq, None);
+        }
+        let (second, _rx2) = outbox(64);
+        hub.subscribe(&room(), ConnectionId(2), &user("ben"), second);
+        assert!(!hub.activate_from_recent(&room(), ConnectionId(2), &user("ben").id, Some(10)));
+        assert!(hub.activate_from_recent(&room(), ConnectionId(2), &user("ben").id, Some(90)));
     }
 
     #[test]

@@ -196,6 +196,14 @@ impl Session {
             // Other nodes' members show up as their events arrive and at the next reconcile.
             Err(error) => tracing::warn!(%error, room = %room, "cannot read other nodes' members"),
         }
+        // Most joins ask for what the room holds in memory; only the rest read the store.
+        if self
+            .state
+            .hub
+            .activate_from_recent(&room, self.conn, &self.user.id, since)
+        {
+            return;
+        }
         let store = &self.state.store;
         let page = match since {
             None => store.latest(&room, JOIN_PAGE).await,

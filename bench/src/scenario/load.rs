@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
@@ -26,6 +27,9 @@ use crate::stamp::{self, Stamp};
 /// Lead time between publishing a plan and its first send, so every sender has the plan
 /// before its first message is due.
 const PLAN_LEAD: Duration = Duration::from_millis(50);
+
+/// Most frames a sender reads in one go before it looks at its schedule again.
+const READ_BURST: usize = 1024;
 
 /// The shape of a load.
 #[derive(Debug, Clone)]
@@ -375,7 +379,17 @@ impl Member {
                     }
                 }
                 incoming = client.recv() => {
-                    if !receiver.on(incoming) {
+                    // Sends win every race above, so read everything already buffered while
+                    // here: one frame per loop would let a busy sender fall behind its own
+                    // room and be cut off by the server (4001) as a slow reader.
+                    let mut open = receiver.on(incoming);
+                    for _ in 0..READ_BURST {
+                        match client.recv().now_or_never() {
+                            Some(more) if open => open = receiver.on(more),
+                            _ => break,
+                        }
+                    }
+                    if !open {
                         if k < plan.count {
                             finished.arrive();
                         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -45,6 +45,22 @@ pub enum StartError {
     Config(&'static str),
     #[error("cannot start the message writer's thread: {0}")]
     Thread(std::io::Error),
+}
+
+/// Connections the kernel may hold for us before we accept them. tokio's default (128) drops
+/// SYNs during a burst of joins, and each dropped SYN costs its client a 1 s retransmit.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // A restarted server must be able to take its port back at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 pub struct Server {
@@ -95,12 +111,10 @@ impl Server {
         };
         let (writer, writer_task) =
             Writer::spawn(store.clone(), broker.clone(), order).map_err(StartError::Thread)?;
-        let listener = TcpListener::bind(config.addr)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.addr,
-                source,
-            })?;
+        let listener = listen(config.addr).map_err(|source| StartError::Bind {
+            addr: config.addr,
+            source,
+        })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.addr,
             source,

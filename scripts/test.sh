@@ -50,9 +50,9 @@ else
 fi
 
 say "benchmark smoke run (small sizes, a few seconds: keeps confab-bench from rotting)"
-cargo build --release --locked --bin confab --bin confab-bench
+cargo build --release --locked -p confab -p confab-bench --bin confab --bin confab-bench
 # Exits non-zero if any delivery was lost or duplicated.
-cargo run --release --locked --bin confab-bench -- fanout --spawn "${CARGO_TARGET_DIR:-target}/release/confab" \
+cargo run --release --locked -p confab-bench --bin confab-bench -- fanout --spawn "${CARGO_TARGET_DIR:-target}/release/confab" \
     --members 50 --senders 2 --max-steps 3 --step-secs 1
 
 say "all green"

@@ -47,6 +47,10 @@ pub enum StartError {
     Thread(std::io::Error),
 }
 
+/// Kernel send buffer per connection (the kernel doubles it for bookkeeping): room for a
+/// burst of a few hundred chat frames.
+const SEND_BUFFER: usize = 128 * 1024;
+
 /// Connections the kernel may hold for us before we accept them. tokio's default (128) drops
 /// SYNs during a burst of joins, and each dropped SYN costs its client a 1 s retransmit.
 const LISTEN_BACKLOG: u32 = 4096;
@@ -166,6 +170,12 @@ impl Server {
         let listener = listener.tap_io(|tcp| {
             if let Err(error) = tcp.set_nodelay(true) {
                 tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+            // A fixed, modest send buffer: the kernel would otherwise autotune it up to 4 MiB
+            // per socket, and a stalled reader's backlog would pile up there, unbounded by us
+            // and invisible to the outbox whose cut-off (4001) is the documented policy.
+            if let Err(error) = socket2::SockRef::from(&*tcp).set_send_buffer_size(SEND_BUFFER) {
+                tracing::debug!(%error, "cannot set SO_SNDBUF");
             }
         });
         let served = axum::serve(listener, app)

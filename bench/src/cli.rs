@@ -123,8 +123,24 @@ pub enum Scenario {
     Joins(JoinsArgs),
     /// A `rooms` load where some members stop reading: others' p99, server RSS, who gets cut.
     Slow(SlowArgs),
-    /// `rooms` spread over two nodes on Redis + PostgreSQL (not yet implemented).
-    Cluster,
+    /// `rooms` spread over several nodes of one cluster (Redis + PostgreSQL): clients are
+    /// given nodes round-robin, and latency is also reported for cross-node deliveries alone.
+    Cluster(ClusterArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    pub load: LoadArgs,
+
+    /// With --spawn: how many nodes to start. Give them a shared database and Redis with
+    /// --server-arg=--database-url=... and --server-arg=--redis-url=....
+    #[arg(long, env = "CONFAB_BENCH_NODES", default_value_t = 2)]
+    pub nodes: usize,
+
+    /// With --url: the WebSocket URL of another node of the same cluster (repeatable).
+    #[arg(long)]
+    pub also_url: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -18,10 +18,9 @@ use crate::protocol::{ClientFrame, ServerFrame};
 /// Everything needed to open client connections to one server.
 #[derive(Debug, Clone)]
 pub struct Connector {
-    /// Resolved once, so 10k connects do not resolve 10k times.
-    server: SocketAddr,
-    /// The `/ws` URL without the `name` parameter.
-    url: String,
+    /// Each node's address (resolved once, so 10k connects do not resolve 10k times) and
+    /// `/ws` URL without the `name` parameter. See [`Connector::node_of`].
+    targets: Vec<(SocketAddr, String)>,
     ws_config: WebSocketConfig,
     /// Number of loopback source addresses to spread sockets over (see `source_for`).
     sources: u8,
@@ -82,8 +81,7 @@ impl Incoming {
 
 impl Connector {
     pub fn new(
-        server: SocketAddr,
-        url: String,
+        targets: Vec<(SocketAddr, String)>,
         read_buffer: usize,
         sources: u8,
         timeout: Duration,
@@ -94,12 +92,24 @@ impl Connector {
             .read_buffer_size(read_buffer)
             .write_buffer_size(read_buffer);
         Connector {
-            server,
-            url,
+            targets,
             ws_config,
             sources,
             timeout,
         }
+    }
+
+    /// How many nodes clients are spread over.
+    pub fn nodes(&self) -> usize {
+        self.targets.len().max(1)
+    }
+
+    /// The node client `index` connects to. Hashed rather than `index % nodes`, because the
+    /// load numbers a room's members with a stride of the room count: plain modulo would put a
+    /// whole room on one node whenever the counts share a factor.
+    pub fn node_of(&self, index: usize) -> usize {
+        let mixed = (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+        (mixed % self.nodes() as u64) as usize
     }
 
     /// Connects as guest `name`, waits for `hello`, joins `room` and waits for `joined`, all
@@ -131,8 +141,9 @@ impl Connector {
         name: &str,
         rcvbuf: Option<u32>,
     ) -> Result<Client, ConnectError> {
+        let (server, base_url) = &self.targets[self.node_of(index)];
         let socket = TcpSocket::new_v4().map_err(io_error)?;
-        if let Some(source) = self.source_for(index) {
+        if let Some(source) = self.source_for(index, *server) {
             socket
                 .bind(SocketAddr::new(IpAddr::V4(source), 0))
                 .map_err(io_error)?;
@@ -140,11 +151,11 @@ impl Connector {
         if let Some(size) = rcvbuf {
             socket.set_recv_buffer_size(size).map_err(io_error)?;
         }
-        let stream = socket.connect(self.server).await.map_err(io_error)?;
+        let stream = socket.connect(*server).await.map_err(io_error)?;
         // Frames are small and latency is the point: never wait for Nagle.
         stream.set_nodelay(true).map_err(io_error)?;
-        let sep = if self.url.contains('?') { '&' } else { '?' };
-        let url = format!("{}{sep}name={name}", self.url);
+        let sep = if base_url.contains('?') { '&' } else { '?' };
+        let url = format!("{base_url}{sep}name={name}");
         let (ws, _response) =
             tokio_tungstenite::client_async_with_config(url, stream, Some(self.ws_config))
                 .await
@@ -157,8 +168,8 @@ impl Connector {
     /// The source address for connection `index`: 127.0.0.1 ..= 127.0.0.N in turn, because one
     /// source address runs out of ephemeral ports near 28k connections to one server port.
     /// `None` (let the kernel pick) when the server is not on IPv4 loopback.
-    fn source_for(&self, index: usize) -> Option<Ipv4Addr> {
-        match self.server.ip() {
+    fn source_for(&self, index: usize, server: SocketAddr) -> Option<Ipv4Addr> {
+        match server.ip() {
             IpAddr::V4(ip) if ip.is_loopback() => Some(Ipv4Addr::new(
                 127,
                 0,

@@ -44,19 +44,22 @@ impl Server {
     pub async fn start(args: &TargetArgs) -> anyhow::Result<Server> {
         match (&args.spawn, &args.url) {
             (Some(binary), _) => spawn(binary, args).await,
-            (None, Some(url)) => {
-                let addr = resolve_ws_url(url).await?;
-                Ok(Server {
-                    url: url.clone(),
-                    addr,
-                    pid: args.server_pid,
-                    spawned: None,
-                })
-            }
+            (None, Some(url)) => Server::attach(url, args.server_pid).await,
             (None, None) => {
                 bail!("say which server to load: --url ws://HOST:PORT/ws or --spawn PATH")
             }
         }
+    }
+
+    /// A running server at `url` (`pid`, if known, enables RSS and CPU figures).
+    pub async fn attach(url: &str, pid: Option<u32>) -> anyhow::Result<Server> {
+        let addr = resolve_ws_url(url).await?;
+        Ok(Server {
+            url: url.to_owned(),
+            addr,
+            pid,
+            spawned: None,
+        })
     }
 
     /// Stops a spawned server (SIGTERM, then SIGKILL after a grace period); nothing for an

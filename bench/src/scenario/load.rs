@@ -560,6 +560,10 @@ impl Receiver {
         if let Some(stamp) = text.and_then(Stamp::parse) {
             let micros = stamp::now_ns().saturating_sub(stamp.sent_ns) / 1000;
             self.bench.latencies.record(self.shard, micros);
+            let connector = &self.bench.connector;
+            if connector.node_of(stamp.sender as usize) != connector.node_of(self.shard) {
+                self.bench.cross_node.record(self.shard, micros);
+            }
         }
     }
 }

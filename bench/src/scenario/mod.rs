@@ -6,7 +6,9 @@
 //! - [`idle`]: idle joined connections, RSS per connection.
 //! - [`joins`]: join throughput, and churn under a `rooms` load.
 //! - [`slow`]: a `rooms` load with members that stop reading.
+//! - [`cluster`]: a `rooms` load spread over several nodes, cross-node latency on its own.
 
+mod cluster;
 mod fanout;
 mod idle;
 mod joins;
@@ -19,7 +21,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::bail;
 use tokio::sync::Semaphore;
 
 use crate::cli::{Cli, Scenario};
@@ -31,14 +32,11 @@ use crate::target::Server;
 
 /// Runs the scenario named on the command line against the chosen server.
 pub async fn run(cli: &Cli, nofile: u64) -> anyhow::Result<Report> {
-    if let Scenario::Cluster = cli.scenario {
-        bail!(
-            "cluster: not yet: it needs confab's two-node deployment on Redis + PostgreSQL \
-             (issue 5); run `rooms` against one node meanwhile"
-        );
-    }
-    let server = Server::start(&cli.target).await?;
-    let bench = Arc::new(Bench::new(cli, &server));
+    let servers = match &cli.scenario {
+        Scenario::Cluster(args) => cluster::start_nodes(&cli.target, args).await?,
+        _ => vec![Server::start(&cli.target).await?],
+    };
+    let bench = Arc::new(Bench::new(cli, &servers));
     let progress = tokio::spawn(progress(bench.clone()));
     let outcome = match &cli.scenario {
         Scenario::Fanout(args) => fanout::run(&bench, args).await,
@@ -46,14 +44,23 @@ pub async fn run(cli: &Cli, nofile: u64) -> anyhow::Result<Report> {
         Scenario::Idle(args) => idle::run(&bench, args, nofile).await,
         Scenario::Joins(args) => joins::run(&bench, args).await,
         Scenario::Slow(args) => slow::run(&bench, args).await,
-        Scenario::Cluster => unreachable!("handled above"),
+        Scenario::Cluster(args) => cluster::run(&bench, args).await,
     };
     progress.abort();
-    let log = server.log_path().map(|p| p.display().to_string());
-    let stopped = server.stop().await;
+    let logs: Vec<String> = servers
+        .iter()
+        .filter_map(|server| server.log_path().map(|p| p.display().to_string()))
+        .collect();
+    let mut stopped = Ok(());
+    for server in servers {
+        let result = server.stop().await;
+        if stopped.is_ok() {
+            stopped = result;
+        }
+    }
     let mut outcome = outcome;
-    if let (Err(err), Some(log)) = (&mut outcome, log) {
-        *err = anyhow::anyhow!("{err:#} (server log: {log})");
+    if let (Err(err), false) = (&mut outcome, logs.is_empty()) {
+        *err = anyhow::anyhow!("{err:#} (server log: {})", logs.join(", "));
     }
     let (scenario, params, phases, mut facts, mut notes) = outcome?;
     stopped?;
@@ -98,6 +105,8 @@ pub struct Bench {
     pub latencies: Latencies,
     /// How late senders wrote each message relative to their schedule, µs.
     pub send_lag: Latencies,
+    /// Deliveries whose sender is connected to another node than the receiver (cluster runs).
+    pub cross_node: Latencies,
     pub server_pid: Option<u32>,
     pub drain: Duration,
     /// Bounds connects in flight, so a 10k-client scenario does not SYN-flood the listener.
@@ -121,10 +130,9 @@ pub struct Bench {
 }
 
 impl Bench {
-    fn new(cli: &Cli, server: &Server) -> Self {
+    fn new(cli: &Cli, servers: &[Server]) -> Self {
         let connector = Connector::new(
-            server.addr,
-            server.url.clone(),
+            servers.iter().map(|s| (s.addr, s.url.clone())).collect(),
             cli.conn.read_buffer,
             cli.conn.source_addrs,
             Duration::from_secs_f64(cli.conn.connect_timeout),
@@ -138,7 +146,9 @@ impl Bench {
             counters: Counters::default(),
             latencies: Latencies::default(),
             send_lag: Latencies::default(),
-            server_pid: server.pid,
+            cross_node: Latencies::default(),
+            // Resource figures follow the first node.
+            server_pid: servers.first().and_then(|s| s.pid),
             drain: Duration::from_secs_f64(cli.conn.drain_secs),
             connect_slots: Semaphore::new(cli.conn.connect_concurrency.max(1)),
             run_id: format!("b{secs}"),
@@ -191,6 +201,7 @@ impl Bench {
     ) -> PhaseClock {
         self.latencies.reset();
         self.send_lag.reset();
+        self.cross_node.reset();
         let server = self.server_usage();
         self.peak_rss_kib
             .store(server.map_or(0, |u| u.rss_kib), Relaxed);

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::broker::{Broker, Published};
-use crate::domain::ConnectionId;
+use crate::domain::{ConnectionId, Message};
 use crate::store::{Appended, NewMessage, PublishOrder, Store};
 
 /// Most messages in one transaction. Large enough to amortise the commit, small enough that
@@ -32,13 +32,22 @@ pub enum AppendError {
     Stopped,
 }
 
-pub type AppendReply = oneshot::Receiver<Result<Appended, AppendError>>;
+/// What a sender learns once its message's batch is done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// Stored and broadcast; the sender's connection got its copy through the fan-out.
+    Stored,
+    /// The user had already stored this `client_id` here: the original, for the sender alone.
+    Duplicate(Message),
+}
+
+pub type AppendReply = oneshot::Receiver<Result<Sent, AppendError>>;
 
 enum Command {
     Append {
         message: NewMessage,
         origin: ConnectionId,
-        reply: oneshot::Sender<Result<Appended, AppendError>>,
+        reply: oneshot::Sender<Result<Sent, AppendError>>,
     },
     Stop(oneshot::Sender<()>),
 }
@@ -110,7 +119,7 @@ impl Writer {
 }
 
 /// Who waits for each message of the batch being gathered, index for index.
-type Waiter = (ConnectionId, oneshot::Sender<Result<Appended, AppendError>>);
+type Waiter = (ConnectionId, oneshot::Sender<Result<Sent, AppendError>>);
 
 struct Backends {
     store: Arc<dyn Store>,
@@ -171,17 +180,21 @@ async fn commit(messages: &[NewMessage], waiters: &mut Vec<Waiter>, backends: &B
     };
     match stored {
         Ok(outcomes) => {
-            let published = waiters
-                .iter()
-                .zip(&outcomes)
-                .filter_map(|((origin, _), outcome)| match outcome {
-                    Appended::Stored(message) => Some(Published {
-                        message: Arc::new(message.clone()),
-                        origin: Some(*origin),
-                    }),
-                    Appended::Duplicate(_) => None,
-                })
-                .collect();
+            // Stored messages move into the fan-out; only a duplicate's original goes back.
+            let mut published = Vec::with_capacity(outcomes.len());
+            let mut answers = Vec::with_capacity(outcomes.len());
+            for ((origin, _), outcome) in waiters.iter().zip(outcomes) {
+                match outcome {
+                    Appended::Stored(message) => {
+                        published.push(Published {
+                            message: Arc::new(message),
+                            origin: Some(*origin),
+                        });
+                        answers.push(Sent::Stored);
+                    }
+                    Appended::Duplicate(original) => answers.push(Sent::Duplicate(original)),
+                }
+            }
             if let Err(error) = backends.broker.publish(published).await {
                 // Stored, so it is not lost: whoever missed it resumes from the store.
                 tracing::error!(%error, "publishing a committed batch failed");
@@ -189,8 +202,8 @@ async fn commit(messages: &[NewMessage], waiters: &mut Vec<Waiter>, backends: &B
             if let Some(hold) = hold {
                 hold.release().await;
             }
-            for ((_, reply), outcome) in waiters.drain(..).zip(outcomes) {
-                let _ = reply.send(Ok(outcome));
+            for ((_, reply), answer) in waiters.drain(..).zip(answers) {
+                let _ = reply.send(Ok(answer));
             }
         }
         Err(error) => {

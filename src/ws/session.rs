@@ -22,9 +22,9 @@ use crate::protocol::{
     ErrorCode, JOIN_PAGE, MAX_FRAME_BYTES, MAX_ROOMS_PER_CONNECTION, RESUME_CAP, close,
 };
 use crate::rooms::outbox::{self, Outbox};
-use crate::rooms::writer::{AppendError, AppendReply};
+use crate::rooms::writer::{AppendError, AppendReply, Sent};
 use crate::state::AppState;
-use crate::store::{Appended, NewMessage};
+use crate::store::NewMessage;
 
 pub async fn run(socket: WebSocket, user: User, state: AppState) {
     let conn = ConnectionId::next();
@@ -76,7 +76,7 @@ struct Session {
 }
 
 /// A `send` waiting for its group commit, with the `ref` its answer must carry.
-type PendingSend = BoxFuture<'static, (Result<Appended, AppendError>, Option<Ref>)>;
+type PendingSend = BoxFuture<'static, (Result<Sent, AppendError>, Option<Ref>)>;
 
 impl Session {
     /// Reads until the connection ends; returns the close the session wants sent, if any.
@@ -272,11 +272,11 @@ impl Session {
         }
     }
 
-    fn answer_send(&self, outcome: Result<Appended, AppendError>, reference: Option<&Ref>) {
+    fn answer_send(&self, outcome: Result<Sent, AppendError>, reference: Option<&Ref>) {
         match outcome {
             // The broadcast already brought this connection its copy.
-            Ok(Appended::Stored(_)) => {}
-            Ok(Appended::Duplicate(original)) => self.send(server::message(&original, true)),
+            Ok(Sent::Stored) => {}
+            Ok(Sent::Duplicate(original)) => self.send(server::message(&original, true)),
             Err(error) => self.error(
                 ErrorCode::Unavailable,
                 &format!("{error}; nothing was stored"),
@@ -341,7 +341,7 @@ impl Session {
 async fn wait_for_commit(
     reply: AppendReply,
     reference: Option<Ref>,
-) -> (Result<Appended, AppendError>, Option<Ref>) {
+) -> (Result<Sent, AppendError>, Option<Ref>) {
     (reply.await.unwrap_or(Err(AppendError::Stopped)), reference)
 }
 

@@ -5,26 +5,26 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::nodes::until_members;
-use crate::services::{PrivateRedis, Proxy, SECRET, TestDatabase, node, prefix, urls};
+use crate::services::{Cluster, PrivateRedis, Proxy, SECRET, TestDatabase, node, prefix, urls};
 use crate::support::{Client, Event, TestServer, seqs, spawn_binary};
 
 #[tokio::test]
 async fn a_killed_nodes_users_leave_and_its_clients_resume_on_another_node() {
     let Some((admin, redis)) = urls() else { return };
-    let db = TestDatabase::create(&admin).await;
-    let prefix = prefix();
-    let survivor = node(&db.url, &redis, &prefix).await;
+    let cluster = Cluster::new(&admin, &redis).await;
+    let survivor = cluster.node().await;
+    let doomed_data = tempfile::tempdir().unwrap();
     let (mut doomed, host) = spawn_binary(&[
         "--database-url",
-        &db.url,
+        &cluster.db.url,
         "--redis-url",
-        &redis,
+        &cluster.redis,
         "--redis-prefix",
-        &prefix,
+        &cluster.prefix,
         "--secret",
         SECRET,
         "--data-dir",
-        tempfile::tempdir().unwrap().path().to_str().unwrap(),
+        doomed_data.path().to_str().unwrap(),
     ])
     .await;
     let mut ann = Client::connect(&format!("ws://{host}/ws?name=ann")).await;
@@ -106,11 +106,10 @@ async fn a_killed_nodes_users_leave_and_its_clients_resume_on_another_node() {
 #[tokio::test]
 async fn nodes_ride_out_a_redis_restart_and_rebuild_presence() {
     let Some((admin, _)) = urls() else { return };
-    let db = TestDatabase::create(&admin).await;
     let mut redis = PrivateRedis::start().await;
-    let prefix = prefix();
-    let a = node(&db.url, &redis.url(), &prefix).await;
-    let b = node(&db.url, &redis.url(), &prefix).await;
+    let cluster = Cluster::new(&admin, &redis.url()).await;
+    let a = cluster.node().await;
+    let b = cluster.node().await;
     let mut ann = a.client("ann").await;
     let joined = ann.join("r").await;
     let mut ben = b.client("ben").await;
@@ -136,7 +135,7 @@ async fn nodes_ride_out_a_redis_restart_and_rebuild_presence() {
 
     // Presence is rebuilt in Redis: a node that starts now knows only what Redis tells it,
     // and its newcomer sees ann (on a) and ben (on b) once the nodes have rebuilt.
-    let c = node(&db.url, &redis.url(), &prefix).await;
+    let c = cluster.node().await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let mut cat = c.client("cat").await;

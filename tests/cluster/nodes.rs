@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::services::{TestDatabase, node, node_without_secret, prefix, urls};
+use crate::services::{Cluster, urls};
 use crate::support::{Client, PATIENCE, seqs};
 
 /// Follows `joined` and `presence` frames until the member names equal `want`.
@@ -36,12 +36,11 @@ pub async fn until_members(client: &mut Client, joined: &Value, want: &[&str]) {
 #[tokio::test]
 async fn clients_on_three_nodes_see_one_order_and_one_member_list() {
     let Some((admin, redis)) = urls() else { return };
-    let db = TestDatabase::create(&admin).await;
-    let prefix = prefix();
+    let cluster = Cluster::new(&admin, &redis).await;
     let nodes = [
-        node(&db.url, &redis, &prefix).await,
-        node(&db.url, &redis, &prefix).await,
-        node(&db.url, &redis, &prefix).await,
+        cluster.node().await,
+        cluster.node().await,
+        cluster.node().await,
     ];
     let names = ["ann", "ben", "cat"];
     let mut clients = Vec::new();
@@ -80,12 +79,8 @@ async fn clients_on_three_nodes_see_one_order_and_one_member_list() {
 #[tokio::test]
 async fn concurrent_senders_on_two_nodes_get_gapless_seqs() {
     let Some((admin, redis)) = urls() else { return };
-    let db = TestDatabase::create(&admin).await;
-    let prefix = prefix();
-    let (a, b) = (
-        node(&db.url, &redis, &prefix).await,
-        node(&db.url, &redis, &prefix).await,
-    );
+    let cluster = Cluster::new(&admin, &redis).await;
+    let (a, b) = (cluster.node().await, cluster.node().await);
     let mut senders = Vec::new();
     for (i, server) in [&a, &b, &a, &b].into_iter().enumerate() {
         let mut client = server.client(&format!("s{i}")).await;
@@ -125,11 +120,10 @@ async fn concurrent_senders_on_two_nodes_get_gapless_seqs() {
 #[tokio::test]
 async fn a_session_cookie_from_one_node_is_valid_on_another_without_a_configured_secret() {
     let Some((admin, redis)) = urls() else { return };
-    let db = TestDatabase::create(&admin).await;
-    let prefix = prefix();
+    let cluster = Cluster::new(&admin, &redis).await;
     // Each node has its own data folder: only the database can give them one secret.
-    let a = node_without_secret(&db.url, &redis, &prefix).await;
-    let b = node_without_secret(&db.url, &redis, &prefix).await;
+    let a = cluster.node_without_secret().await;
+    let b = cluster.node_without_secret().await;
     let response = reqwest::Client::new()
         .post(format!("{}/api/session", a.base_url()))
         .json(&json!({"name": "ann"}))
@@ -186,12 +180,8 @@ async fn until_lobby_count(server: &crate::support::TestServer, room: &str, onli
 #[tokio::test]
 async fn the_lobby_counts_members_of_every_node_even_where_nobody_is_in_the_room() {
     let Some((admin, redis)) = urls() else { return };
-    let db = TestDatabase::create(&admin).await;
-    let prefix = prefix();
-    let (a, b) = (
-        node(&db.url, &redis, &prefix).await,
-        node(&db.url, &redis, &prefix).await,
-    );
+    let cluster = Cluster::new(&admin, &redis).await;
+    let (a, b) = (cluster.node().await, cluster.node().await);
     let mut ann = a.client("ann").await;
     let joined = ann.join("hall").await;
     let mut ben = b.client("ben").await;
@@ -201,7 +191,7 @@ async fn the_lobby_counts_members_of_every_node_even_where_nobody_is_in_the_room
     until_lobby_count(&a, "hall", 2).await;
 
     // A node where nobody is in the room: one started now reads the count from Redis...
-    let c = node(&db.url, &redis, &prefix).await;
+    let c = cluster.node().await;
     until_lobby_count(&c, "hall", 2).await;
     // ...and its lobby watchers follow live changes.
     let mut watcher = c.client("watcher").await;

@@ -108,14 +108,36 @@ pub fn prefix() -> String {
     format!("test-{}", uuid::Uuid::now_v7().simple())
 }
 
+/// One test's cluster: a database and a Redis prefix of its own, which nodes join on demand.
+pub struct Cluster {
+    pub db: TestDatabase,
+    pub redis: String,
+    pub prefix: String,
+}
+
+impl Cluster {
+    pub async fn new(admin: &str, redis: &str) -> Self {
+        Self {
+            db: TestDatabase::create(admin).await,
+            redis: redis.to_owned(),
+            prefix: prefix(),
+        }
+    }
+
+    /// A node in this process, with the cluster's shared secret.
+    pub async fn node(&self) -> TestServer {
+        node(&self.db.url, &self.redis, &self.prefix).await
+    }
+
+    /// A node with no `--secret`: it must share the one kept in the database.
+    pub async fn node_without_secret(&self) -> TestServer {
+        node_with_secret(&self.db.url, &self.redis, &self.prefix, None).await
+    }
+}
+
 /// A node of a test cluster, in this process, with the cluster's shared secret.
 pub async fn node(database_url: &str, redis_url: &str, prefix: &str) -> TestServer {
     node_with_secret(database_url, redis_url, prefix, Some(SECRET)).await
-}
-
-/// A node with no `--secret`: it must share the one kept in the database.
-pub async fn node_without_secret(database_url: &str, redis_url: &str, prefix: &str) -> TestServer {
-    node_with_secret(database_url, redis_url, prefix, None).await
 }
 
 async fn node_with_secret(

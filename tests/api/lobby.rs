@@ -2,16 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::TestServer;
-
-fn online(frame: &Value, room: &str) -> Option<u64> {
-    frame["rooms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == room)
-        .map(|r| r["online"].as_u64().unwrap())
-}
+use crate::support::{TestServer, online};
 
 /// Reads lobby updates until `room` shows `count`.
 async fn until_count(watcher: &mut crate::support::Client, room: &str, count: u64) {

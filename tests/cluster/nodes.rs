@@ -160,13 +160,8 @@ async fn until_lobby_count(server: &crate::support::TestServer, room: &str, onli
             .json()
             .await
             .unwrap();
-        let count = rooms["rooms"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["name"] == room)
-            .map(|r| r["online"].clone());
-        if count == Some(json!(online)) {
+        let count = crate::support::online(&rooms, room);
+        if count == Some(online) {
             return;
         }
         assert!(
@@ -197,22 +192,11 @@ async fn the_lobby_counts_members_of_every_node_even_where_nobody_is_in_the_room
     let mut watcher = c.client("watcher").await;
     watcher.send(json!({"type":"rooms"})).await;
     let snapshot = watcher.recv_until("rooms").await;
-    assert!(
-        snapshot["rooms"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["name"] == "hall" && r["online"] == 2)
-    );
+    assert_eq!(crate::support::online(&snapshot, "hall"), Some(2));
     ben.close().await;
     loop {
         let update = watcher.recv_until("rooms").await;
-        if update["rooms"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["name"] == "hall" && r["online"] == 1)
-        {
+        if crate::support::online(&update, "hall") == Some(1) {
             break;
         }
     }

@@ -301,6 +301,16 @@ pub async fn spawn_binary(args: &[&str]) -> (tokio::process::Child, String) {
     (child, host)
 }
 
+/// A room's `online` count in a `rooms` frame or an `/api/rooms` answer, if it is listed.
+pub fn online(rooms: &Value, room: &str) -> Option<u64> {
+    rooms["rooms"]
+        .as_array()
+        .expect("rooms")
+        .iter()
+        .find(|r| r["name"] == room)
+        .and_then(|r| r["online"].as_u64())
+}
+
 /// `seq` of every message in a `joined` or `history` frame.
 pub fn seqs(frame: &Value) -> Vec<u64> {
     frame["messages"]

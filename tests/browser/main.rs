@@ -148,34 +148,22 @@ async fn a_second_tab_of_the_same_user_is_one_member_until_the_last_tab_closes()
         wait_members(&alice, &["alice (you)", "bob"]).await;
         // Bob's own message comes back to him after any presence the second tab caused.
         say_and_wait_confirmed(&bob, "second tab is open").await;
-        consistently(
+        members_stay(
+            &bob,
+            &["alice", "bob (you)"],
             "bob to see alice once",
             Duration::from_millis(800),
-            || async {
-                let m = members(&bob).await;
-                if m == ["alice", "bob (you)"] {
-                    Ok(())
-                } else {
-                    Err(format!("{m:?}"))
-                }
-            },
         )
         .await;
 
         // Closing one of the two tabs keeps alice in the room.
         alice.close_window().await.unwrap();
         alice.switch_to_window(first_tab).await.unwrap();
-        consistently(
+        members_stay(
+            &bob,
+            &["alice", "bob (you)"],
             "alice to stay a member with one tab left",
             Duration::from_millis(1500),
-            || async {
-                let m = members(&bob).await;
-                if m == ["alice", "bob (you)"] {
-                    Ok(())
-                } else {
-                    Err(format!("{m:?}"))
-                }
-            },
         )
         .await;
         assert_eq!(text_of(&bob, "#member-count").await, "2");
@@ -1362,6 +1350,19 @@ where
 }
 
 /// Checks that `probe` keeps succeeding for `period` (for "nothing changes" assertions).
+/// Fails if the members panel of `client` shows anything but `expected` during `period`.
+async fn members_stay(client: &Client, expected: &[&str], what: &str, period: Duration) {
+    consistently(what, period, || async {
+        let shown = members(client).await;
+        if shown == expected {
+            Ok(())
+        } else {
+            Err(format!("{shown:?}"))
+        }
+    })
+    .await;
+}
+
 async fn consistently<F, Fut>(what: &str, period: Duration, mut probe: F)
 where
     F: FnMut() -> Fut,

@@ -54,6 +54,24 @@ pub struct Config {
     /// Log filter, in `tracing` env-filter syntax (e.g. `info`, `confab=debug`).
     #[arg(long, env = "CONFAB_LOG", default_value = "info")]
     pub log: String,
+
+    /// Seconds a connection may make no write progress while data waits for it before it is
+    /// closed with 4001. A reader that keeps reading is never cut, however far behind it is.
+    #[arg(long, env = "CONFAB_STALL_TIMEOUT", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub stall_timeout: u64,
+
+    /// `on` (the default) or `off`: `off` lifts every rate limit and every per-IP connection
+    /// cap at once, for benchmarks and load tests. Size limits and --max-connections stay.
+    #[arg(long, env = "CONFAB_RATE_LIMITS", default_value = "on", value_enum)]
+    pub rate_limits: RateLimits,
+}
+
+/// Whether rate limits and per-IP caps apply (see `--rate-limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RateLimits {
+    On,
+    Off,
 }
 
 impl Config {
@@ -68,11 +86,17 @@ impl Config {
             redis_url: None,
             redis_prefix: "confab".into(),
             log: "info".into(),
+            stall_timeout: 15,
+            rate_limits: RateLimits::On,
         }
     }
 
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout)
+    }
+
+    pub fn stall_timeout(&self) -> Duration {
+        Duration::from_secs(self.stall_timeout)
     }
 }
 

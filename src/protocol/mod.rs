@@ -49,6 +49,10 @@ pub enum ErrorCode {
     TooManyRooms,
     Unavailable,
     Internal,
+    /// The store cannot keep up; nothing was stored. Comes with `retry_after_ms`.
+    Overloaded,
+    /// Over a rate limit; the request had no effect. Comes with `retry_after_ms`.
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -67,6 +71,8 @@ impl ErrorCode {
             Self::TooManyRooms => "too_many_rooms",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
+            Self::Overloaded => "overloaded",
+            Self::RateLimited => "rate_limited",
         }
     }
 }

@@ -181,6 +181,17 @@ pub fn rooms(rooms: &[RoomCount], full: bool) -> Frame {
 }
 
 pub fn error(code: ErrorCode, message: &str, reference: Option<&Ref>) -> Frame {
+    error_with_retry(code, message, reference, None)
+}
+
+/// An `error` that tells the client when trying again can succeed (`retry_after_ms`), for
+/// limits that clear with time (`overloaded`, `rate_limited`).
+pub fn error_with_retry(
+    code: ErrorCode,
+    message: &str,
+    reference: Option<&Ref>,
+    retry_after_ms: Option<u64>,
+) -> Frame {
     #[derive(Serialize)]
     struct View<'a> {
         #[serde(rename = "type")]
@@ -189,12 +200,15 @@ pub fn error(code: ErrorCode, message: &str, reference: Option<&Ref>) -> Frame {
         message: &'a str,
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<&'a Ref>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     }
     encode(&View {
         kind: "error",
         code,
         message,
         reference,
+        retry_after_ms,
     })
 }
 

@@ -9,7 +9,7 @@ use confab::broker::local::LocalBroker;
 use confab::broker::{Deliver, Published};
 use confab::domain::{ClientId, ConnectionId, DisplayName, Message, RoomName, User, UserId};
 use confab::protocol::server;
-use confab::rooms::hub::Hub;
+use confab::rooms::hub::{Activation, Hub, Take};
 use confab::rooms::outbox::outbox;
 use confab::rooms::writer::Writer;
 use confab::store::sqlite::SqliteStore;
@@ -49,13 +49,23 @@ fn fan_out(c: &mut Criterion) {
         let room = RoomName::parse("bench").unwrap();
         let mut receivers = Vec::new();
         for n in 0..members {
-            let (sender, receiver) = outbox(1 << 16);
+            let (sender, receiver) = outbox();
             let conn = ConnectionId(n as u64);
+            let viewer = user(n).id;
             hub.subscribe(&room, conn, &user(n), sender);
-            hub.activate(&room, conn, &user(n).id, Page::default(), None);
-            receivers.push(receiver);
+            let join = Activation {
+                room: &room,
+                conn,
+                viewer: &viewer,
+                since: None,
+                reset: false,
+            };
+            hub.activate(join, Page::default());
+            receivers.push((conn, receiver));
         }
         let mut seq = 0;
+        let mut out = std::collections::VecDeque::new();
+        let mut rooms = Vec::new();
         group.throughput(Throughput::Elements(members as u64));
         group.bench_function(format!("{members} members"), |b| {
             b.iter(|| {
@@ -64,9 +74,15 @@ fn fan_out(c: &mut Criterion) {
                     message: Arc::new(message(seq)),
                     origin: None,
                 });
-                // Keep queues from filling: a connection writer would drain them.
-                for receiver in &mut receivers {
-                    while receiver.frames.try_recv().is_some() {}
+                // What each connection does when woken: take its frames from the room's log.
+                for (conn, receiver) in &receivers {
+                    out.clear();
+                    receiver.take_frames(&mut out, usize::MAX);
+                    rooms.clear();
+                    receiver.take_rooms(&mut rooms);
+                    for room in &rooms {
+                        while hub.take(room, *conn, usize::MAX, &mut out).0 == Take::More {}
+                    }
                 }
             })
         });

@@ -65,6 +65,12 @@ pub struct Config {
     /// cap at once, for benchmarks and load tests. Size limits and --max-connections stay.
     #[arg(long, env = "CONFAB_RATE_LIMITS", default_value = "on", value_enum)]
     pub rate_limits: RateLimits,
+
+    /// Seconds a graceful stop (SIGTERM) gives connections to have their in-flight sends
+    /// answered and to receive their close frame (1012).
+    #[arg(long, env = "CONFAB_SHUTDOWN_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub shutdown_timeout: u64,
 }
 
 /// Whether rate limits and per-IP caps apply (see `--rate-limits`).
@@ -88,11 +94,16 @@ impl Config {
             log: "info".into(),
             stall_timeout: 15,
             rate_limits: RateLimits::On,
+            shutdown_timeout: 10,
         }
     }
 
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout)
     }
 
     pub fn stall_timeout(&self) -> Duration {

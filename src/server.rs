@@ -25,8 +25,9 @@ use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{PublishOrder, Store, StoreError};
 
-/// How long shutdown waits for sessions to say goodbye before it stops waiting.
-const DRAIN: Duration = Duration::from_secs(5);
+/// How long shutdown waits for sessions beyond the shutdown timeout (their in-flight sends
+/// answered) for their goodbyes.
+const GOODBYE_GRACE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -130,6 +131,8 @@ impl Server {
             writer,
             key,
             idle_timeout: config.idle_timeout(),
+            stall_timeout: config.stall_timeout(),
+            shutdown_timeout: config.shutdown_timeout(),
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
         };
@@ -162,6 +165,7 @@ impl Server {
             writer_task,
         } = self;
         let lobby = tokio::spawn(state.hub.clone().run_lobby(state.shutdown.clone()));
+        let presence = tokio::spawn(state.hub.clone().run_presence(state.shutdown.clone()));
         let app = crate::http::router(state.clone());
         tracing::info!("confab serving on http://{addr}/");
         let shutdown = state.shutdown.clone();
@@ -187,16 +191,18 @@ impl Server {
             .await;
         state.shutdown.cancel();
         state.sessions.close();
-        if tokio::time::timeout(DRAIN, state.sessions.wait())
+        let drain = state.shutdown_timeout + GOODBYE_GRACE;
+        if tokio::time::timeout(drain, state.sessions.wait())
             .await
             .is_err()
         {
-            tracing::warn!("some sessions did not finish within {DRAIN:?}");
+            tracing::warn!("some sessions did not finish within {drain:?}");
         }
         state.writer.stop().await;
         let _ = writer_task.await;
         state.broker.stop().await;
         let _ = lobby.await;
+        let _ = presence.await;
         state.store.close().await;
         tracing::info!("stopped");
         served

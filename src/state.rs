@@ -22,6 +22,10 @@ pub struct AppState {
     pub writer: Writer,
     pub key: Key,
     pub idle_timeout: Duration,
+    /// How long a connection with data waiting may write nothing before it is cut (4001).
+    pub stall_timeout: Duration,
+    /// How long a graceful stop waits for in-flight sends before closing connections.
+    pub shutdown_timeout: Duration,
     /// Cancelled when the server starts shutting down; sessions close with 1001.
     pub shutdown: CancellationToken,
     /// Every WebSocket session, so shutdown can wait for them to finish.

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{ErrorCode, MAX_HISTORY_LIMIT};
-use crate::domain::{ClientId, InvalidValue, MessageText, RoomName};
+use super::{ErrorCode, MAX_HISTORY_LIMIT, MAX_MEMBERS_LIMIT};
+use crate::domain::{ClientId, InvalidValue, MessageText, RoomName, UserId};
 
 /// A client's optional correlation value, echoed in the `error` its frame causes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +37,12 @@ pub enum ClientFrame {
     },
     Rooms,
     Ping,
+    /// A page of a room's members, in id order, after the member `after`.
+    Members {
+        room: RoomName,
+        after: Option<UserId>,
+        limit: u32,
+    },
 }
 
 /// Why a frame was refused, ready to become an `error` frame.
@@ -47,7 +53,11 @@ pub struct Rejection {
     pub reference: Option<Ref>,
 }
 
-const KNOWN_TYPES: [&str; 6] = ["join", "leave", "send", "history", "rooms", "ping"];
+const KNOWN_TYPES: [&str; 7] = [
+    "join", "leave", "send", "history", "rooms", "ping", "members",
+];
+/// Longest `members.after` accepted: user ids are 36-character UUIDs.
+const MAX_USER_ID_CHARS: usize = 64;
 const MAX_REF_CHARS: usize = 64;
 
 #[derive(Deserialize)]
@@ -83,6 +93,13 @@ enum Wire {
         reference: Option<Ref>,
     },
     Ping {
+        #[serde(rename = "ref")]
+        reference: Option<Ref>,
+    },
+    Members {
+        room: String,
+        after: Option<String>,
+        limit: Option<i64>,
         #[serde(rename = "ref")]
         reference: Option<Ref>,
     },
@@ -163,6 +180,40 @@ fn validate(wire: Wire) -> Result<(ClientFrame, Option<Ref>), Rejection> {
         }
         Wire::Rooms { reference } => Ok((ClientFrame::Rooms, reference)),
         Wire::Ping { reference } => Ok((ClientFrame::Ping, reference)),
+        Wire::Members {
+            room,
+            after,
+            limit,
+            reference,
+        } => {
+            let room = match RoomName::parse(&room) {
+                Ok(room) => room,
+                Err(e) => return Err(reject(e, reference)),
+            };
+            let after = match after {
+                Some(after) if after.is_empty() || after.chars().count() > MAX_USER_ID_CHARS => {
+                    return Err(Rejection {
+                        code: ErrorCode::BadFrame,
+                        message: format!(
+                            "`after` is a user id of 1-{MAX_USER_ID_CHARS} characters"
+                        ),
+                        reference: reference.filter(ref_is_acceptable),
+                    });
+                }
+                Some(after) => Some(UserId::from_trusted(after)),
+                None => None,
+            };
+            match limit.map_or(Ok(MAX_MEMBERS_LIMIT), u32::try_from) {
+                Ok(limit) if (1..=MAX_MEMBERS_LIMIT).contains(&limit) => {
+                    Ok((ClientFrame::Members { room, after, limit }, reference))
+                }
+                _ => Err(Rejection {
+                    code: ErrorCode::InvalidLimit,
+                    message: format!("members limit must be 1-{MAX_MEMBERS_LIMIT}"),
+                    reference: reference.filter(ref_is_acceptable),
+                }),
+            }
+        }
     }
 }
 
@@ -250,6 +301,36 @@ mod tests {
             parse(r#"{"type":"ping","extra":1}"#),
             Ok((ClientFrame::Ping, None))
         ));
+        assert!(matches!(
+            parse(r#"{"type":"members","room":"r"}"#),
+            Ok((
+                ClientFrame::Members {
+                    after: None,
+                    limit: 100,
+                    ..
+                },
+                None
+            ))
+        ));
+        assert!(matches!(
+            parse(r#"{"type":"members","room":"r","after":"u-1","limit":5}"#),
+            Ok((
+                ClientFrame::Members {
+                    after: Some(_),
+                    limit: 5,
+                    ..
+                },
+                None
+            ))
+        ));
+        assert_eq!(
+            code_of(r#"{"type":"members","room":"r","limit":0}"#),
+            ErrorCode::InvalidLimit
+        );
+        assert_eq!(
+            code_of(r#"{"type":"members","room":"r","after":""}"#),
+            ErrorCode::BadFrame
+        );
     }
 
     #[test]

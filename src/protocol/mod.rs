@@ -14,6 +14,8 @@ pub const JOIN_PAGE: u32 = 50;
 pub const RESUME_CAP: u32 = 200;
 /// Largest `history.limit`.
 pub const MAX_HISTORY_LIMIT: u32 = 100;
+/// Largest `members.limit` (and its default).
+pub const MAX_MEMBERS_LIMIT: u32 = 100;
 /// Rooms one connection may be in at once.
 pub const MAX_ROOMS_PER_CONNECTION: usize = 100;
 
@@ -21,11 +23,17 @@ pub const MAX_ROOMS_PER_CONNECTION: usize = 100;
 pub mod close {
     pub const NORMAL: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL_ERROR: u16 = 1002;
     pub const UNSUPPORTED_DATA: u16 = 1003;
+    pub const INVALID_DATA: u16 = 1007;
+    pub const POLICY_VIOLATION: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
+    /// The server is restarting (SIGTERM): reconnect shortly.
+    pub const SERVICE_RESTART: u16 = 1012;
     /// Nothing arrived for `idle_timeout` seconds.
     pub const IDLE_TIMEOUT: u16 = 4000;
-    /// The connection's bounded send queue filled up: it cannot keep up with its rooms.
+    /// The connection made no write progress for the stall timeout while data waited for it,
+    /// or what waited for it outgrew its byte bound.
     pub const TOO_SLOW: u16 = 4001;
     /// A room's live stream had a hole (e.g. a node died between commit and publish); resume
     /// with `since` and the store fills it.

@@ -1,15 +1,83 @@
-//! Server → client frames. Each is encoded to JSON exactly once; the resulting [`Frame`] is a
-//! refcounted buffer, so sending it to a thousand members costs a thousand refcounts, not a
-//! thousand encodings.
+//! Server → client frames. Each is encoded exactly once, straight into a complete WebSocket
+//! frame (header and JSON payload in one refcounted buffer): server frames are unmasked, so the
+//! same bytes go to every recipient, and sending a frame to a thousand members costs a thousand
+//! refcounts, not a thousand encodings or copies.
 
+use bytes::Bytes;
 use serde::Serialize;
 
 use super::ErrorCode;
 use super::client::Ref;
 use crate::domain::{Message, RoomName, User, UserId};
 
-/// An encoded text frame. Cloning it is a refcount increment.
-pub type Frame = axum::extract::ws::Utf8Bytes;
+/// A complete, unmasked WebSocket text frame holding one JSON object. Cloning it is a refcount
+/// increment.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    wire: Bytes,
+    header: u8,
+}
+
+/// The longest header of an unmasked server frame: 2 bytes plus a 64-bit length.
+const MAX_HEADER: usize = 10;
+/// FIN set, opcode 1 (text).
+const FIN_TEXT: u8 = 0x81;
+
+impl Frame {
+    /// Wraps a JSON payload that was written after [`MAX_HEADER`] reserved bytes of `buf`.
+    fn seal(mut buf: Vec<u8>) -> Self {
+        let len = buf.len() - MAX_HEADER;
+        let mut header = [0u8; MAX_HEADER];
+        header[0] = FIN_TEXT;
+        let header_len = if len < 126 {
+            header[1] = len as u8;
+            2
+        } else if let Ok(len) = u16::try_from(len) {
+            header[1] = 126;
+            header[2..4].copy_from_slice(&len.to_be_bytes());
+            4
+        } else {
+            header[1] = 127;
+            header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+            10
+        };
+        let start = MAX_HEADER - header_len;
+        buf[start..MAX_HEADER].copy_from_slice(&header[..header_len]);
+        Self {
+            wire: Bytes::from(buf).slice(start..),
+            header: header_len as u8,
+        }
+    }
+
+    /// A frame carrying `json` as it is (tests, constant frames).
+    pub fn from_json(json: &str) -> Self {
+        let mut buf = Vec::with_capacity(MAX_HEADER + json.len());
+        buf.extend_from_slice(&[0; MAX_HEADER]);
+        buf.extend_from_slice(json.as_bytes());
+        Self::seal(buf)
+    }
+
+    /// The bytes to write to the socket, header included.
+    pub fn wire(&self) -> &Bytes {
+        &self.wire
+    }
+
+    /// Bytes on the wire: what the frame costs a connection's budget.
+    pub fn len(&self) -> usize {
+        self.wire.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.wire.is_empty()
+    }
+
+    /// The JSON payload.
+    pub fn json(&self) -> &str {
+        // Only `seal` builds frames, always around serde_json output or a `&str`.
+        std::str::from_utf8(&self.wire[usize::from(self.header)..])
+            .expect("a frame's payload is the UTF-8 it was built from")
+    }
+}
 
 /// One room's online count, as the lobby shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -50,12 +118,15 @@ impl<'a> MessageView<'a> {
 }
 
 fn encode<T: Serialize>(value: &T) -> Frame {
-    // Serializing these plain structs cannot fail: no maps with non-string keys, no I/O.
-    serde_json::to_string(value)
-        .unwrap_or_else(|_| {
-            String::from(r#"{"type":"error","code":"internal","message":"encoding failed"}"#)
-        })
-        .into()
+    let mut buf = Vec::with_capacity(256);
+    buf.extend_from_slice(&[0; MAX_HEADER]);
+    // Serializing these plain structs cannot fail (no maps with non-string keys, no I/O); if it
+    // ever did, the client gets a clear error instead of half a frame.
+    if serde_json::to_writer(&mut buf, value).is_err() {
+        buf.truncate(MAX_HEADER);
+        buf.extend_from_slice(br#"{"type":"error","code":"internal","message":"encoding failed"}"#);
+    }
+    Frame::seal(buf)
 }
 
 fn views<'a>(messages: &'a [Message], viewer: &UserId) -> Vec<MessageView<'a>> {
@@ -90,12 +161,18 @@ pub fn message(message: &Message, with_client_id: bool) -> Frame {
 
 pub struct Joined<'a> {
     pub room: &'a RoomName,
+    /// The first members by id (at most 100); `members` pages the rest.
     pub members: &'a [User],
+    pub member_count: usize,
+    /// More members exist than `members` lists.
+    pub more_members: bool,
     pub messages: &'a [Message],
     pub viewer: &'a UserId,
     pub last_seq: u64,
     pub has_more: bool,
     pub truncated: bool,
+    /// The client's `since` was above the room's last seq and was dropped.
+    pub reset: bool,
 }
 
 pub fn joined(joined: &Joined<'_>) -> Frame {
@@ -105,23 +182,31 @@ pub fn joined(joined: &Joined<'_>) -> Frame {
         kind: &'static str,
         room: &'a RoomName,
         members: &'a [User],
+        member_count: usize,
+        more_members: bool,
         messages: Vec<MessageView<'a>>,
         last_seq: u64,
         has_more: bool,
         truncated: bool,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        reset: bool,
     }
     encode(&View {
         kind: "joined",
         room: joined.room,
         members: joined.members,
+        member_count: joined.member_count,
+        more_members: joined.more_members,
         messages: views(joined.messages, joined.viewer),
         last_seq: joined.last_seq,
         has_more: joined.has_more,
         truncated: joined.truncated,
+        reset: joined.reset,
     })
 }
 
-pub fn presence(room: &RoomName, joined: &[User], left: &[User]) -> Frame {
+/// One tick's presence changes in a room, with the member count after them.
+pub fn presence(room: &RoomName, joined: &[User], left: &[User], member_count: usize) -> Frame {
     #[derive(Serialize)]
     struct View<'a> {
         #[serde(rename = "type")]
@@ -129,12 +214,34 @@ pub fn presence(room: &RoomName, joined: &[User], left: &[User]) -> Frame {
         room: &'a RoomName,
         joined: &'a [User],
         left: &'a [User],
+        member_count: usize,
     }
     encode(&View {
         kind: "presence",
         room,
         joined,
         left,
+        member_count,
+    })
+}
+
+/// A page of a room's members (the answer to `members`).
+pub fn members(room: &RoomName, members: &[User], member_count: usize, has_more: bool) -> Frame {
+    #[derive(Serialize)]
+    struct View<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        room: &'a RoomName,
+        members: &'a [User],
+        member_count: usize,
+        has_more: bool,
+    }
+    encode(&View {
+        kind: "members",
+        room,
+        members,
+        member_count,
+        has_more,
     })
 }
 
@@ -213,7 +320,7 @@ pub fn error_with_retry(
 }
 
 pub fn pong() -> Frame {
-    Frame::from_static(r#"{"type":"pong"}"#)
+    Frame::from_json(r#"{"type":"pong"}"#)
 }
 
 #[cfg(test)]
@@ -238,7 +345,27 @@ mod tests {
     }
 
     fn json_of(frame: &Frame) -> Value {
-        serde_json::from_str(frame.as_str()).unwrap()
+        serde_json::from_str(frame.json()).unwrap()
+    }
+
+    #[test]
+    fn frames_carry_a_websocket_header_sized_for_their_payload() {
+        for len in [0, 125, 126, 65_535, 65_536] {
+            let frame = Frame::from_json(&"x".repeat(len));
+            let wire = frame.wire();
+            assert_eq!(wire[0], 0x81, "FIN + text");
+            let (declared, header) = match wire[1] {
+                126 => (usize::from(u16::from_be_bytes([wire[2], wire[3]])), 4),
+                127 => (
+                    usize::try_from(u64::from_be_bytes(wire[2..10].try_into().unwrap())).unwrap(),
+                    10,
+                ),
+                short => (usize::from(short), 2),
+            };
+            assert_eq!(declared, len);
+            assert_eq!(wire.len(), header + len);
+            assert_eq!(frame.json().len(), len);
+        }
     }
 
     #[test]

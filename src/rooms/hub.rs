@@ -1,29 +1,36 @@
-//! Who is in which room on this node, presence counted per user (across nodes when there are
-//! several), and the fan-out of committed messages to local connections.
+//! The rooms this node hosts: who subscribes to each, each room's log of newest messages and
+//! its presence, and the fan-out of committed messages to local connections.
+//!
+//! Fan-out appends a message to its room's log once; each member only holds a cursor (the last
+//! seq it took) and is told once that the room has something for it. Members take frames from
+//! the log at the pace they write; one that falls behind the log's oldest entry reads the
+//! store. So a room never waits for its slowest member, a reader that keeps reading gets
+//! everything, and the backlog is held once per room, not once per member.
 //!
 //! Locking: one std `Mutex` for the room map (held only to find, create or drop a room) and one
-//! per room (held for a fan-out or a membership change). Always map before room, never the
-//! other way; neither is ever held across an `.await`. Frames are encoded before the room lock
-//! is taken, so the lock covers only refcount pushes into bounded queues.
+//! per room (held for a fan-out, a take, or a membership change). Always map before room, never
+//! the other way; neither is ever held across an `.await`. Frames are encoded before the room
+//! lock is taken, so the lock covers only refcounts and cursors.
 
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::mpsc;
+use bytes::Bytes;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
 
 use super::elsewhere::Elsewhere;
 use super::lobby::Lobby;
+use super::log::{Entry, Log};
 use super::outbox::Outbox;
-use super::recent::Recent;
+use super::presence::{RoomPresence, TICK};
 use crate::broker::{Deliver, NodeId, PresenceChange, Published};
-use crate::domain::{ConnectionId, Message, RoomName, User, UserId};
-use crate::protocol::server::{self, Frame, Joined, RoomCount};
+use crate::domain::{ConnectionId, RoomName, User, UserId};
+use crate::protocol::server::{self, Joined, RoomCount};
 use crate::store::Page;
 
-/// Live messages a joining connection may collect while its history is being read; past this
-/// the join is cut off as too slow (it resumes with `since`).
-const PENDING_CAP: usize = 4096;
+/// Members listed in `joined`; the rest are paged with `members`.
+pub const JOINED_MEMBERS: usize = 100;
 
 /// Where this node's presence changes go when other nodes must hear of them. Unbounded because
 /// the hub must not wait under a lock; it carries one entry per join or leave, bounded in
@@ -36,48 +43,54 @@ pub struct Hub {
     pub lobby: Lobby,
     announcer: Option<Announcer>,
     elsewhere: Elsewhere,
+    /// Rooms with presence changes for the next tick.
+    presence_dirty: Mutex<HashSet<RoomName>>,
+    presence_ready: Notify,
 }
 
-#[derive(Default)]
 struct Room {
     subscribers: HashMap<ConnectionId, Subscriber>,
-    /// Distinct users present: with a connection here, or on another node.
-    members: HashMap<UserId, Member>,
-    /// The highest seq fanned out here: a later one must be exactly the next.
+    presence: RoomPresence,
+    /// The newest messages, encoded once: every member's backlog.
+    log: Log,
+    /// The highest seq fanned out here: a message at or below it was heard twice.
     last_seq: Option<u64>,
-    /// The newest messages, so that most joins need no store read.
-    recent: Recent,
-    /// Until the first view of other nodes' members is merged, which (node, user) pairs live
-    /// events have already settled: those are newer than that view.
-    settled: Option<HashSet<(NodeId, UserId)>>,
-}
-
-struct Member {
-    user: User,
-    /// This node's connections of the user in this room.
-    connections: u32,
-    /// Other nodes where the user is in this room.
-    remote: HashSet<NodeId>,
-}
-
-impl Member {
-    fn present(&self) -> bool {
-        self.connections > 0 || !self.remote.is_empty()
-    }
 }
 
 struct Subscriber {
     user: UserId,
     outbox: Outbox,
-    state: Delivery,
+    /// The last seq this connection has taken; `None` until `joined` was sent (until then it
+    /// receives nothing of the room, so nothing can overtake `joined`).
+    cursor: Option<u64>,
+    /// Its outbox already lists this room as having messages for it.
+    notified: bool,
+    /// The presence version its `joined` member list showed.
+    presence_seen: u64,
 }
 
-enum Delivery {
-    /// Joined, history not yet read: live messages wait here so none slips between the
-    /// history read and the first live frame.
-    Pending(Vec<Arc<Message>>),
-    /// Receiving live messages with a seq above what `joined` already carried.
-    Live { delivered_up_to: u64 },
+impl Subscriber {
+    /// Tells the connection the room has messages for it, once until it has taken them.
+    fn notify(&mut self, room: &RoomName) {
+        if self.cursor.is_some() && !self.notified {
+            self.notified = true;
+            self.outbox.room_ready(room);
+        }
+    }
+}
+
+/// What a connection's take from a room's log found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// Everything up to the room's newest message is taken.
+    Done,
+    /// The byte budget ran out first: take again.
+    More,
+    /// The connection is behind the log: read the messages after this seq from the store,
+    /// then call [`Hub::advance`].
+    Behind(u64),
+    /// The connection is not (or no longer) in the room.
+    Gone,
 }
 
 /// A poisoned lock means a panic mid-update elsewhere; the maps stay structurally sound, so
@@ -106,8 +119,10 @@ impl Hub {
             .entry(room.clone())
             .or_insert_with(|| {
                 Arc::new(Mutex::new(Room {
-                    settled: Some(HashSet::new()),
-                    ..Room::default()
+                    subscribers: HashMap::new(),
+                    presence: RoomPresence::fresh(),
+                    log: Log::default(),
+                    last_seq: None,
                 }))
             })
             .clone();
@@ -117,58 +132,106 @@ impl Hub {
             Subscriber {
                 user: user.id.clone(),
                 outbox,
-                state: Delivery::Pending(Vec::new()),
+                cursor: None,
+                notified: false,
+                presence_seen: 0,
             },
         );
-        let member = state.member(user);
-        let was_present = member.present();
-        member.connections += 1;
-        if member.connections == 1 {
+        let transition = state.presence.connect(user);
+        if transition.local {
             self.announce(room, user, true);
         }
-        if !was_present {
-            let frame = server::presence(room, std::slice::from_ref(user), &[]);
-            state.broadcast_live(&frame);
-            self.lobby.changed(room);
+        if transition.changed {
+            self.presence_changed(room);
         }
     }
 
-    /// Sends `joined` (history plus whatever arrived meanwhile) and switches the connection to
-    /// live delivery, atomically with respect to fan-out. Returns false if the connection left
-    /// in the meantime.
-    pub fn activate(
-        &self,
-        room: &RoomName,
-        conn: ConnectionId,
-        viewer: &UserId,
-        page: Page,
-        since: Option<u64>,
-    ) -> bool {
-        let Some(cell) = self.room(room) else {
+    /// Sends `joined` (the history read, plus whatever the log has after it) and starts live
+    /// delivery from there. Returns false if the connection left in the meantime. `since` is
+    /// the client's cursor; `reset` says that cursor was from the future and was dropped.
+    pub fn activate(&self, join: Activation<'_>, page: Page) -> bool {
+        let Some(cell) = self.room(join.room) else {
             return false;
         };
         let mut state = lock(&cell);
-        let seed = since.is_none();
-        state.activate(room, conn, viewer, page, since, seed)
+        if join.since.is_none() && !join.reset {
+            state.seed(&page);
+        }
+        state.activate(join, page)
     }
 
-    /// Like [`Hub::activate`], with the history taken from the room's recent messages when they
-    /// cover what the join asks for. Returns false if they do not: read the store instead.
-    pub fn activate_from_recent(
+    /// Like [`Hub::activate`], with the history taken from the room's log when it covers what
+    /// the join asks for. Returns false if it does not: read the store instead.
+    pub fn activate_from_log(&self, join: Activation<'_>) -> bool {
+        let Some(cell) = self.room(join.room) else {
+            return false;
+        };
+        let mut state = lock(&cell);
+        let Some(page) = state.log.page(join.since) else {
+            return false;
+        };
+        state.activate(join, page)
+    }
+
+    /// Moves `conn`'s next frames of `room` into `out`, up to about `budget` bytes.
+    pub fn take(
         &self,
         room: &RoomName,
         conn: ConnectionId,
-        viewer: &UserId,
-        since: Option<u64>,
-    ) -> bool {
+        budget: usize,
+        out: &mut VecDeque<Bytes>,
+    ) -> (Take, usize) {
+        let Some(cell) = self.room(room) else {
+            return (Take::Gone, 0);
+        };
+        let mut state = lock(&cell);
+        let Room {
+            subscribers, log, ..
+        } = &mut *state;
+        let Some(subscriber) = subscribers.get_mut(&conn) else {
+            return (Take::Gone, 0);
+        };
+        let Some(cursor) = subscriber.cursor else {
+            return (Take::Gone, 0);
+        };
+        if !log.covers(cursor) {
+            return (Take::Behind(cursor), 0);
+        }
+        let mut taken = 0;
+        let mut last = cursor;
+        for entry in log.after(cursor) {
+            if taken >= budget {
+                break;
+            }
+            let frame = entry.frame_for(conn);
+            taken += frame.len();
+            out.push_back(frame.wire().clone());
+            last = entry.message.seq;
+        }
+        subscriber.cursor = Some(last);
+        if log.last_seq().is_none_or(|newest| last >= newest) {
+            subscriber.notified = false;
+            (Take::Done, taken)
+        } else {
+            (Take::More, taken)
+        }
+    }
+
+    /// After a connection read `from + 1 ..= to` from the store itself: moves its cursor on,
+    /// unless it left or moved meanwhile. Returns false if the connection is not in the room.
+    pub fn advance(&self, room: &RoomName, conn: ConnectionId, from: u64, to: u64) -> bool {
         let Some(cell) = self.room(room) else {
             return false;
         };
         let mut state = lock(&cell);
-        let Some(page) = state.recent.page(since) else {
-            return false;
-        };
-        state.activate(room, conn, viewer, page, since, false)
+        match state.subscribers.get_mut(&conn) {
+            Some(subscriber) if subscriber.cursor == Some(from) => {
+                subscriber.cursor = Some(to);
+                true
+            }
+            Some(_) => true,
+            None => false,
+        }
     }
 
     /// Removes a connection from a room; if it was its user's last one there, the user leaves.
@@ -181,17 +244,15 @@ impl Hub {
         let Some(subscriber) = state.subscribers.remove(&conn) else {
             return;
         };
-        if let Entry::Occupied(mut member) = state.members.entry(subscriber.user) {
-            member.get_mut().connections -= 1;
-            if member.get().connections == 0 {
-                self.announce(room, &member.get().user, false);
-                if !member.get().present() {
-                    let gone = member.remove().user;
-                    let frame = server::presence(room, &[], std::slice::from_ref(&gone));
-                    state.broadcast_live(&frame);
-                    self.lobby.changed(room);
-                }
-            }
+        let user = state.presence.user(&subscriber.user).cloned();
+        let transition = state.presence.disconnect(&subscriber.user);
+        if transition.local
+            && let Some(user) = &user
+        {
+            self.announce(room, user, false);
+        }
+        if transition.changed {
+            self.presence_changed(room);
         }
         if state.subscribers.is_empty() {
             drop(state);
@@ -205,15 +266,23 @@ impl Hub {
         let Some(cell) = self.room(room) else {
             return;
         };
-        let mut state = lock(&cell);
-        let Some(settled) = state.settled.take() else {
-            return; // merged already, by an earlier join
-        };
-        for (node, user) in members {
-            if !settled.contains(&(node.clone(), user.id.clone())) {
-                self.apply_remote(room, &mut state, &node, &user, true);
-            }
+        if lock(&cell).presence.merge_remote(members) {
+            self.presence_changed(room);
         }
+    }
+
+    /// Up to `limit` members of `room` with an id above `after`, whether more follow, and the
+    /// member count; `None` if this node does not host the room.
+    pub fn members(
+        &self,
+        room: &RoomName,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Option<(Vec<User>, bool, usize)> {
+        let cell = self.room(room)?;
+        let state = lock(&cell);
+        let (users, more) = state.presence.page(after, limit);
+        Some((users, more, state.presence.count()))
     }
 
     fn announce(&self, room: &RoomName, user: &User, present: bool) {
@@ -226,55 +295,88 @@ impl Hub {
         }
     }
 
-    fn apply_remote(
-        &self,
-        room: &RoomName,
-        state: &mut Room,
-        node: &NodeId,
-        user: &User,
-        present: bool,
-    ) {
-        let member = state.member(user);
-        let was_present = member.present();
-        if present {
-            member.remote.insert(node.clone());
-        } else {
-            member.remote.remove(node);
+    /// The room's presence changed: its next tick sends a `presence` frame, and the lobby
+    /// shows the new count.
+    fn presence_changed(&self, room: &RoomName) {
+        let mut dirty = lock(&self.presence_dirty);
+        if dirty.insert(room.clone()) && dirty.len() == 1 {
+            self.presence_ready.notify_one();
         }
-        let now_present = member.present();
-        if !now_present {
-            state.members.remove(&user.id);
+        drop(dirty);
+        self.lobby.changed(room);
+    }
+
+    /// Sends each room's coalesced presence changes, one frame per room per [`TICK`], until
+    /// shutdown.
+    pub async fn run_presence(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = self.presence_ready.notified() => {}
+                () = shutdown.cancelled() => return,
+            }
+            tokio::select! {
+                () = tokio::time::sleep(TICK) => {}
+                () = shutdown.cancelled() => return,
+            }
+            let dirty = std::mem::take(&mut *lock(&self.presence_dirty));
+            for room in dirty {
+                self.flush_presence(&room);
+            }
         }
-        if was_present != now_present {
-            let frame = if now_present {
-                server::presence(room, std::slice::from_ref(user), &[])
-            } else {
-                server::presence(room, &[], std::slice::from_ref(user))
+    }
+
+    fn flush_presence(&self, room: &RoomName) {
+        let Some(cell) = self.room(room) else {
+            return;
+        };
+        let (tick, count) = {
+            let mut state = lock(&cell);
+            let Some(tick) = state.presence.take_changes() else {
+                return;
             };
-            state.broadcast_live(&frame);
-            self.lobby.changed(room);
+            (tick, state.presence.count())
+        };
+        // Encoded outside the room's lock; members that join meanwhile hear a change their
+        // list already shows, which presence diffs tolerate (they are idempotent).
+        let (arrived, departed) = tick.shared();
+        let shared = (!arrived.is_empty() || !departed.is_empty())
+            .then(|| server::presence(room, &arrived, &departed, count));
+        let state = lock(&cell);
+        for subscriber in state.subscribers.values() {
+            if subscriber.cursor.is_none() {
+                continue; // its `joined` will carry the member list
+            }
+            if subscriber.presence_seen <= tick.since {
+                if let Some(frame) = &shared {
+                    subscriber.outbox.push(frame.clone());
+                }
+                continue;
+            }
+            // Joined within this tick: only what its member list did not show yet.
+            let (arrived, departed) = tick.newer_than(subscriber.presence_seen);
+            if !arrived.is_empty() || !departed.is_empty() {
+                subscriber
+                    .outbox
+                    .push(server::presence(room, &arrived, &departed, count));
+            }
         }
     }
 
     /// How many people are in `room` right now (on every node).
     pub fn online(&self, room: &RoomName) -> u32 {
         match self.room(room) {
-            Some(cell) => count(lock(&cell).members.len()),
+            Some(cell) => count(lock(&cell).presence.count()),
             None => count(self.elsewhere.count(room)),
         }
     }
 
     /// Every room this node hosts with someone in it, with its count.
     pub fn occupied_rooms(&self) -> Vec<RoomCount> {
-        let cells: Vec<_> = lock(&self.rooms)
-            .iter()
-            .map(|(name, cell)| (name.clone(), cell.clone()))
-            .collect();
-        cells
+        self.all_rooms()
             .into_iter()
             .map(|(name, cell)| RoomCount {
                 name,
-                online: count(lock(&cell).members.len()),
+                online: count(lock(&cell).presence.count()),
             })
             .filter(|room| room.online > 0)
             .chain(
@@ -307,93 +409,72 @@ impl Hub {
     }
 }
 
+/// Who joins what, for [`Hub::activate`].
+#[derive(Clone, Copy)]
+pub struct Activation<'a> {
+    pub room: &'a RoomName,
+    pub conn: ConnectionId,
+    pub viewer: &'a UserId,
+    pub since: Option<u64>,
+    /// The client's `since` was above the room's last seq: `joined` says `reset: true`.
+    pub reset: bool,
+}
+
 fn count(members: usize) -> u32 {
     u32::try_from(members).unwrap_or(u32::MAX)
 }
 
 impl Room {
-    /// Sends `joined` and switches `conn` to live delivery; see [`Hub::activate`]. `seed`: the
-    /// page is the room's newest messages, fit to start the recent-message cache with.
-    fn activate(
-        &mut self,
-        room: &RoomName,
-        conn: ConnectionId,
-        viewer: &UserId,
-        mut page: Page,
-        since: Option<u64>,
-        seed: bool,
-    ) -> bool {
-        let members = self.present_members();
-        let Some(subscriber) = self.subscribers.get_mut(&conn) else {
+    /// Starts an empty log from a join's page of the room's newest messages, if nothing newer
+    /// has been fanned out here since.
+    fn seed(&mut self, page: &Page) {
+        let newest = page.last_seq();
+        if self.last_seq.is_none_or(|last| newest >= Some(last)) {
+            self.log.seed(&page.messages);
+        }
+    }
+
+    fn activate(&mut self, join: Activation<'_>, mut page: Page) -> bool {
+        let (members, more) = self.presence.page(None, JOINED_MEMBERS);
+        let member_count = self.presence.count();
+        let presence_seen = self.presence.version();
+        let Some(subscriber) = self.subscribers.get_mut(&join.conn) else {
             return false;
         };
-        let read_up_to = page.last_seq().unwrap_or(0).max(since.unwrap_or(0));
-        let pending = match std::mem::replace(
-            &mut subscriber.state,
-            Delivery::Live {
-                delivered_up_to: read_up_to,
-            },
-        ) {
-            Delivery::Pending(pending) => pending,
-            Delivery::Live { .. } => Vec::new(),
-        };
-        // Messages committed after the history read: the read may also have seen some of them.
-        let mut expected = read_up_to + 1;
-        for message in pending.iter().filter(|m| m.seq > read_up_to) {
-            if message.seq != expected {
-                // A hole between the read and the live stream: resume and let the store fill it.
-                subscriber.outbox.resync();
-                return true;
+        let read_up_to = page.last_seq().unwrap_or(0).max(join.since.unwrap_or(0));
+        // What committed after the read: from the log when it reaches back that far, else the
+        // connection starts behind and its next take reads the store.
+        let mut cursor = read_up_to;
+        if self.log.covers(read_up_to) {
+            for entry in self.log.after(read_up_to) {
+                page.messages.push((*entry.message).clone());
+                cursor = entry.message.seq;
             }
-            page.messages.push((**message).clone());
-            expected += 1;
         }
-        let last_seq = expected - 1;
-        subscriber.state = Delivery::Live {
-            delivered_up_to: last_seq,
-        };
-        let truncated = since.is_some_and(|since| {
+        let truncated = join.since.is_some_and(|since| {
             page.messages
                 .first()
                 .is_some_and(|first| first.seq > since + 1)
         });
         let frame = server::joined(&Joined {
-            room,
+            room: join.room,
             members: &members,
+            member_count,
+            more_members: more,
             messages: &page.messages,
-            viewer,
-            last_seq,
+            viewer: join.viewer,
+            last_seq: cursor,
             has_more: page.has_more,
             truncated,
+            reset: join.reset,
         });
         subscriber.outbox.push(frame);
-        if seed {
-            self.recent.seed(&page.messages, last_seq);
+        subscriber.cursor = Some(cursor);
+        subscriber.presence_seen = presence_seen;
+        if self.log.last_seq().is_some_and(|newest| newest > cursor) {
+            subscriber.notify(join.room);
         }
         true
-    }
-
-    fn member(&mut self, user: &User) -> &mut Member {
-        self.members
-            .entry(user.id.clone())
-            .or_insert_with(|| Member {
-                user: user.clone(),
-                connections: 0,
-                remote: HashSet::new(),
-            })
-    }
-
-    /// Presence goes to live subscribers only: a pending one gets the member list in `joined`.
-    fn broadcast_live(&self, frame: &Frame) {
-        for subscriber in self.subscribers.values() {
-            if matches!(subscriber.state, Delivery::Live { .. }) {
-                subscriber.outbox.push(frame.clone());
-            }
-        }
-    }
-
-    fn present_members(&self) -> Vec<User> {
-        self.members.values().map(|m| m.user.clone()).collect()
     }
 }
 
@@ -402,53 +483,27 @@ impl Deliver for Hub {
         let Some(cell) = self.room(&published.message.room) else {
             return; // nobody here is in that room
         };
-        let message = published.message;
-        let shared = server::message(&message, false);
-        let for_sender = published
-            .origin
-            .map(|origin| (origin, server::message(&message, true)));
+        let room = published.message.room.clone();
+        let entry = Entry::new(published.message, published.origin);
+        let seq = entry.message.seq;
         let mut state = lock(&cell);
         match state.last_seq {
-            Some(last) if message.seq <= last => {
-                tracing::debug!(room = %message.room, seq = message.seq, last, "dropping a message heard twice");
+            Some(last) if seq <= last => {
+                tracing::debug!(room = %room, seq, last, "dropping a message heard twice");
                 return;
             }
-            Some(last) if message.seq > last + 1 => {
+            Some(last) if seq > last + 1 => {
                 // A hole in the stream: a node died between its commit and its publish, or the
-                // broker dropped out. Live readers resume with `since`; the store has it all.
-                tracing::warn!(room = %message.room, last, next = message.seq, "gap in a room's stream");
-                state.recent = Recent::default();
-                for subscriber in state.subscribers.values() {
-                    if matches!(subscriber.state, Delivery::Live { .. }) {
-                        subscriber.outbox.resync();
-                    }
-                }
+                // broker dropped out. The log starts afresh; members whose cursor is before the
+                // hole read the missing messages from the store, which has them all.
+                tracing::warn!(room = %room, last, next = seq, "gap in a room's stream");
             }
             _ => {}
         }
-        state.last_seq = Some(message.seq);
-        state.recent.push(&message);
-        for (conn, subscriber) in &mut state.subscribers {
-            match &mut subscriber.state {
-                Delivery::Live { delivered_up_to } => {
-                    if message.seq <= *delivered_up_to {
-                        continue; // already carried by this connection's `joined`
-                    }
-                    *delivered_up_to = message.seq;
-                    let frame = match &for_sender {
-                        Some((origin, frame)) if origin == conn => frame.clone(),
-                        _ => shared.clone(),
-                    };
-                    subscriber.outbox.push(frame);
-                }
-                Delivery::Pending(pending) => {
-                    if pending.len() >= PENDING_CAP {
-                        subscriber.outbox.cut_off();
-                    } else {
-                        pending.push(message.clone());
-                    }
-                }
-            }
+        state.last_seq = Some(seq);
+        state.log.push(entry);
+        for subscriber in state.subscribers.values_mut() {
+            subscriber.notify(&room);
         }
     }
 
@@ -459,34 +514,17 @@ impl Deliver for Hub {
         let Some(cell) = self.room(room) else {
             return; // not hosted here; read in full when it is
         };
-        let mut state = lock(&cell);
-        if let Some(settled) = &mut state.settled {
-            settled.insert((node.clone(), user.id.clone()));
+        if lock(&cell).presence.remote(node, user, present) {
+            self.presence_changed(room);
         }
-        self.apply_remote(room, &mut state, node, user, present);
     }
 
     fn replace_remote(&self, room: &RoomName, members: Vec<(NodeId, User)>) {
         let Some(cell) = self.room(room) else {
             return;
         };
-        let mut state = lock(&cell);
-        state.settled = None;
-        let wanted: HashSet<(NodeId, UserId)> = members
-            .iter()
-            .map(|(node, user)| (node.clone(), user.id.clone()))
-            .collect();
-        let stale: Vec<(NodeId, User)> = state
-            .members
-            .values()
-            .flat_map(|m| m.remote.iter().map(|node| (node.clone(), m.user.clone())))
-            .filter(|(node, user)| !wanted.contains(&(node.clone(), user.id.clone())))
-            .collect();
-        for (node, user) in stale {
-            self.apply_remote(room, &mut state, &node, &user, false);
-        }
-        for (node, user) in members {
-            self.apply_remote(room, &mut state, &node, &user, true);
+        if lock(&cell).presence.replace_remote(members) {
+            self.presence_changed(room);
         }
     }
 
@@ -499,15 +537,8 @@ impl Deliver for Hub {
         let changed = self.elsewhere.node_gone(node);
         self.lobby_changed_elsewhere(changed);
         for (room, cell) in self.all_rooms() {
-            let mut state = lock(&cell);
-            let gone: Vec<User> = state
-                .members
-                .values()
-                .filter(|m| m.remote.contains(node))
-                .map(|m| m.user.clone())
-                .collect();
-            for user in gone {
-                self.apply_remote(&room, &mut state, node, &user, false);
+            if lock(&cell).presence.node_gone(node) {
+                self.presence_changed(&room);
             }
         }
     }
@@ -523,13 +554,7 @@ impl Deliver for Hub {
         self.all_rooms()
             .into_iter()
             .map(|(room, cell)| {
-                let state = lock(&cell);
-                let users = state
-                    .members
-                    .values()
-                    .filter(|m| m.connections > 0)
-                    .map(|m| m.user.clone())
-                    .collect();
+                let users = lock(&cell).presence.local_users();
                 (room, users)
             })
             .collect()
@@ -539,8 +564,8 @@ impl Deliver for Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::DisplayName;
-    use crate::rooms::outbox::{OutboxReceiver, outbox};
+    use crate::domain::{DisplayName, Message};
+    use crate::rooms::outbox::{Mailbox, outbox};
     use serde_json::Value;
 
     fn user(name: &str) -> User {
@@ -573,132 +598,44 @@ mod tests {
         });
     }
 
-    fn drain(receiver: &mut OutboxReceiver) -> Vec<Value> {
-        let mut frames = Vec::new();
-        while let Some(frame) = receiver.frames.try_recv() {
-            frames.push(serde_json::from_str(frame.as_str()).unwrap());
+    /// Everything the connection would write now: its mailbox, then its rooms' logs.
+    fn drain(hub: &Hub, conn: ConnectionId, mailbox: &Mailbox) -> Vec<Value> {
+        let mut wire = VecDeque::new();
+        mailbox.take_frames(&mut wire, usize::MAX);
+        let mut rooms = Vec::new();
+        mailbox.take_rooms(&mut rooms);
+        for room in rooms {
+            while let (Take::More, _) = hub.take(&room, conn, usize::MAX, &mut wire) {}
         }
-        frames
+        wire.iter()
+            .map(|frame| {
+                let header = match frame[1] {
+                    126 => 4,
+                    127 => 10,
+                    _ => 2,
+                };
+                serde_json::from_slice(&frame[header..]).unwrap()
+            })
+            .collect()
+    }
+
+    fn join(conn: ConnectionId, who: &str) -> (Activation<'static>, UserId) {
+        let viewer: &'static UserId = Box::leak(Box::new(user(who).id));
+        let room: &'static RoomName = Box::leak(Box::new(room()));
+        (
+            Activation {
+                room,
+                conn,
+                viewer,
+                since: None,
+                reset: false,
+            },
+            viewer.clone(),
+        )
     }
 
     fn page(seqs: std::ops::RangeInclusive<u64>) -> Page {
         Page::from_newest_first(seqs.rev().map(|seq| (*message(seq)).clone()).collect())
-    }
-
-    #[test]
-    fn messages_committed_during_a_join_arrive_once_after_joined() {
-        let hub = Hub::default();
-        let (outbox, mut receiver) = outbox(64);
-        let conn = ConnectionId(1);
-        hub.subscribe(&room(), conn, &user("ann"), outbox);
-        // 3 and 4 commit while history is read; the read saw 1..=3.
-        publish(&hub, 3, None);
-        publish(&hub, 4, None);
-        assert!(drain(&mut receiver).is_empty(), "nothing before joined");
-        assert!(hub.activate(&room(), conn, &user("ann").id, page(1..=3), None));
-        publish(&hub, 4, None); // a late duplicate must not repeat
-        publish(&hub, 5, None);
-        let frames = drain(&mut receiver);
-        assert_eq!(frames[0]["type"], "joined");
-        let seqs: Vec<u64> = frames[0]["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["seq"].as_u64().unwrap())
-            .collect();
-        assert_eq!(seqs, [1, 2, 3, 4]);
-        assert_eq!(frames[0]["last_seq"], 4);
-        assert_eq!(frames.len(), 2);
-        assert_eq!(frames[1]["seq"], 5);
-    }
-
-    #[test]
-    fn only_the_sending_connection_gets_the_client_id() {
-        let hub = Hub::default();
-        let (a, mut a_rx) = outbox(8);
-        let (b, mut b_rx) = outbox(8);
-        for (conn, outbox, who) in [(ConnectionId(1), a, "ann"), (ConnectionId(2), b, "ben")] {
-            hub.subscribe(&room(), conn, &user(who), outbox);
-            hub.activate(&room(), conn, &user(who).id, Page::default(), None);
-        }
-        drain(&mut a_rx);
-        drain(&mut b_rx);
-        publish(&hub, 1, Some(ConnectionId(1)));
-        assert_eq!(drain(&mut a_rx)[0]["client_id"], "c1");
-        assert!(drain(&mut b_rx)[0].get("client_id").is_none());
-    }
-
-    #[test]
-    fn presence_counts_people_not_connections() {
-        let hub = Hub::default();
-        let (watch, mut watch_rx) = outbox(16);
-        hub.subscribe(&room(), ConnectionId(9), &user("ben"), watch);
-        hub.activate(
-            &room(),
-            ConnectionId(9),
-            &user("ben").id,
-            Page::default(),
-            None,
-        );
-        drain(&mut watch_rx);
-
-        let (tab1, _rx1) = outbox(16);
-        let (tab2, _rx2) = outbox(16);
-        hub.subscribe(&room(), ConnectionId(1), &user("ann"), tab1);
-        hub.subscribe(&room(), ConnectionId(2), &user("ann"), tab2);
-        let frames = drain(&mut watch_rx);
-        assert_eq!(frames.len(), 1, "one join for two tabs: {frames:?}");
-        assert_eq!(frames[0]["joined"][0]["name"], "ann");
-        assert_eq!(hub.online(&room()), 2);
-
-        hub.unsubscribe(&room(), ConnectionId(1));
-        assert!(drain(&mut watch_rx).is_empty(), "ann still has a tab open");
-        hub.unsubscribe(&room(), ConnectionId(2));
-        let frames = drain(&mut watch_rx);
-        assert_eq!(frames[0]["left"][0]["name"], "ann");
-        assert_eq!(hub.online(&room()), 1);
-    }
-
-    #[test]
-    fn a_full_queue_cuts_off_that_connection_only() {
-        let hub = Hub::default();
-        let (slow, slow_rx) = outbox(2);
-        let (fast, mut fast_rx) = outbox(64);
-        hub.subscribe(&room(), ConnectionId(1), &user("slow"), slow);
-        hub.activate(
-            &room(),
-            ConnectionId(1),
-            &user("slow").id,
-            Page::default(),
-            None,
-        );
-        hub.subscribe(&room(), ConnectionId(2), &user("fast"), fast);
-        hub.activate(
-            &room(),
-            ConnectionId(2),
-            &user("fast").id,
-            Page::default(),
-            None,
-        );
-        drain(&mut fast_rx);
-        for seq in 1..=5 {
-            publish(&hub, seq, None);
-        }
-        let fast_seqs: Vec<u64> = drain(&mut fast_rx)
-            .iter()
-            .map(|f| f["seq"].as_u64().unwrap())
-            .collect();
-        assert_eq!(fast_seqs, [1, 2, 3, 4, 5]);
-        // The slow one got what fit, then was cut off rather than skipped silently.
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async {
-                tokio::time::timeout(std::time::Duration::from_secs(1), slow_rx.cut.tripped())
-                    .await
-                    .expect("cut off");
-            });
     }
 
     fn seqs_of(frame: &Value) -> Vec<u64> {
@@ -711,73 +648,175 @@ mod tests {
     }
 
     #[test]
-    fn joins_are_served_from_recent_messages_once_a_join_has_read_the_newest_page() {
+    fn messages_committed_during_a_join_arrive_once_after_joined() {
         let hub = Hub::default();
-        let (first, _first_rx) = outbox(64);
+        let (outbox, mailbox) = outbox();
+        let conn = ConnectionId(1);
+        hub.subscribe(&room(), conn, &user("ann"), outbox);
+        // 3 and 4 commit while history is read; the read saw 1..=3.
+        publish(&hub, 3, None);
+        publish(&hub, 4, None);
+        assert!(
+            drain(&hub, conn, &mailbox).is_empty(),
+            "nothing before joined"
+        );
+        assert!(hub.activate(join(conn, "ann").0, page(1..=3)));
+        publish(&hub, 4, None); // a late duplicate must not repeat
+        publish(&hub, 5, None);
+        let frames = drain(&hub, conn, &mailbox);
+        assert_eq!(frames[0]["type"], "joined");
+        assert_eq!(seqs_of(&frames[0]), [1, 2, 3, 4]);
+        assert_eq!(frames[0]["last_seq"], 4);
+        assert_eq!(frames.len(), 2);
+        assert_eq!(frames[1]["seq"], 5);
+    }
+
+    #[test]
+    fn only_the_sending_connection_gets_the_client_id() {
+        let hub = Hub::default();
+        let (a, a_box) = outbox();
+        let (b, b_box) = outbox();
+        for (conn, outbox, who) in [(ConnectionId(1), a, "ann"), (ConnectionId(2), b, "ben")] {
+            hub.subscribe(&room(), conn, &user(who), outbox);
+            hub.activate(join(conn, who).0, Page::default());
+        }
+        drain(&hub, ConnectionId(1), &a_box);
+        drain(&hub, ConnectionId(2), &b_box);
+        publish(&hub, 1, Some(ConnectionId(1)));
+        assert_eq!(drain(&hub, ConnectionId(1), &a_box)[0]["client_id"], "c1");
+        assert!(
+            drain(&hub, ConnectionId(2), &b_box)[0]
+                .get("client_id")
+                .is_none()
+        );
+    }
+
+    // The paused clock runs the tick deterministically: sleeps advance it instantly.
+    #[tokio::test(start_paused = true)]
+    async fn presence_counts_people_not_connections_and_is_coalesced() {
+        let hub = Arc::new(Hub::default());
+        let stop = CancellationToken::new();
+        let ticker = tokio::spawn(hub.clone().run_presence(stop.clone()));
+        let (watch, watch_box) = outbox();
+        hub.subscribe(&room(), ConnectionId(9), &user("ben"), watch);
+        hub.activate(join(ConnectionId(9), "ben").0, Page::default());
+        tokio::time::sleep(TICK * 3).await; // ben's own arrival goes out on its own tick
+        drain(&hub, ConnectionId(9), &watch_box);
+
+        let (tab1, _box1) = outbox();
+        let (tab2, _box2) = outbox();
+        let (cat, _box3) = outbox();
+        hub.subscribe(&room(), ConnectionId(1), &user("ann"), tab1);
+        hub.subscribe(&room(), ConnectionId(2), &user("ann"), tab2);
+        hub.subscribe(&room(), ConnectionId(3), &user("cat"), cat);
+        assert_eq!(hub.online(&room()), 3);
+        tokio::time::sleep(TICK * 3).await;
+        let frames = drain(&hub, ConnectionId(9), &watch_box);
+        assert_eq!(
+            frames.len(),
+            1,
+            "one frame for a tick's changes: {frames:?}"
+        );
+        let names: Vec<&str> = frames[0]["joined"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["ann", "cat"]);
+        assert_eq!(frames[0]["member_count"], 3);
+
+        hub.unsubscribe(&room(), ConnectionId(1));
+        hub.unsubscribe(&room(), ConnectionId(2));
+        tokio::time::sleep(TICK * 3).await;
+        let frames = drain(&hub, ConnectionId(9), &watch_box);
+        assert_eq!(frames[0]["left"][0]["name"], "ann");
+        assert_eq!(hub.online(&room()), 2);
+        stop.cancel();
+        ticker.await.unwrap();
+    }
+
+    #[test]
+    fn a_member_far_behind_is_sent_to_the_store_and_others_are_not_held_back() {
+        let hub = Hub::default();
+        let (slow, slow_box) = outbox();
+        let (fast, fast_box) = outbox();
+        hub.subscribe(&room(), ConnectionId(1), &user("slow"), slow);
+        hub.activate(join(ConnectionId(1), "slow").0, Page::default());
+        hub.subscribe(&room(), ConnectionId(2), &user("fast"), fast);
+        hub.activate(join(ConnectionId(2), "fast").0, Page::default());
+        drain(&hub, ConnectionId(1), &slow_box);
+        drain(&hub, ConnectionId(2), &fast_box);
+        let text = "x".repeat(3900);
+        for seq in 1..=2000 {
+            let mut message = (*message(seq)).clone();
+            message.text.clone_from(&text);
+            hub.deliver(Published {
+                message: Arc::new(message),
+                origin: None,
+            });
+            if seq % 100 == 0 {
+                let got = drain(&hub, ConnectionId(2), &fast_box);
+                assert_eq!(got.last().unwrap()["seq"], seq, "the fast one keeps up");
+            }
+        }
+        let mut wire = VecDeque::new();
+        let (take, _) = hub.take(&room(), ConnectionId(1), usize::MAX, &mut wire);
+        assert_eq!(take, Take::Behind(0), "the slow one reads the store");
+        assert!(hub.advance(&room(), ConnectionId(1), 0, 1990));
+        let (take, _) = hub.take(&room(), ConnectionId(1), usize::MAX, &mut wire);
+        assert_eq!(take, Take::Done);
+        assert_eq!(wire.len(), 10, "then the rest from the log");
+    }
+
+    #[test]
+    fn joins_are_served_from_the_log_once_it_reaches_back_far_enough() {
+        let hub = Hub::default();
+        let (first, _first_box) = outbox();
         hub.subscribe(&room(), ConnectionId(1), &user("ann"), first);
         // Nothing known yet: the first join must read the store.
-        assert!(!hub.activate_from_recent(&room(), ConnectionId(1), &user("ann").id, None));
-        hub.activate(&room(), ConnectionId(1), &user("ann").id, page(1..=3), None);
+        assert!(!hub.activate_from_log(join(ConnectionId(1), "ann").0));
+        hub.activate(join(ConnectionId(1), "ann").0, page(1..=3));
         publish(&hub, 4, None);
         publish(&hub, 5, None);
 
-        let (second, mut second_rx) = outbox(64);
+        let (second, second_box) = outbox();
         hub.subscribe(&room(), ConnectionId(2), &user("ben"), second);
-        assert!(hub.activate_from_recent(&room(), ConnectionId(2), &user("ben").id, Some(2)));
-        let joined = &drain(&mut second_rx)[0];
+        let mut resume = join(ConnectionId(2), "ben").0;
+        resume.since = Some(2);
+        assert!(hub.activate_from_log(resume));
+        let joined = &drain(&hub, ConnectionId(2), &second_box)[0];
         assert_eq!(seqs_of(joined), [3, 4, 5]);
         assert_eq!(joined["last_seq"], 5);
-
-        let (third, mut third_rx) = outbox(64);
-        hub.subscribe(&room(), ConnectionId(3), &user("cat"), third);
-        assert!(hub.activate_from_recent(&room(), ConnectionId(3), &user("cat").id, None));
-        assert_eq!(seqs_of(&drain(&mut third_rx)[0]), [1, 2, 3, 4, 5]);
         publish(&hub, 6, None);
-        let live: Vec<Value> = drain(&mut second_rx)
-            .into_iter()
-            .filter(|frame| frame["type"] == "message")
-            .collect();
+        let live = drain(&hub, ConnectionId(2), &second_box);
         assert_eq!(live.len(), 1);
-        assert_eq!(live[0]["seq"], 6, "live after a cached join");
+        assert_eq!(live[0]["seq"], 6, "live after a join from the log");
     }
 
     #[test]
-    fn a_hole_in_the_stream_empties_the_recent_messages() {
+    fn joined_lists_the_first_hundred_members_and_the_count() {
         let hub = Hub::default();
-        let (first, _rx) = outbox(64);
-        hub.subscribe(&room(), ConnectionId(1), &user("ann"), first);
-        hub.activate(&room(), ConnectionId(1), &user("ann").id, page(1..=3), None);
-        publish(&hub, 5, None); // 4 never came
-        let (second, _rx2) = outbox(64);
-        hub.subscribe(&room(), ConnectionId(2), &user("ben"), second);
-        assert!(!hub.activate_from_recent(&room(), ConnectionId(2), &user("ben").id, Some(3)));
-    }
-
-    #[test]
-    fn a_resume_older_than_the_recent_messages_reads_the_store() {
-        let hub = Hub::default();
-        let (first, _rx) = outbox(256);
-        hub.subscribe(&room(), ConnectionId(1), &user("ann"), first);
-        hub.activate(
-            &room(),
-            ConnectionId(1),
-            &user("ann").id,
-            page(1..=50),
-            None,
-        );
-        for seq in 51..=100 {
-            publish(&hub, seq, None);
+        let mut boxes = Vec::new();
+        for i in 0..150 {
+            let (outbox, mailbox) = outbox();
+            hub.subscribe(&room(), ConnectionId(i), &user(&format!("u{i:03}")), outbox);
+            boxes.push(mailbox);
         }
-        let (second, _rx2) = outbox(64);
-        hub.subscribe(&room(), ConnectionId(2), &user("ben"), second);
-        assert!(!hub.activate_from_recent(&room(), ConnectionId(2), &user("ben").id, Some(10)));
-        assert!(hub.activate_from_recent(&room(), ConnectionId(2), &user("ben").id, Some(90)));
+        hub.activate(join(ConnectionId(0), "u000").0, Page::default());
+        let joined = &drain(&hub, ConnectionId(0), &boxes[0])[0];
+        assert_eq!(joined["members"].as_array().unwrap().len(), JOINED_MEMBERS);
+        assert_eq!(joined["member_count"], 150);
+        let (rest, more, count) = hub.members(&room(), Some(&user("u099").id), 100).unwrap();
+        assert_eq!(rest.len(), 50);
+        assert!(!more);
+        assert_eq!(count, 150);
     }
 
     #[test]
     fn an_empty_room_is_forgotten() {
         let hub = Hub::default();
-        let (outbox, _rx) = outbox(4);
+        let (outbox, _mailbox) = outbox();
         hub.subscribe(&room(), ConnectionId(1), &user("ann"), outbox);
         assert_eq!(hub.occupied_rooms().len(), 1);
         hub.unsubscribe(&room(), ConnectionId(1));

@@ -1,107 +1,90 @@
-//! A connection's bounded send queue. Rooms push encoded frames into it without waiting; when
-//! it is full the connection is cut off (close 4001) rather than skipped or waited for, so one
-//! slow reader can neither miss a message silently nor slow its rooms down.
+//! A connection's mailbox: the frames meant for it alone (replies, `joined`, presence, lobby
+//! updates), bounded in bytes, and the list of its rooms that have messages it has not taken
+//! yet. Messages themselves never enter it: they stay in their room's log, encoded once, and
+//! the connection takes them from there at the pace it writes (see `rooms::log`).
 //!
-//! A plain `VecDeque` behind a short `Mutex`, not a channel: an idle connection allocates
-//! nothing, a busy one reuses its buffer, and the writer takes everything queued under one lock.
+//! A `VecDeque` behind a short `Mutex`, not a channel: an idle connection allocates nothing, a
+//! busy one reuses its buffer, and the connection takes everything queued under one lock.
 //! Profiles of tokio's mpsc here showed block allocation and semaphore work on every frame.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
+use crate::domain::RoomName;
 use crate::protocol::close;
 use crate::protocol::server::Frame;
 
-/// Frames one connection may have queued. At ~200 bytes a chat frame this bounds a stalled
-/// connection to a few hundred KiB, and it is deep enough to absorb a burst in a busy room.
-pub const CAPACITY: usize = 1024;
+/// Bytes of frames one connection may have waiting before it is cut off (4001). Its own
+/// replies are held to [`REPLY_BUDGET`] by the session, which stops reading requests while more
+/// than that waits; the rest of this room is for one large reply (a `history` page of long
+/// messages is up to ~1.6 MB) plus presence and lobby updates, which are coalesced to at most
+/// a few frames a second per room.
+pub const CAPACITY: usize = 4 * 1024 * 1024;
+/// While more than this waits in the mailbox, the connection reads no further requests: a
+/// client that asks faster than it reads is answered only as fast as it reads.
+pub const REPLY_BUDGET: usize = 256 * 1024;
 
 struct Shared {
-    frames: Mutex<VecDeque<Frame>>,
-    capacity: usize,
-    /// Live `Outbox` handles; at zero the receiver sees the end of the queue.
-    senders: AtomicUsize,
-    receiver_alive: AtomicBool,
-    /// Frames arrived (the queue went from empty to not), or the last sender left.
+    state: Mutex<State>,
+    /// Something arrived (a frame, a room with messages, a close request).
     ready: Notify,
     /// The close code to send; 0 while the connection is in good standing.
     cut_code: AtomicU16,
-    cut: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    frames: VecDeque<Frame>,
+    bytes: usize,
+    /// Rooms whose log has messages for this connection. Each room appears at most once: the
+    /// room flags the subscriber as notified until it has taken everything.
+    rooms: Vec<RoomName>,
+    /// The connection is gone: pushes are refused.
+    closed: bool,
 }
 
 impl Shared {
-    fn frames(&self) -> MutexGuard<'_, VecDeque<Frame>> {
-        self.frames.lock().unwrap_or_else(PoisonError::into_inner)
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// The sending half, cloned into every room the connection is in.
+/// The sending half, cloned into every room the connection is in and into the lobby.
+#[derive(Clone)]
 pub struct Outbox(Arc<Shared>);
 
-/// The receiving half, owned by the connection's writer.
-pub struct OutboxReceiver {
-    pub frames: FrameQueue,
-    pub cut: CutOffSignal,
-}
+/// The receiving half, owned by the connection's task.
+pub struct Mailbox(Arc<Shared>);
 
-/// The frames waiting for the connection's writer.
-pub struct FrameQueue(Arc<Shared>);
-
-/// Resolves once the connection has been cut off.
-pub struct CutOffSignal(Arc<Shared>);
-
-pub fn outbox(capacity: usize) -> (Outbox, OutboxReceiver) {
+pub fn outbox() -> (Outbox, Mailbox) {
     let shared = Arc::new(Shared {
-        frames: Mutex::new(VecDeque::new()),
-        capacity,
-        senders: AtomicUsize::new(1),
-        receiver_alive: AtomicBool::new(true),
+        state: Mutex::new(State::default()),
         ready: Notify::new(),
         cut_code: AtomicU16::new(0),
-        cut: Notify::new(),
     });
-    let receiver = OutboxReceiver {
-        frames: FrameQueue(shared.clone()),
-        cut: CutOffSignal(shared.clone()),
-    };
-    (Outbox(shared), receiver)
-}
-
-impl Clone for Outbox {
-    fn clone(&self) -> Self {
-        self.0.senders.fetch_add(1, Ordering::Relaxed);
-        Self(self.0.clone())
-    }
-}
-
-impl Drop for Outbox {
-    fn drop(&mut self) {
-        if self.0.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
-            // notify_one keeps a permit, so a writer about to wait still sees the end.
-            self.0.ready.notify_one();
-        }
-    }
+    (Outbox(shared.clone()), Mailbox(shared))
 }
 
 impl Outbox {
-    /// Queues a frame without waiting. Returns false if the connection is gone or was just cut
-    /// off for being too slow.
+    /// Queues a frame without waiting. Returns false if the connection is gone, or if the
+    /// frame would take it over [`CAPACITY`] (then it is cut off with 4001).
     pub fn push(&self, frame: Frame) -> bool {
-        if !self.0.receiver_alive.load(Ordering::Acquire) {
-            return false;
-        }
         let was_empty = {
-            let mut frames = self.0.frames();
-            if frames.len() >= self.0.capacity {
-                drop(frames);
+            let mut state = self.0.state();
+            if state.closed {
+                return false;
+            }
+            if state.bytes + frame.len() > CAPACITY {
+                drop(state);
                 self.cut_off();
                 return false;
             }
-            frames.push_back(frame);
-            frames.len() == 1
+            state.bytes += frame.len();
+            state.frames.push_back(frame);
+            state.frames.len() == 1
         };
         if was_empty {
             self.0.ready.notify_one();
@@ -109,71 +92,92 @@ impl Outbox {
         true
     }
 
-    /// Marks the connection as unable to keep up; its writer closes it with 4001.
+    /// Tells the connection that `room`'s log has messages for it. The room calls this once
+    /// until the connection has taken them all.
+    pub fn room_ready(&self, room: &RoomName) {
+        let mut state = self.0.state();
+        if state.closed {
+            return;
+        }
+        state.rooms.push(room.clone());
+        drop(state);
+        self.0.ready.notify_one();
+    }
+
+    /// Marks the connection as unable to keep up; it closes with 4001.
     pub fn cut_off(&self) {
         self.close_with(close::TOO_SLOW);
     }
 
-    /// Its room's stream had a hole (a node died mid-publish): the writer closes it with 4002
-    /// and the client resumes with `since`, which the store answers exactly.
-    pub fn resync(&self) {
-        self.close_with(close::RESYNC);
-    }
-
-    fn close_with(&self, code: u16) {
+    /// Asks the connection to close with `code`. The first request wins.
+    pub fn close_with(&self, code: u16) {
         let first = self
             .0
             .cut_code
             .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
         if first.is_ok() {
-            self.0.cut.notify_one();
-        }
-    }
-}
-
-impl FrameQueue {
-    /// The next frame; `None` once every sender is gone and the queue is empty.
-    pub async fn recv(&mut self) -> Option<Frame> {
-        loop {
-            if let Some(frame) = self.0.frames().pop_front() {
-                return Some(frame);
-            }
-            if self.0.senders.load(Ordering::Acquire) == 0 {
-                return None;
-            }
-            self.0.ready.notified().await;
+            self.0.ready.notify_one();
         }
     }
 
-    /// Moves up to `max` queued frames into `into`, under one lock.
-    pub fn take(&mut self, into: &mut Vec<Frame>, max: usize) {
-        let mut frames = self.0.frames();
-        let n = frames.len().min(max);
-        into.extend(frames.drain(..n));
-    }
-
-    pub fn try_recv(&mut self) -> Option<Frame> {
-        self.0.frames().pop_front()
+    /// Bytes waiting.
+    pub fn bytes(&self) -> usize {
+        self.0.state().bytes
     }
 }
 
-impl Drop for FrameQueue {
+impl Mailbox {
+    /// Resolves when something may have arrived since the last call.
+    pub async fn ready(&self) {
+        self.0.ready.notified().await;
+    }
+
+    /// The close code someone asked for, if any.
+    pub fn cut_code(&self) -> Option<u16> {
+        match self.0.cut_code.load(Ordering::Acquire) {
+            0 => None,
+            code => Some(code),
+        }
+    }
+
+    /// Moves waiting frames into `into` until about `budget` bytes were taken (at least one
+    /// frame if any waits). Returns the bytes taken.
+    pub fn take_frames(&self, into: &mut VecDeque<bytes::Bytes>, budget: usize) -> usize {
+        let mut state = self.0.state();
+        let mut taken = 0;
+        while taken < budget {
+            let Some(frame) = state.frames.pop_front() else {
+                break;
+            };
+            taken += frame.len();
+            into.push_back(frame.wire().clone());
+        }
+        state.bytes -= taken;
+        if state.frames.is_empty() && state.frames.capacity() > 64 {
+            // A burst's buffer is not kept for the life of an idle connection.
+            state.frames = VecDeque::new();
+        }
+        taken
+    }
+
+    /// Rooms that signalled messages since the last call, appended to `into`.
+    pub fn take_rooms(&self, into: &mut Vec<RoomName>) {
+        into.append(&mut self.0.state().rooms);
+    }
+
+    /// Bytes of frames waiting: what the connection checks against [`REPLY_BUDGET`].
+    pub fn bytes(&self) -> usize {
+        self.0.state().bytes
+    }
+}
+
+impl Drop for Mailbox {
     fn drop(&mut self) {
-        self.0.receiver_alive.store(false, Ordering::Release);
-        self.0.frames().clear();
-    }
-}
-
-impl CutOffSignal {
-    /// Resolves with the close code once the connection has been cut off.
-    pub async fn tripped(&self) -> u16 {
-        loop {
-            let code = self.0.cut_code.load(Ordering::Acquire);
-            if code != 0 {
-                return code;
-            }
-            self.0.cut.notified().await;
-        }
+        let mut state = self.0.state();
+        state.closed = true;
+        state.frames.clear();
+        state.rooms.clear();
+        state.bytes = 0;
     }
 }
 
@@ -181,40 +185,55 @@ impl CutOffSignal {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_full_queue_cuts_the_connection_off() {
-        let (outbox, mut receiver) = outbox(2);
-        assert!(outbox.push(Frame::from_static("1")));
-        assert!(outbox.push(Frame::from_static("2")));
-        assert!(!outbox.push(Frame::from_static("3")));
-        assert_eq!(receiver.cut.tripped().await, close::TOO_SLOW);
-        assert_eq!(receiver.frames.recv().await.unwrap().as_str(), "1");
+    fn frame(len: usize) -> Frame {
+        Frame::from_json(&"x".repeat(len))
     }
 
-    #[tokio::test]
-    async fn the_queue_ends_when_the_last_sender_goes() {
-        let (outbox, mut receiver) = outbox(4);
-        let second = outbox.clone();
-        assert!(second.push(Frame::from_static("a")));
-        drop(outbox);
-        drop(second);
-        assert_eq!(receiver.frames.recv().await.unwrap().as_str(), "a");
-        assert!(receiver.frames.recv().await.is_none());
+    #[test]
+    fn frames_are_counted_in_bytes_and_taken_within_a_budget() {
+        let (outbox, mailbox) = outbox();
+        for _ in 0..4 {
+            assert!(outbox.push(frame(1000)));
+        }
+        assert_eq!(outbox.bytes(), 4 * frame(1000).len());
+        let mut out = VecDeque::new();
+        mailbox.take_frames(&mut out, 1500);
+        assert_eq!(
+            out.len(),
+            2,
+            "the frame that crosses the budget is taken, no more"
+        );
+        assert_eq!(mailbox.bytes(), 2 * frame(1000).len());
     }
 
-    #[tokio::test]
-    async fn a_waiting_writer_wakes_for_a_frame() {
-        let (outbox, mut receiver) = outbox(4);
-        let waiter = tokio::spawn(async move { receiver.frames.recv().await });
-        tokio::task::yield_now().await;
-        assert!(outbox.push(Frame::from_static("x")));
-        assert_eq!(waiter.await.unwrap().unwrap().as_str(), "x");
+    #[test]
+    fn going_over_the_byte_bound_cuts_the_connection_off() {
+        let (outbox, mailbox) = outbox();
+        let big = frame(CAPACITY / 2);
+        assert!(outbox.push(big.clone()));
+        assert!(!outbox.push(big.clone()), "over the bound");
+        assert_eq!(mailbox.cut_code(), Some(close::TOO_SLOW));
     }
 
     #[test]
     fn pushing_to_a_gone_connection_fails_quietly() {
-        let (outbox, receiver) = outbox(4);
-        drop(receiver);
-        assert!(!outbox.push(Frame::from_static("x")));
+        let (outbox, mailbox) = outbox();
+        drop(mailbox);
+        assert!(!outbox.push(frame(1)));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_connection_wakes_for_a_room_with_messages() {
+        let (outbox, mailbox) = outbox();
+        let room = RoomName::parse("r").unwrap();
+        let waiter = tokio::spawn(async move {
+            mailbox.ready().await;
+            let mut rooms = Vec::new();
+            mailbox.take_rooms(&mut rooms);
+            rooms
+        });
+        tokio::task::yield_now().await;
+        outbox.room_ready(&room);
+        assert_eq!(waiter.await.unwrap(), [room]);
     }
 }

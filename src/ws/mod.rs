@@ -1,34 +1,35 @@
-//! The WebSocket edge: `/ws` authenticates the upgrade ([`router`]), then each connection runs
-//! a session ([`session`]: reads and answers frames) beside a writer ([`writer`]: drains the
-//! connection's queue into the socket, pings, closes).
+//! The WebSocket edge: `/ws` authenticates and upgrades ([`router`]), then each connection is
+//! one task ([`connection`]: reads and decodes client frames, writes shared pre-encoded frames
+//! many at a time, pings, closes) driving a session ([`session`]: answers requests).
+//!
+//! The handshake and framing are confab's own ([`frame`]) rather than a WebSocket library's:
+//! server frames are built once per message and the same bytes are written to every socket
+//! (many frames per `writev`), which a library that copies each payload into a per-connection
+//! buffer cannot do, and every client violation gets the close code RFC 6455 asks for.
 
+mod connection;
+pub mod frame;
 mod session;
-mod writer;
 
 use axum::Router;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum_extra::extract::SignedCookieJar;
+use base64::Engine;
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
+use sha1::{Digest, Sha1};
+use tokio::net::TcpStream;
 
 use crate::domain::{DisplayName, User, UserId};
 use crate::http::ApiError;
 use crate::identity;
-use crate::protocol::MAX_FRAME_BYTES;
 use crate::state::AppState;
 
-/// tungstenite's own ceiling, above the protocol's 64 KiB, so that a frame between the two is
-/// read whole and refused by us with a clean 1009 rather than a transport error.
-const TRANSPORT_MAX_FRAME: usize = 16 * MAX_FRAME_BYTES;
-/// Read buffer per connection, allocated up front (tungstenite's default is 128 KiB). Client
-/// frames are small and rare; the buffer grows to fit a larger one, so this only bounds what
-/// one read syscall takes, and keeps idle connections cheap.
-const READ_BUFFER: usize = 512;
-/// Frames are gathered up to this size before a write; the writer flushes after each drain
-/// of its queue anyway, so this only caps how much one write carries.
-const WRITE_BUFFER: usize = 64 * 1024;
+/// RFC 6455's fixed GUID for the `Sec-WebSocket-Accept` answer.
+const ACCEPT_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/ws", get(upgrade))
@@ -43,7 +44,7 @@ async fn upgrade(
     State(state): State<AppState>,
     jar: SignedCookieJar,
     Query(params): Query<Params>,
-    socket: WebSocketUpgrade,
+    mut request: Request,
 ) -> Response {
     let user = match (identity::user_from(&jar), params.name) {
         (Some(user), _) => user,
@@ -56,11 +57,143 @@ async fn upgrade(
         },
         (None, None) => return ApiError::Unauthenticated.into_response(),
     };
+    let accept = match accept_key(request.headers()) {
+        Ok(accept) => accept,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let Some(on_upgrade) = request
+        .extensions_mut()
+        .remove::<hyper::upgrade::OnUpgrade>()
+    else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "this connection cannot be upgraded",
+        )
+            .into_response();
+    };
     let sessions = state.sessions.clone();
-    socket
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_message_size(TRANSPORT_MAX_FRAME)
-        .max_frame_size(TRANSPORT_MAX_FRAME)
-        .on_upgrade(move |socket| sessions.track_future(session::run(socket, user, state)))
+    sessions.spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(error) => {
+                tracing::debug!(%error, "upgrade failed");
+                return;
+            }
+        };
+        // Plain TCP: split without a lock, and write with `writev`. Anything else (TLS) goes
+        // through a generic split.
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let (reader, writer) = parts.io.into_inner().into_split();
+                connection::run(reader, writer, parts.read_buf, user, state).await;
+            }
+            Err(upgraded) => {
+                let (reader, writer) = tokio::io::split(TokioIo::new(upgraded));
+                connection::run(reader, writer, bytes::Bytes::new(), user, state).await;
+            }
+        }
+    });
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    response
+}
+
+/// Why an upgrade request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BadUpgrade {
+    NotWebSocket,
+    Version,
+    Key,
+}
+
+impl IntoResponse for BadUpgrade {
+    fn into_response(self) -> Response {
+        match self {
+            Self::NotWebSocket => {
+                (StatusCode::BAD_REQUEST, "expected a WebSocket upgrade").into_response()
+            }
+            Self::Version => {
+                let mut response =
+                    (StatusCode::UPGRADE_REQUIRED, "WebSocket version 13 only").into_response();
+                response.headers_mut().insert(
+                    header::SEC_WEBSOCKET_VERSION,
+                    HeaderValue::from_static("13"),
+                );
+                response
+            }
+            Self::Key => {
+                (StatusCode::BAD_REQUEST, "missing or bad Sec-WebSocket-Key").into_response()
+            }
+        }
+    }
+}
+
+/// Checks the upgrade request (RFC 6455 §4.2.1) and derives the `Sec-WebSocket-Accept` value.
+fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, BadUpgrade> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|value| {
+            value.to_str().is_ok_and(|value| {
+                value
+                    .split(',')
+                    .any(|part| part.trim().eq_ignore_ascii_case(token))
+            })
+        })
+    };
+    if !has_token(header::UPGRADE, "websocket") || !has_token(header::CONNECTION, "upgrade") {
+        return Err(BadUpgrade::NotWebSocket);
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        return Err(BadUpgrade::Version);
+    }
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .map(HeaderValue::as_bytes)
+        .filter(|key| {
+            base64::engine::general_purpose::STANDARD
+                .decode(key)
+                .is_ok_and(|nonce| nonce.len() == 16)
+        })
+        .ok_or(BadUpgrade::Key)?;
+    let mut sha = Sha1::new();
+    sha.update(key);
+    sha.update(ACCEPT_GUID);
+    let accept = base64::engine::general_purpose::STANDARD.encode(sha.finalize());
+    // Base64 is always a valid header value.
+    HeaderValue::from_str(&accept).map_err(|_| BadUpgrade::Key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_accept_key_is_the_one_rfc_6455_gives() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        headers.insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        headers.insert(
+            header::SEC_WEBSOCKET_KEY,
+            HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="),
+        );
+        assert_eq!(
+            accept_key(&headers).unwrap(),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("8"));
+        assert_eq!(accept_key(&headers).unwrap_err(), BadUpgrade::Version);
+    }
 }

@@ -1,72 +1,37 @@
-//! One connection's session: reads client frames, checks them against the connection's state,
-//! and turns them into room, store and lobby calls. Answers go into the connection's outbox,
-//! the same queue room fan-out uses, so everything reaches the client in one order.
+//! One connection's session: checks client frames against the connection's state and turns
+//! them into room, store and lobby calls. Answers go into the connection's mailbox, bounded in
+//! bytes, which the connection writes before its rooms' messages.
 
 use std::collections::HashSet;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::ws::{Message, WebSocket};
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use futures_util::stream::{FuturesOrdered, SplitStream};
-use futures_util::{FutureExt, StreamExt};
-use tokio::sync::oneshot;
-use tokio::time::{Instant, sleep_until};
-use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
-use super::writer::{self, CloseRequest};
-use crate::domain::{ClientId, ConnectionId, MessageText, RoomName, User};
+use crate::domain::{ClientId, ConnectionId, MessageText, RoomName, User, UserId};
 use crate::protocol::client::{self, ClientFrame, Ref};
 use crate::protocol::server::{self, Frame};
-use crate::protocol::{
-    ErrorCode, JOIN_PAGE, MAX_FRAME_BYTES, MAX_ROOMS_PER_CONNECTION, RESUME_CAP, close,
-};
-use crate::rooms::outbox::{self, Outbox};
+use crate::protocol::{ErrorCode, JOIN_PAGE, MAX_ROOMS_PER_CONNECTION, RESUME_CAP};
+use crate::rooms::hub::{Activation, JOINED_MEMBERS};
+use crate::rooms::outbox::Outbox;
 use crate::rooms::writer::{AppendError, AppendReply, Sent};
 use crate::state::AppState;
 use crate::store::NewMessage;
 
-pub async fn run(socket: WebSocket, user: User, state: AppState) {
-    let conn = ConnectionId::next();
-    let span = tracing::info_span!("ws", conn = conn.0, user = %user.id.as_str(), name = %user.name.as_str());
-    async move {
-        tracing::debug!("connected");
-        let (sink, stream) = socket.split();
-        let (outbox, queue) = outbox::outbox(outbox::CAPACITY);
-        let (close_tx, close_rx) = oneshot::channel();
-        let done = CancellationToken::new();
-        let ping_every = (state.idle_timeout / 3).max(Duration::from_millis(100));
-        let writer = tokio::spawn(
-            writer::run(sink, queue, close_rx, ping_every, done.clone()).in_current_span(),
-        );
-        outbox.push(server::hello(&user, state.idle_timeout.as_secs()));
-        let mut session = Session {
-            conn,
-            user,
-            state,
-            outbox,
-            rooms: HashSet::new(),
-            watching_lobby: false,
-        };
-        let close = session.read(stream, &done).await;
-        session.leave_everything();
-        // Either way the writer stops: with a close frame, or at once if the peer went away
-        // (dropping the sender ends even a write blocked on a peer that stopped reading).
-        match close {
-            Some(request) => {
-                let _ = close_tx.send(request);
-            }
-            None => drop(close_tx),
-        }
-        drop(session);
-        let _ = writer.await;
-        tracing::debug!("disconnected");
-    }
-    .instrument(span)
-    .await;
+/// A `send`'s outcome once its group commit is done, with the `ref` its answer must carry.
+pub type Pending = (Result<Sent, AppendError>, Option<Ref>);
+
+/// A `send` waiting for its group commit.
+pub type PendingSend = BoxFuture<'static, Pending>;
+
+/// What the connection must do after a client frame was handled.
+pub enum After {
+    Nothing,
+    /// Wait for this send's commit (without holding up further frames), then answer it.
+    Commit(PendingSend),
 }
 
-struct Session {
+pub struct Session {
     conn: ConnectionId,
     user: User,
     state: AppState,
@@ -75,56 +40,28 @@ struct Session {
     watching_lobby: bool,
 }
 
-/// A `send` waiting for its group commit, with the `ref` its answer must carry.
-type PendingSend = BoxFuture<'static, (Result<Sent, AppendError>, Option<Ref>)>;
-
 impl Session {
-    /// Reads until the connection ends; returns the close the session wants sent, if any.
-    async fn read(
-        &mut self,
-        mut stream: SplitStream<WebSocket>,
-        done: &CancellationToken,
-    ) -> Option<CloseRequest> {
-        let shutdown = self.state.shutdown.clone();
-        let idle = self.state.idle_timeout;
-        let mut last_heard = Instant::now();
-        // Sends awaiting their commit, answered in the order they were sent.
-        let mut sends: FuturesOrdered<PendingSend> = FuturesOrdered::new();
-        loop {
-            tokio::select! {
-                biased;
-                () = done.cancelled() => return None,
-                () = shutdown.cancelled() => return Some((close::GOING_AWAY, "server shutting down")),
-                () = sleep_until(last_heard + idle) => {
-                    tracing::info!("idle timeout");
-                    return Some((close::IDLE_TIMEOUT, "idle timeout"));
-                }
-                Some((outcome, reference)) = sends.next(), if !sends.is_empty() => {
-                    self.answer_send(outcome, reference.as_ref());
-                }
-                incoming = stream.next() => {
-                    let message = match incoming {
-                        None => return None,
-                        Some(Ok(message)) => message,
-                        Some(Err(error)) => return transport_error(&error),
-                    };
-                    last_heard = Instant::now();
-                    match message {
-                        Message::Text(text) if text.len() > MAX_FRAME_BYTES => {
-                            return Some((close::TOO_BIG, "frame over 64 KiB"));
-                        }
-                        Message::Text(text) => {
-                            if let Some(pending) = self.handle(text.as_str()).await {
-                                sends.push_back(pending);
-                            }
-                        }
-                        Message::Binary(_) => return Some((close::UNSUPPORTED_DATA, "text frames only")),
-                        Message::Ping(_) | Message::Pong(_) => {}
-                        Message::Close(_) => return Some((close::NORMAL, "")),
-                    }
-                }
-            }
+    pub fn new(conn: ConnectionId, user: User, state: AppState, outbox: Outbox) -> Self {
+        Self {
+            conn,
+            user,
+            state,
+            outbox,
+            rooms: HashSet::new(),
+            watching_lobby: false,
         }
+    }
+
+    pub fn conn(&self) -> ConnectionId {
+        self.conn
+    }
+
+    pub fn user(&self) -> &User {
+        &self.user
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
     }
 
     fn send(&self, frame: Frame) {
@@ -135,9 +72,10 @@ impl Session {
         self.send(server::error(code, message, reference));
     }
 
-    /// Handles one text frame. A `send` returns its pending commit instead of waiting for it,
-    /// so one connection can have many messages in one group commit.
-    async fn handle(&mut self, text: &str) -> Option<PendingSend> {
+    /// Handles one text frame. A `send` queues its pending commit instead of waiting for it,
+    /// so one connection can have many messages in one group commit. Returns a close the
+    /// connection must make, if any.
+    pub async fn handle(&mut self, text: &str) -> After {
         let (frame, reference) = match client::parse(text) {
             Ok(parsed) => parsed,
             Err(rejection) => {
@@ -146,7 +84,7 @@ impl Session {
                     &rejection.message,
                     rejection.reference.as_ref(),
                 );
-                return None;
+                return After::Nothing;
             }
         };
         let reference = reference.as_ref();
@@ -158,7 +96,10 @@ impl Session {
                 text,
                 client_id,
             } => {
-                return self.submit(room, text, client_id, reference.cloned()).await;
+                if let Some(pending) = self.submit(room, text, client_id, reference.cloned()).await
+                {
+                    return After::Commit(pending);
+                }
             }
             ClientFrame::History {
                 room,
@@ -169,8 +110,11 @@ impl Session {
             }
             ClientFrame::Rooms => self.watch_lobby(reference).await,
             ClientFrame::Ping => self.send(server::pong()),
+            ClientFrame::Members { room, after, limit } => {
+                self.members(&room, after.as_ref(), limit, reference);
+            }
         }
-        None
+        After::Nothing
     }
 
     async fn join(&mut self, room: RoomName, since: Option<u64>, reference: Option<&Ref>) {
@@ -197,23 +141,24 @@ impl Session {
             Err(error) => tracing::warn!(%error, room = %room, "cannot read other nodes' members"),
         }
         // Most joins ask for what the room holds in memory; only the rest read the store.
-        if self
-            .state
-            .hub
-            .activate_from_recent(&room, self.conn, &self.user.id, since)
-        {
+        let activation = Activation {
+            room: &room,
+            conn: self.conn,
+            viewer: &self.user.id,
+            since,
+            reset: false,
+        };
+        if self.state.hub.activate_from_log(activation) {
             return;
         }
-        let store = &self.state.store;
-        let page = match since {
-            None => store.latest(&room, JOIN_PAGE).await,
-            Some(since) => store.after(&room, since, RESUME_CAP).await,
-        };
-        match page {
-            Ok(page) => {
-                self.state
-                    .hub
-                    .activate(&room, self.conn, &self.user.id, page, since);
+        match self.read_join_page(&room, since).await {
+            Ok((page, reset)) => {
+                let activation = Activation {
+                    since: if reset { None } else { since },
+                    reset,
+                    ..activation
+                };
+                self.state.hub.activate(activation, page);
             }
             Err(error) => {
                 tracing::error!(%error, room = %room, "reading history for a join failed");
@@ -225,6 +170,52 @@ impl Session {
                     reference,
                 );
             }
+        }
+    }
+
+    /// The history a join needs, and whether the client's `since` was from the future (above
+    /// the room's last seq: a restored backup or a client bug). Such a cursor is dropped, and
+    /// the client is told with `reset: true`, rather than silently withholding the messages
+    /// that will take those seqs.
+    async fn read_join_page(
+        &self,
+        room: &RoomName,
+        since: Option<u64>,
+    ) -> Result<(crate::store::Page, bool), crate::store::StoreError> {
+        let store = &self.state.store;
+        let Some(since) = since else {
+            return Ok((store.latest(room, JOIN_PAGE).await?, false));
+        };
+        let page = store.after(room, since, RESUME_CAP).await?;
+        if !page.messages.is_empty() || since == 0 {
+            return Ok((page, false));
+        }
+        let newest = store.latest(room, 1).await?;
+        let last = newest.last_seq().unwrap_or(0);
+        if since > last {
+            Ok((crate::store::Page::default(), true))
+        } else {
+            Ok((page, false))
+        }
+    }
+
+    fn members(
+        &self,
+        room: &RoomName,
+        after: Option<&UserId>,
+        limit: u32,
+        reference: Option<&Ref>,
+    ) {
+        if !self.rooms.contains(room) {
+            return self.error(
+                ErrorCode::NotJoined,
+                "join the room to list its members",
+                reference,
+            );
+        }
+        let limit = usize::try_from(limit).unwrap_or(JOINED_MEMBERS);
+        if let Some((members, has_more, count)) = self.state.hub.members(room, after, limit) {
+            self.send(server::members(room, &members, count, has_more));
         }
     }
 
@@ -272,7 +263,7 @@ impl Session {
         }
     }
 
-    fn answer_send(&self, outcome: Result<Sent, AppendError>, reference: Option<&Ref>) {
+    pub fn answer_send(&self, outcome: Result<Sent, AppendError>, reference: Option<&Ref>) {
         match outcome {
             // The broadcast already brought this connection its copy.
             Ok(Sent::Stored) => {}
@@ -328,7 +319,7 @@ impl Session {
         }
     }
 
-    fn leave_everything(&mut self) {
+    pub fn leave_everything(&mut self) {
         for room in self.rooms.drain() {
             self.state.hub.unsubscribe(&room, self.conn);
         }
@@ -338,25 +329,8 @@ impl Session {
     }
 }
 
-async fn wait_for_commit(
-    reply: AppendReply,
-    reference: Option<Ref>,
-) -> (Result<Sent, AppendError>, Option<Ref>) {
+async fn wait_for_commit(reply: AppendReply, reference: Option<Ref>) -> Pending {
     (reply.await.unwrap_or(Err(AppendError::Stopped)), reference)
-}
-
-/// A frame beyond even the transport's ceiling is still "too big" to the client; anything
-/// else (a reset, a protocol violation) just ends the connection.
-fn transport_error(error: &axum::Error) -> Option<CloseRequest> {
-    let source = std::error::Error::source(error)
-        .and_then(|source| source.downcast_ref::<tungstenite::Error>());
-    match source {
-        Some(tungstenite::Error::Capacity(_)) => Some((close::TOO_BIG, "frame over 64 KiB")),
-        _ => {
-            tracing::debug!(%error, "connection ended by a transport error");
-            None
-        }
-    }
 }
 
 fn now_millis() -> i64 {

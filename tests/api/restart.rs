@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{Client, TestServer, seqs, spawn_binary};
+use crate::support::{Client, Event, TestServer, seqs, spawn_binary};
 
 #[tokio::test]
 async fn a_restart_keeps_history_and_seqs_continue() {
@@ -74,7 +74,7 @@ async fn every_message_anyone_saw_survives_kill_9() {
 }
 
 #[tokio::test]
-async fn a_graceful_stop_closes_connections_with_1001_and_keeps_what_was_stored() {
+async fn a_graceful_stop_answers_every_send_then_closes_with_1012_and_keeps_what_was_stored() {
     let mut server = TestServer::start().await;
     let mut ann = server.client("ann").await;
     ann.join("r").await;
@@ -87,7 +87,20 @@ async fn a_graceful_stop_closes_connections_with_1001_and_keeps_what_was_stored(
     let first = ann.recv_until("message").await;
     assert_eq!(first["seq"], 1);
     server.stop().await;
-    assert_eq!(ann.expect_close().await, 1001);
+    // Every send in flight is answered (stored: its copy; refused: an error) before the close.
+    let mut answered = 1;
+    let code = loop {
+        match ann.next_event(crate::support::PATIENCE).await {
+            Event::Frame(frame) if frame["type"] == "message" || frame["type"] == "error" => {
+                answered += 1;
+            }
+            Event::Frame(_) => {}
+            Event::Closed(code) => break code,
+            other => panic!("expected answers and a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(1012), "service restart");
+    assert_eq!(answered, 50, "no send left without an answer");
     server.restart().await;
     let mut reader = server.client("reader").await;
     let stored = seqs(&reader.join_since("r", 0).await);

@@ -156,6 +156,11 @@ impl Client {
         self.user["id"].as_str().expect("user id")
     }
 
+    /// The raw socket, e.g. to write and read from two tasks at once.
+    pub fn into_socket(self) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+        self.socket
+    }
+
     pub async fn send(&mut self, frame: Value) {
         self.send_raw(Message::text(frame.to_string())).await;
     }
@@ -299,6 +304,16 @@ pub async fn spawn_binary(args: &[&str]) -> (tokio::process::Child, String) {
     // Keep draining its output so it never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, host)
+}
+
+/// The resident memory of process `pid` in KiB, from `/proc`.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
 }
 
 /// A room's `online` count in a `rooms` frame or an `/api/rooms` answer, if it is listed.

@@ -1,0 +1,232 @@
+//! A room's newest messages in memory: each stored message once, with its WebSocket frame
+//! encoded once for everyone (plus once with `client_id` for the sending connection), in seq
+//! order with no hole, bounded in bytes.
+//!
+//! This is where a room's backlog lives. Members keep only a cursor (the last seq they took);
+//! a member that falls behind the log's oldest entry reads its next page from the store, which
+//! has every committed message, so trimming the log never loses anything. Joins and short
+//! resumes that the log covers are answered from it without a store read.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::domain::{ConnectionId, Message};
+use crate::protocol::server::{self, Frame};
+use crate::protocol::{JOIN_PAGE, RESUME_CAP};
+use crate::store::Page;
+
+/// Bytes a room's log may hold (frames and texts). A busy room keeps about this much of its
+/// newest traffic; a member further behind reads the store.
+pub const LOG_BYTES: usize = 1024 * 1024;
+/// What an entry costs beyond its frames and text: the message's other fields and the deque slot.
+const ENTRY_OVERHEAD: usize = 160;
+
+pub struct Entry {
+    pub message: Arc<Message>,
+    /// The frame every member gets.
+    pub frame: Frame,
+    /// The sending connection's copy, with `client_id`, if it is on this node.
+    pub own: Option<(ConnectionId, Frame)>,
+}
+
+impl Entry {
+    pub fn new(message: Arc<Message>, origin: Option<ConnectionId>) -> Self {
+        let frame = server::message(&message, false);
+        let own = origin.map(|origin| (origin, server::message(&message, true)));
+        Self {
+            message,
+            frame,
+            own,
+        }
+    }
+
+    /// The frame for `conn`: its own copy if it sent the message.
+    pub fn frame_for(&self, conn: ConnectionId) -> &Frame {
+        match &self.own {
+            Some((origin, own)) if *origin == conn => own,
+            _ => &self.frame,
+        }
+    }
+
+    fn cost(&self) -> usize {
+        self.frame.len()
+            + self.own.as_ref().map_or(0, |(_, own)| own.len())
+            + self.message.text.len()
+            + ENTRY_OVERHEAD
+    }
+}
+
+/// A contiguous run of a room's newest messages, `first_seq()..=last_seq()`.
+#[derive(Default)]
+pub struct Log {
+    entries: VecDeque<Entry>,
+    bytes: usize,
+}
+
+impl Log {
+    /// The oldest seq held, if any.
+    pub fn first_seq(&self) -> Option<u64> {
+        self.entries.front().map(|e| e.message.seq)
+    }
+
+    pub fn last_seq(&self) -> Option<u64> {
+        self.entries.back().map(|e| e.message.seq)
+    }
+
+    /// Appends the next message. A message that does not follow the newest one starts the log
+    /// afresh (the missing ones are in the store; members behind read them there).
+    pub fn push(&mut self, entry: Entry) {
+        if self
+            .last_seq()
+            .is_some_and(|last| entry.message.seq != last + 1)
+        {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        self.bytes += entry.cost();
+        self.entries.push_back(entry);
+        while self.bytes > LOG_BYTES && self.entries.len() > 1 {
+            if let Some(old) = self.entries.pop_front() {
+                self.bytes -= old.cost();
+            }
+        }
+    }
+
+    /// Starts an empty log from a page that is the room's newest messages (read for a join).
+    pub fn seed(&mut self, newest: &[Message]) {
+        if !self.entries.is_empty() {
+            return;
+        }
+        for message in newest {
+            self.push(Entry::new(Arc::new(message.clone()), None));
+        }
+    }
+
+    /// Entries with a seq above `after`, oldest first. Empty if the log does not reach back
+    /// that far (check [`Log::covers`] first) or holds nothing newer.
+    pub fn after(&self, after: u64) -> impl Iterator<Item = &Entry> {
+        let skip = match self.first_seq() {
+            Some(first) if after >= first => {
+                usize::try_from(after + 1 - first).unwrap_or(usize::MAX)
+            }
+            _ => 0,
+        };
+        self.entries.iter().skip(skip)
+    }
+
+    /// Whether everything after `after` up to the newest message is in the log.
+    pub fn covers(&self, after: u64) -> bool {
+        match self.first_seq() {
+            Some(first) => after + 1 >= first,
+            None => true,
+        }
+    }
+
+    /// What a join asks for, if the log holds all of it. `None`: read the store.
+    pub fn page(&self, since: Option<u64>) -> Option<Page> {
+        let first = self.first_seq()?;
+        let end = self.last_seq()? + 1; // one past the newest
+        let from = match since {
+            None => end.saturating_sub(u64::from(JOIN_PAGE)).max(1),
+            Some(since) if since >= end => return None, // a cursor from the future: ask the store
+            Some(since) if end - (since + 1) > u64::from(RESUME_CAP) => end - u64::from(RESUME_CAP),
+            Some(since) => since + 1,
+        };
+        if from < first {
+            return None;
+        }
+        let messages: Vec<Message> = self
+            .after(from - 1)
+            .map(|entry| (*entry.message).clone())
+            .collect();
+        let has_more = messages.first().is_some_and(|m| m.seq > 1);
+        Some(Page { messages, has_more })
+    }
+
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{DisplayName, RoomName, User, UserId};
+
+    fn message(seq: u64, text_len: usize) -> Arc<Message> {
+        Arc::new(Message {
+            room: RoomName::parse("r").unwrap(),
+            seq,
+            id: format!("m{seq}"),
+            ts: 0,
+            user: User {
+                id: UserId::from_trusted("u".into()),
+                name: DisplayName::parse("ann").unwrap(),
+            },
+            text: "x".repeat(text_len),
+            client_id: format!("c{seq}"),
+        })
+    }
+
+    #[test]
+    fn the_log_is_bounded_in_bytes_and_keeps_the_newest() {
+        let mut log = Log::default();
+        for seq in 1..=1000 {
+            log.push(Entry::new(message(seq, 3900), None));
+        }
+        assert!(log.bytes <= LOG_BYTES);
+        assert_eq!(log.last_seq(), Some(1000));
+        let first = log.first_seq().unwrap();
+        assert!(first > 1 && first < 1000);
+        assert!(!log.covers(first - 2));
+        assert!(log.covers(first - 1));
+        let seqs: Vec<u64> = log.after(first + 5).map(|e| e.message.seq).collect();
+        assert_eq!(seqs, (first + 6..=1000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_hole_starts_the_log_afresh() {
+        let mut log = Log::default();
+        log.push(Entry::new(message(1, 1), None));
+        log.push(Entry::new(message(3, 1), None));
+        assert_eq!(log.first_seq(), Some(3));
+        assert!(
+            log.page(Some(1)).is_none(),
+            "seq 2 must come from the store"
+        );
+    }
+
+    #[test]
+    fn joins_are_served_when_the_log_reaches_back_far_enough() {
+        let mut log = Log::default();
+        for seq in 41..=100 {
+            log.push(Entry::new(message(seq, 1), None));
+        }
+        let newest = log.page(None).unwrap();
+        assert_eq!(newest.messages.len(), 50);
+        assert_eq!(newest.messages[0].seq, 51);
+        assert!(newest.has_more);
+        assert_eq!(log.page(Some(90)).unwrap().messages.len(), 10);
+        assert!(log.page(Some(10)).is_none());
+        assert!(log.page(Some(100)).unwrap().messages.is_empty());
+        assert!(log.page(Some(150)).is_none());
+    }
+
+    #[test]
+    fn only_the_sender_gets_its_own_copy() {
+        let entry = Entry::new(message(1, 1), Some(ConnectionId(7)));
+        assert!(
+            entry
+                .frame_for(ConnectionId(7))
+                .json()
+                .contains("client_id")
+        );
+        assert!(
+            !entry
+                .frame_for(ConnectionId(8))
+                .json()
+                .contains("client_id")
+        );
+    }
+}

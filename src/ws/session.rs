@@ -152,10 +152,11 @@ impl Session {
             return;
         }
         match self.read_join_page(&room, since).await {
-            Ok((page, reset)) => {
+            Ok((page, reset_to)) => {
+                // A dropped cursor is replaced by the room's real last seq.
                 let activation = Activation {
-                    since: if reset { None } else { since },
-                    reset,
+                    since: reset_to.or(since),
+                    reset: reset_to.is_some(),
                     ..activation
                 };
                 self.state.hub.activate(activation, page);
@@ -173,30 +174,25 @@ impl Session {
         }
     }
 
-    /// The history a join needs, and whether the client's `since` was from the future (above
-    /// the room's last seq: a restored backup or a client bug). Such a cursor is dropped, and
-    /// the client is told with `reset: true`, rather than silently withholding the messages
-    /// that will take those seqs.
+    /// The history a join needs. If the client's `since` is from the future (above the room's
+    /// last seq: a restored backup or a client bug), also the room's real last seq: such a
+    /// cursor is dropped and the client told with `reset: true`, rather than silently
+    /// withholding the messages that will take those seqs.
     async fn read_join_page(
         &self,
         room: &RoomName,
         since: Option<u64>,
-    ) -> Result<(crate::store::Page, bool), crate::store::StoreError> {
+    ) -> Result<(crate::store::Page, Option<u64>), crate::store::StoreError> {
         let store = &self.state.store;
         let Some(since) = since else {
-            return Ok((store.latest(room, JOIN_PAGE).await?, false));
+            return Ok((store.latest(room, JOIN_PAGE).await?, None));
         };
         let page = store.after(room, since, RESUME_CAP).await?;
         if !page.messages.is_empty() || since == 0 {
-            return Ok((page, false));
+            return Ok((page, None));
         }
-        let newest = store.latest(room, 1).await?;
-        let last = newest.last_seq().unwrap_or(0);
-        if since > last {
-            Ok((crate::store::Page::default(), true))
-        } else {
-            Ok((page, false))
-        }
+        let last = store.latest(room, 1).await?.last_seq().unwrap_or(0);
+        Ok((page, (since > last).then_some(last)))
     }
 
     fn members(

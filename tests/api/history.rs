@@ -113,3 +113,28 @@ async fn the_author_sees_client_ids_in_history_others_do_not() {
     let joined = ben.join("r").await;
     assert!(joined["messages"][0].get("client_id").is_none());
 }
+
+#[tokio::test]
+async fn a_cursor_from_the_future_is_reset_to_the_rooms_last_seq_and_nothing_is_withheld() {
+    let server = TestServer::start().await;
+    let mut ann = server.client("ann").await;
+    ann.join("r").await;
+    for text in ["one", "two", "three"] {
+        ann.say("r", text).await;
+    }
+    let mut ben = server.client("ben").await;
+    let joined = ben.join_since("r", 5).await;
+    assert_eq!(joined["last_seq"], 3, "the room's real last seq");
+    assert_eq!(joined["reset"], true);
+    assert!(seqs(&joined).is_empty());
+    // Seqs 4 and 5 are delivered like any other, not swallowed as "already seen".
+    ann.say("r", "four").await;
+    ann.say("r", "five").await;
+    assert_eq!(ben.recv_until("message").await["seq"], 4);
+    assert_eq!(ben.recv_until("message").await["seq"], 5);
+    // An ordinary resume says nothing of a reset.
+    let mut cat = server.client("cat").await;
+    let joined = cat.join_since("r", 3).await;
+    assert!(joined.get("reset").is_none());
+    assert_eq!(seqs(&joined), [4, 5]);
+}

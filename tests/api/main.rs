@@ -5,6 +5,7 @@
 mod support;
 
 mod bad_input;
+mod conformance;
 mod history;
 mod lobby;
 mod messages;

@@ -111,3 +111,59 @@ async fn a_silent_connection_is_dropped_after_the_idle_timeout_and_leaves() {
         other => panic!("the ghost should be disconnected, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn members_page_through_a_room_in_id_order_with_the_count() {
+    let server = TestServer::start().await;
+    let mut clients = Vec::new();
+    for name in ["ann", "ben", "cat", "dan", "eve"] {
+        let mut client = server.client(name).await;
+        client.join("r").await;
+        clients.push(client);
+    }
+    let mut ids: Vec<String> = clients.iter().map(|c| c.id().to_owned()).collect();
+    ids.sort();
+    let asker = &mut clients[0];
+    asker
+        .send(json!({"type":"members","room":"r","limit":2,"ref":1}))
+        .await;
+    let first = asker.recv_until("members").await;
+    assert_eq!(first["member_count"], 5);
+    assert_eq!(first["has_more"], true);
+    let page_ids = |frame: &Value| -> Vec<String> {
+        frame["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(page_ids(&first), ids[..2]);
+    asker
+        .send(json!({"type":"members","room":"r","after":ids[1]}))
+        .await;
+    let rest = asker.recv_until("members").await;
+    assert_eq!(page_ids(&rest), ids[2..]);
+    assert_eq!(rest["has_more"], false);
+    asker
+        .send(json!({"type":"members","room":"elsewhere","ref":"m"}))
+        .await;
+    let error = asker.recv_until("error").await;
+    assert_eq!(error["code"], "not_joined");
+    assert_eq!(error["ref"], "m");
+}
+
+#[tokio::test]
+async fn joined_carries_the_member_count_and_presence_the_count_after_each_change() {
+    let server = TestServer::start().await;
+    let mut ann = server.client("ann").await;
+    let joined = ann.join("r").await;
+    assert_eq!(joined["member_count"], 1);
+    assert_eq!(joined["more_members"], false);
+    let mut ben = server.client("ben").await;
+    let joined = ben.join("r").await;
+    assert_eq!(joined["member_count"], 2);
+    let change = ann.recv_until("presence").await;
+    assert_eq!(names(&change["joined"]), ["ben"]);
+    assert_eq!(change["member_count"], 2);
+}

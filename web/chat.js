@@ -78,8 +78,15 @@ let historyInFlight = null;
 const shown = new Map();
 /** Typed messages not yet confirmed, in the order typed: {clientId, text, ts, li, state, retries}. */
 const outbox = [];
-/** Current members of the room, keyed by user id (names may repeat). */
+/** Current members of the room, keyed by user id (names may repeat). A big room lists only the
+ * first page in `joined`; the panel loads the rest as it is scrolled. */
 const members = new Map();
+/** The room's member count as the server last said it (the list may hold fewer). */
+let memberCount = 0;
+/** The id after which the next `members` page starts, while the server has more; else null. */
+let membersAfter = null;
+/** A `members` request is on its way. */
+let membersLoading = false;
 
 const conn = new Connection({
   onConnecting() {
@@ -116,6 +123,9 @@ function handleFrame(frame) {
       break;
     case "presence":
       if (frame.room === room && inRoom) handlePresence(frame);
+      break;
+    case "members":
+      if (frame.room === room && inRoom) handleMembers(frame);
       break;
     case "history":
       if (frame.room === room) handleHistory(frame);
@@ -162,8 +172,13 @@ function handleJoined(frame) {
   setStatus("connected");
 
   members.clear();
-  for (const user of frame.members ?? []) if (user && user.id) members.set(user.id, user);
+  const listed = (frame.members ?? []).filter((user) => user && user.id);
+  for (const user of listed) members.set(user.id, user);
+  memberCount = Number.isInteger(frame.member_count) ? frame.member_count : members.size;
+  membersAfter = frame.more_members === true && listed.length > 0 ? listed[listed.length - 1].id : null;
+  membersLoading = false;
   renderMembers();
+  loadMoreMembers();
 
   historyInFlight = null;
   ui.historyLoading.hidden = true;
@@ -177,6 +192,11 @@ function handleJoined(frame) {
     if (olderExhausted) showHistoryStart();
     scrollToBottom();
     loadOlderIfRoom();
+  } else if (frame.reset === true) {
+    // Our cursor was ahead of the room (e.g. the server's data was restored from a backup):
+    // take the room's own last seq, or the messages that will reuse those seqs would be lost.
+    lastSeq = Number.isInteger(frame.last_seq) ? frame.last_seq : 0;
+    receive(messages, "resume");
   } else {
     const before = lastSeq;
     receive(messages, "resume");
@@ -191,7 +211,28 @@ function handleJoined(frame) {
 function handlePresence(frame) {
   for (const user of frame.joined ?? []) if (user && user.id) members.set(user.id, user);
   for (const user of frame.left ?? []) if (user && user.id) members.delete(user.id);
+  if (Number.isInteger(frame.member_count)) memberCount = frame.member_count;
   renderMembers();
+}
+
+/** A page of a big room's members, asked for as the panel was scrolled. */
+function handleMembers(frame) {
+  membersLoading = false;
+  const listed = (frame.members ?? []).filter((user) => user && user.id);
+  for (const user of listed) members.set(user.id, user);
+  if (Number.isInteger(frame.member_count)) memberCount = frame.member_count;
+  membersAfter = frame.has_more === true && listed.length > 0 ? listed[listed.length - 1].id : null;
+  renderMembers();
+  loadMoreMembers();
+}
+
+/** Loads the next page of members when the panel is scrolled near its end. */
+function loadMoreMembers() {
+  if (!inRoom || membersLoading || membersAfter === null) return;
+  const panel = ui.members;
+  if (panel.scrollTop + panel.clientHeight < panel.scrollHeight - 200) return;
+  membersLoading = true;
+  conn.send({ type: "members", room, after: membersAfter, limit: 100, ref: "members" });
 }
 
 function handleHistory(frame) {
@@ -646,8 +687,9 @@ function renderMembers() {
     return li;
   });
   ui.memberList.replaceChildren(...items);
-  ui.memberCount.textContent = String(sorted.length);
-  ui.membersToggleCount.textContent = String(sorted.length);
+  const count = String(Math.max(memberCount, sorted.length));
+  ui.memberCount.textContent = count;
+  ui.membersToggleCount.textContent = count;
 }
 
 function setMembersOpen(open) {
@@ -735,6 +777,7 @@ function wireEvents() {
     ui.composer.focus();
   });
   ui.membersToggle.addEventListener("click", () => setMembersOpen(!ui.members.classList.contains("open")));
+  ui.members.addEventListener("scroll", loadMoreMembers, { passive: true });
   ui.membersClose.addEventListener("click", () => {
     setMembersOpen(false);
     ui.membersToggle.focus();

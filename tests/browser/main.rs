@@ -177,6 +177,44 @@ async fn a_second_tab_of_the_same_user_is_one_member_until_the_last_tab_closes()
 }
 
 #[tokio::test]
+async fn a_big_rooms_members_panel_shows_the_count_and_pages_in_the_rest_on_scroll() {
+    // 120 guests from one address: more than the default per-address caps allow.
+    let no_caps =
+        |config: &mut confab::Config| config.rate_limits = confab::config::RateLimits::Off;
+    browser_test_with(no_caps, |t| async move {
+        let mut guests = Vec::new();
+        for i in 0..120 {
+            let mut guest = Guest::connect(t.port, &format!("guest {i:03}")).await;
+            guest.join("crowd").await;
+            guests.push(guest);
+        }
+        let alice = t.user().await;
+        enter_room(&alice, &t.base, "crowd", "alice").await;
+        eventually("the member count", || async {
+            let count = text_of(&alice, "#member-count").await;
+            if count == "121" { Ok(()) } else { Err(count) }
+        })
+        .await;
+        // `joined` lists the first 100; scrolling the panel down pages in the rest.
+        eventually("every member listed after scrolling", || async {
+            let _: Option<bool> = js(
+                &alice,
+                "document.getElementById('members').scrollTop = 1e9; return null;",
+            )
+            .await;
+            let listed = members(&alice).await.len();
+            if listed == 121 {
+                Ok(())
+            } else {
+                Err(format!("{listed} listed"))
+            }
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn the_lobby_shows_rooms_with_a_live_online_count() {
     browser_test(|t| async move {
         let carol = t.user().await;
@@ -813,10 +851,19 @@ where
     F: FnOnce(Arc<TestCtx>) -> Fut,
     Fut: Future<Output = ()>,
 {
+    browser_test_with(|_| {}, scenario).await;
+}
+
+/// Like [`browser_test`], on a server whose configuration `adjust` may change.
+async fn browser_test_with<F, Fut>(adjust: impl FnOnce(&mut confab::Config), scenario: F)
+where
+    F: FnOnce(Arc<TestCtx>) -> Fut,
+    Fut: Future<Output = ()>,
+{
     if !browser_available() {
         return;
     }
-    let ctx = Arc::new(TestCtx::start().await);
+    let ctx = Arc::new(TestCtx::start(adjust).await);
     let outcome = AssertUnwindSafe(scenario(ctx.clone())).catch_unwind().await;
     ctx.close_browsers().await;
     ctx.server.lock().await.stop().await;
@@ -856,8 +903,8 @@ struct TestCtx {
 }
 
 impl TestCtx {
-    async fn start() -> Self {
-        let (server, driver) = tokio::join!(TestServer::start(), ChromeDriver::start());
+    async fn start(adjust: impl FnOnce(&mut confab::Config)) -> Self {
+        let (server, driver) = tokio::join!(TestServer::start_with(adjust), ChromeDriver::start());
         TestCtx {
             base: server.base_url(),
             port: server.port(),

@@ -97,16 +97,10 @@ impl Server {
                         "--redis-url needs --database-url: the nodes of a cluster must share storage",
                     ));
                 }
-                let (announcer, announcements) = tokio::sync::mpsc::unbounded_channel();
-                let hub = Arc::new(Hub::clustered(announcer));
-                let broker = RedisBroker::start(
-                    url,
-                    &config.redis_prefix,
-                    hub.clone(),
-                    store.clone(),
-                    announcements,
-                )
-                .await?;
+                let hub = Arc::new(Hub::default());
+                let broker =
+                    RedisBroker::start(url, &config.redis_prefix, hub.clone(), store.clone())
+                        .await?;
                 (hub, Arc::new(broker))
             }
             None => {
@@ -114,6 +108,9 @@ impl Server {
                 (hub.clone(), Arc::new(LocalBroker::new(hub)))
             }
         };
+        if let Some(announcer) = broker.presence_out() {
+            hub.announce_to(announcer);
+        }
         let (writer, writer_task) =
             Writer::spawn(store.clone(), broker.clone(), order).map_err(StartError::Thread)?;
         let listener = listen(config.addr).map_err(|source| StartError::Bind {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{Broker, BrokerError, Deliver, NodeId, Published};
+use super::{Announce, Broker, BrokerError, Deliver, NodeId, Published};
 use crate::domain::{RoomName, User};
 
 pub struct LocalBroker {
@@ -25,6 +25,10 @@ impl Broker for LocalBroker {
             self.sink.deliver(published);
         }
         Ok(())
+    }
+
+    fn presence_out(&self) -> Option<Arc<dyn Announce>> {
+        None
     }
 
     async fn remote_members(&self, _room: &RoomName) -> Result<Vec<(NodeId, User)>, BrokerError> {

@@ -1,7 +1,12 @@
-//! Cross-node fan-out behind one small trait. A node publishes every committed message to the
-//! broker; the broker hands it to every node's [`Deliver`] sink (its own included), which fans
-//! it out to local connections. Presence changes travel the same way. On one node the broker
-//! is a direct call ([`local`]); several nodes share Redis ([`redis`]).
+//! Cross-node fan-out behind small traits, one per direction:
+//!
+//! - out: [`Broker::publish`] (committed messages) and [`Announce`] (this node's presence
+//!   changes, from [`Broker::presence_out`]);
+//! - in: [`Deliver`], the sink every broker hands what it hears to: messages (its own node's
+//!   included) and other nodes' presence; plus [`Broker::remote_members`] to read a room's
+//!   members elsewhere.
+//!
+//! On one node the broker is a direct call ([`local`]); several nodes share Redis ([`redis`]).
 
 pub mod local;
 pub mod redis;
@@ -58,11 +63,20 @@ pub trait Deliver: Send + Sync + 'static {
     fn hosted_seqs(&self) -> Vec<(RoomName, Option<u64>)>;
 }
 
+/// Where this node's presence changes go when other nodes must hear of them. It must not wait:
+/// the hub calls it under a room's lock.
+pub trait Announce: Send + Sync + 'static {
+    fn announce(&self, change: PresenceChange);
+}
+
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
     /// Publishes committed messages, in seq order per room. Returns once every node will see
     /// them in that order.
     async fn publish(&self, batch: Vec<Published>) -> Result<(), BrokerError>;
+
+    /// Where this node's presence changes go; `None` when there are no other nodes.
+    fn presence_out(&self) -> Option<Arc<dyn Announce>>;
 
     /// Members of `room` connected to other nodes, for a room this node starts hosting.
     async fn remote_members(&self, room: &RoomName) -> Result<Vec<(NodeId, User)>, BrokerError>;

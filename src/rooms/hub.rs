@@ -15,8 +15,10 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use std::sync::OnceLock;
+
 use bytes::Bytes;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::elsewhere::Elsewhere;
@@ -24,7 +26,7 @@ use super::lobby::Lobby;
 use super::log::{Entry, Log};
 use super::outbox::Outbox;
 use super::presence::{RoomPresence, TICK};
-use crate::broker::{Deliver, NodeId, PresenceChange, Published};
+use crate::broker::{Announce, Deliver, NodeId, PresenceChange, Published};
 use crate::domain::{ConnectionId, RoomName, User, UserId};
 use crate::protocol::server::{self, Joined, RoomCount};
 use crate::store::Page;
@@ -32,16 +34,12 @@ use crate::store::Page;
 /// Members listed in `joined`; the rest are paged with `members`.
 pub const JOINED_MEMBERS: usize = 100;
 
-/// Where this node's presence changes go when other nodes must hear of them. Unbounded because
-/// the hub must not wait under a lock; it carries one entry per join or leave, bounded in
-/// practice by the connection rate.
-pub type Announcer = mpsc::UnboundedSender<PresenceChange>;
-
 #[derive(Default)]
 pub struct Hub {
     rooms: Mutex<HashMap<RoomName, Arc<Mutex<Room>>>>,
     pub lobby: Lobby,
-    announcer: Option<Announcer>,
+    /// Where this node's presence changes go for other nodes (the broker's port), once wired.
+    announcer: OnceLock<Arc<dyn Announce>>,
     elsewhere: Elsewhere,
     /// Rooms with presence changes for the next tick.
     presence_dirty: Mutex<HashSet<RoomName>>,
@@ -100,12 +98,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Hub {
-    /// A hub whose presence changes are also sent to other nodes through `announcer`.
-    pub fn clustered(announcer: Announcer) -> Self {
-        Self {
-            announcer: Some(announcer),
-            ..Self::default()
-        }
+    /// Sends this node's presence changes to other nodes through `announcer` from now on. The
+    /// broker is built after the hub (it delivers into it), so this is wired afterwards.
+    pub fn announce_to(&self, announcer: Arc<dyn Announce>) {
+        let _ = self.announcer.set(announcer);
     }
 
     fn room(&self, room: &RoomName) -> Option<Arc<Mutex<Room>>> {
@@ -286,8 +282,8 @@ impl Hub {
     }
 
     fn announce(&self, room: &RoomName, user: &User, present: bool) {
-        if let Some(announcer) = &self.announcer {
-            let _ = announcer.send(PresenceChange {
+        if let Some(announcer) = self.announcer.get() {
+            announcer.announce(PresenceChange {
                 room: room.clone(),
                 user: user.clone(),
                 present,

@@ -129,9 +129,12 @@ fn encode<T: Serialize>(value: &T) -> Frame {
     Frame::seal(buf)
 }
 
-fn views<'a>(messages: &'a [Message], viewer: &UserId) -> Vec<MessageView<'a>> {
+fn views<'a>(
+    messages: impl IntoIterator<Item = &'a Message>,
+    viewer: &UserId,
+) -> Vec<MessageView<'a>> {
     messages
-        .iter()
+        .into_iter()
         .map(|m| MessageView::new(m, Some(viewer)))
         .collect()
 }
@@ -166,7 +169,8 @@ pub struct Joined<'a> {
     pub member_count: usize,
     /// More members exist than `members` lists.
     pub more_members: bool,
-    pub messages: &'a [Message],
+    /// Oldest first; borrowed from a store page or straight from a room's log.
+    pub messages: &'a [&'a Message],
     pub viewer: &'a UserId,
     pub last_seq: u64,
     pub has_more: bool,
@@ -197,7 +201,7 @@ pub fn joined(joined: &Joined<'_>) -> Frame {
         members: joined.members,
         member_count: joined.member_count,
         more_members: joined.more_members,
-        messages: views(joined.messages, joined.viewer),
+        messages: views(joined.messages.iter().copied(), joined.viewer),
         last_seq: joined.last_seq,
         has_more: joined.has_more,
         truncated: joined.truncated,
@@ -205,8 +209,16 @@ pub fn joined(joined: &Joined<'_>) -> Frame {
     })
 }
 
-/// One tick's presence changes in a room, with the member count after them.
-pub fn presence(room: &RoomName, joined: &[User], left: &[User], member_count: usize) -> Frame {
+/// One tick's presence changes in a room, with the member count after them. `partial`: the
+/// room is too big for per-member presence, so the lists are left empty and only the count
+/// changes.
+pub fn presence(
+    room: &RoomName,
+    joined: &[User],
+    left: &[User],
+    member_count: usize,
+    partial: bool,
+) -> Frame {
     #[derive(Serialize)]
     struct View<'a> {
         #[serde(rename = "type")]
@@ -215,13 +227,21 @@ pub fn presence(room: &RoomName, joined: &[User], left: &[User], member_count: u
         joined: &'a [User],
         left: &'a [User],
         member_count: usize,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        partial: bool,
     }
+    let (joined, left) = if partial {
+        (&[][..], &[][..])
+    } else {
+        (joined, left)
+    };
     encode(&View {
         kind: "presence",
         room,
         joined,
         left,
         member_count,
+        partial,
     })
 }
 

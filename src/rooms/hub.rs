@@ -27,12 +27,17 @@ use super::log::{Entry, Log};
 use super::outbox::Outbox;
 use super::presence::{RoomPresence, TICK};
 use crate::broker::{Announce, Deliver, NodeId, PresenceChange, Published};
-use crate::domain::{ConnectionId, RoomName, User, UserId};
+use crate::domain::{ConnectionId, Message, RoomName, User, UserId};
 use crate::protocol::server::{self, Joined, RoomCount};
 use crate::store::Page;
 
 /// Members listed in `joined`; the rest are paged with `members`.
 pub const JOINED_MEMBERS: usize = 100;
+/// Above this many members a room's `presence` frames carry only the count. Listing every
+/// arrival to every member costs bytes in the square of the room's size (filling a room of
+/// 10,000 would write about 4 GB of presence); past this size the members panel pages with
+/// `members` instead.
+pub const LISTED_PRESENCE_MAX: usize = 1000;
 
 #[derive(Default)]
 pub struct Hub {
@@ -153,7 +158,7 @@ impl Hub {
         if join.since.is_none() && !join.reset {
             state.seed(&page);
         }
-        state.activate(join, page)
+        state.activate(join, History::Read(page))
     }
 
     /// Like [`Hub::activate`], with the history taken from the room's log when it covers what
@@ -163,10 +168,10 @@ impl Hub {
             return false;
         };
         let mut state = lock(&cell);
-        let Some(page) = state.log.page(join.since) else {
+        let Some(from) = state.log.join_start(join.since) else {
             return false;
         };
-        state.activate(join, page)
+        state.activate(join, History::FromLog(from))
     }
 
     /// Moves `conn`'s next frames of `room` into `out`, up to about `budget` bytes.
@@ -334,9 +339,10 @@ impl Hub {
         };
         // Encoded outside the room's lock; members that join meanwhile hear a change their
         // list already shows, which presence diffs tolerate (they are idempotent).
+        let partial = count > LISTED_PRESENCE_MAX;
         let (arrived, departed) = tick.shared();
         let shared = (!arrived.is_empty() || !departed.is_empty())
-            .then(|| server::presence(room, &arrived, &departed, count));
+            .then(|| server::presence(room, &arrived, &departed, count, partial));
         let state = lock(&cell);
         for subscriber in state.subscribers.values() {
             if subscriber.cursor.is_none() {
@@ -353,7 +359,7 @@ impl Hub {
             if !arrived.is_empty() || !departed.is_empty() {
                 subscriber
                     .outbox
-                    .push(server::presence(room, &arrived, &departed, count));
+                    .push(server::presence(room, &arrived, &departed, count, partial));
             }
         }
     }
@@ -430,48 +436,65 @@ impl Room {
         }
     }
 
-    fn activate(&mut self, join: Activation<'_>, mut page: Page) -> bool {
+    fn activate(&mut self, join: Activation<'_>, history: History) -> bool {
         let (members, more) = self.presence.page(None, JOINED_MEMBERS);
         let member_count = self.presence.count();
         let presence_seen = self.presence.version();
-        let Some(subscriber) = self.subscribers.get_mut(&join.conn) else {
+        let Room {
+            subscribers, log, ..
+        } = self;
+        let Some(subscriber) = subscribers.get_mut(&join.conn) else {
             return false;
         };
-        let read_up_to = page.last_seq().unwrap_or(0).max(join.since.unwrap_or(0));
+        // Borrowed, not cloned: most joins are served straight from the log.
+        let (mut messages, read_up_to): (Vec<&Message>, u64) = match &history {
+            History::Read(page) => (
+                page.messages.iter().collect(),
+                page.last_seq().unwrap_or(0).max(join.since.unwrap_or(0)),
+            ),
+            History::FromLog(from) => (Vec::new(), from - 1),
+        };
         // What committed after the read: from the log when it reaches back that far, else the
         // connection starts behind and its next take reads the store.
         let mut cursor = read_up_to;
-        if self.log.covers(read_up_to) {
-            for entry in self.log.after(read_up_to) {
-                page.messages.push((*entry.message).clone());
+        if log.covers(read_up_to) {
+            for entry in log.after(read_up_to) {
+                messages.push(&entry.message);
                 cursor = entry.message.seq;
             }
         }
-        let truncated = join.since.is_some_and(|since| {
-            page.messages
-                .first()
-                .is_some_and(|first| first.seq > since + 1)
-        });
+        let has_more = messages.first().is_some_and(|first| first.seq > 1);
+        let truncated = join
+            .since
+            .is_some_and(|since| messages.first().is_some_and(|first| first.seq > since + 1));
         let frame = server::joined(&Joined {
             room: join.room,
             members: &members,
             member_count,
             more_members: more,
-            messages: &page.messages,
+            messages: &messages,
             viewer: join.viewer,
             last_seq: cursor,
-            has_more: page.has_more,
+            has_more,
             truncated,
             reset: join.reset,
         });
         subscriber.outbox.push(frame);
         subscriber.cursor = Some(cursor);
         subscriber.presence_seen = presence_seen;
-        if self.log.last_seq().is_some_and(|newest| newest > cursor) {
+        if log.last_seq().is_some_and(|newest| newest > cursor) {
             subscriber.notify(join.room);
         }
         true
     }
+}
+
+/// Where a join's history comes from.
+enum History {
+    /// Read from the store (then topped up from the log).
+    Read(Page),
+    /// The log's messages from this seq on.
+    FromLog(u64),
 }
 
 impl Deliver for Hub {
@@ -560,7 +583,7 @@ impl Deliver for Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{DisplayName, Message};
+    use crate::domain::DisplayName;
     use crate::rooms::outbox::{Mailbox, outbox};
     use serde_json::Value;
 
@@ -728,6 +751,30 @@ mod tests {
         let frames = drain(&hub, ConnectionId(9), &watch_box);
         assert_eq!(frames[0]["left"][0]["name"], "ann");
         assert_eq!(hub.online(&room()), 2);
+        stop.cancel();
+        ticker.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_big_rooms_presence_carries_only_the_count() {
+        let hub = Arc::new(Hub::default());
+        let stop = CancellationToken::new();
+        let ticker = tokio::spawn(hub.clone().run_presence(stop.clone()));
+        let (watch, watch_box) = outbox();
+        hub.subscribe(&room(), ConnectionId(0), &user("watcher"), watch);
+        hub.activate(join(ConnectionId(0), "watcher").0, Page::default());
+        let mut boxes = Vec::new();
+        for i in 1..=LISTED_PRESENCE_MAX as u64 {
+            let (outbox, mailbox) = outbox();
+            hub.subscribe(&room(), ConnectionId(i), &user(&format!("u{i}")), outbox);
+            boxes.push(mailbox);
+        }
+        tokio::time::sleep(TICK * 3).await;
+        let frames = drain(&hub, ConnectionId(0), &watch_box);
+        let last = frames.last().unwrap();
+        assert_eq!(last["member_count"], LISTED_PRESENCE_MAX + 1);
+        assert_eq!(last["partial"], true);
+        assert!(last["joined"].as_array().unwrap().is_empty());
         stop.cancel();
         ticker.await.unwrap();
     }

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use crate::domain::{ConnectionId, Message};
 use crate::protocol::server::{self, Frame};
 use crate::protocol::{JOIN_PAGE, RESUME_CAP};
-use crate::store::Page;
 
 /// Bytes a room's log may hold (frames and texts). A busy room keeps about this much of its
 /// newest traffic; a member further behind reads the store.
@@ -122,8 +121,9 @@ impl Log {
         }
     }
 
-    /// What a join asks for, if the log holds all of it. `None`: read the store.
-    pub fn page(&self, since: Option<u64>) -> Option<Page> {
+    /// The first seq a join asks for, if the log holds everything from there to the newest
+    /// message. `None`: read the store.
+    pub fn join_start(&self, since: Option<u64>) -> Option<u64> {
         let first = self.first_seq()?;
         let end = self.last_seq()? + 1; // one past the newest
         let from = match since {
@@ -132,20 +132,7 @@ impl Log {
             Some(since) if end - (since + 1) > u64::from(RESUME_CAP) => end - u64::from(RESUME_CAP),
             Some(since) => since + 1,
         };
-        if from < first {
-            return None;
-        }
-        let messages: Vec<Message> = self
-            .after(from - 1)
-            .map(|entry| (*entry.message).clone())
-            .collect();
-        let has_more = messages.first().is_some_and(|m| m.seq > 1);
-        Some(Page { messages, has_more })
-    }
-
-    pub fn clear(&mut self) {
-        self.entries.clear();
-        self.bytes = 0;
+        (from >= first).then_some(from)
     }
 }
 
@@ -192,7 +179,7 @@ mod tests {
         log.push(Entry::new(message(3, 1), None));
         assert_eq!(log.first_seq(), Some(3));
         assert!(
-            log.page(Some(1)).is_none(),
+            log.join_start(Some(1)).is_none(),
             "seq 2 must come from the store"
         );
     }
@@ -203,14 +190,11 @@ mod tests {
         for seq in 41..=100 {
             log.push(Entry::new(message(seq, 1), None));
         }
-        let newest = log.page(None).unwrap();
-        assert_eq!(newest.messages.len(), 50);
-        assert_eq!(newest.messages[0].seq, 51);
-        assert!(newest.has_more);
-        assert_eq!(log.page(Some(90)).unwrap().messages.len(), 10);
-        assert!(log.page(Some(10)).is_none());
-        assert!(log.page(Some(100)).unwrap().messages.is_empty());
-        assert!(log.page(Some(150)).is_none());
+        assert_eq!(log.join_start(None), Some(51), "the newest 50");
+        assert_eq!(log.join_start(Some(90)), Some(91));
+        assert_eq!(log.join_start(Some(10)), None);
+        assert_eq!(log.join_start(Some(100)), Some(101), "nothing new");
+        assert_eq!(log.join_start(Some(150)), None);
     }
 
     #[test]

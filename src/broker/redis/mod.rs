@@ -210,9 +210,7 @@ impl Broker for RedisBroker {
 }
 
 impl Shared {
-    fn unheard(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(RoomName, u64), ConnectionId>> {
+    fn unheard(&self) -> std::sync::MutexGuard<'_, HashMap<(RoomName, u64), ConnectionId>> {
         self.unheard
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -5,10 +5,11 @@
 //!
 //! - [`server`]: wiring. `build` binds and opens storage, `run` serves until told to stop.
 //! - [`http`], [`ws`]: the edges. Parse and authenticate (with [`identity`]), then call inward.
-//! - [`rooms`]: who is where on this node, presence, the lobby, and the group-commit writer
-//!   that stores a message and only then publishes it.
-//! - [`store`], [`broker`]: small traits with one module per backend (SQLite today; the
-//!   broker is in-process on one node).
+//! - [`rooms`]: the group-commit writer that stores a message and only then publishes it; the
+//!   hub that appends it to its room's log (encoded once) for every member to take; presence;
+//!   the lobby.
+//! - [`store`], [`broker`]: small traits with one module per backend (SQLite or PostgreSQL;
+//!   in-process or Redis).
 //! - [`protocol`], [`domain`]: plain types. Wire frames and validated values; they import
 //!   nothing else of ours.
 //! - [`config`], [`state`]: options and the state every request shares.

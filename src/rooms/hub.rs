@@ -21,11 +21,10 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::elsewhere::Elsewhere;
 use super::lobby::Lobby;
 use super::log::{Entry, Log};
 use super::outbox::Outbox;
-use super::presence::{RoomPresence, TICK};
+use super::presence::{Elsewhere, RoomPresence, TICK};
 use crate::broker::{Announce, Deliver, NodeId, PresenceChange, Published};
 use crate::domain::{ConnectionId, Message, RoomName, User, UserId};
 use crate::protocol::server::{self, Joined, RoomCount};

@@ -1,20 +1,17 @@
-//! Who is present in one room: users (not connections), counted by their connections on this
-//! node and the other nodes where they are connected, with the changes not yet announced.
+//! Who is present in one room this node hosts: users (not connections), counted by their
+//! connections on this node and the other nodes where they are connected, with the changes not
+//! yet announced.
 //!
 //! Changes are coalesced: a join or leave only records the user's new state (O(1)); the hub's
-//! presence tick turns each room's changes into one `presence` frame every [`TICK`], encoded
+//! presence tick turns each room's changes into one `presence` frame every `TICK`, encoded
 //! once for every member that was there before the tick. A user who comes and goes within one
 //! tick is not announced to them at all. Each change has a version, so a member whose `joined`
 //! came in the middle of a tick hears only what its member list did not already show.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Duration;
 
 use crate::broker::NodeId;
 use crate::domain::{User, UserId};
-
-/// How long presence changes gather before one `presence` frame per room goes out.
-pub const TICK: Duration = Duration::from_millis(50);
 
 #[derive(Default)]
 pub struct RoomPresence {

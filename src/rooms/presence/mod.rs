@@ -1,0 +1,16 @@
+//! Who is present where, in one place: in each room this node hosts ([`RoomPresence`]: users
+//! counted by their connections here and the other nodes they are on, with the changes waiting
+//! for the next tick), and in every room on other nodes ([`Elsewhere`], so the lobby can count
+//! rooms whose members are all elsewhere). Changes leave for other nodes through the broker's
+//! `Announce` port and arrive through its `Deliver` sink.
+
+mod elsewhere;
+mod room;
+
+use std::time::Duration;
+
+pub use elsewhere::Elsewhere;
+pub use room::{RoomPresence, Transition};
+
+/// How long presence changes gather before one `presence` frame per room goes out.
+pub const TICK: Duration = Duration::from_millis(50);

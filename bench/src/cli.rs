@@ -31,7 +31,7 @@ pub struct Cli {
 }
 
 /// Which server to load: an running one (`--url`) or one the bench starts (`--spawn`).
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
     /// WebSocket URL of a running server, e.g. ws://127.0.0.1:8000/ws.
     #[arg(
@@ -58,6 +58,26 @@ pub struct TargetArgs {
     /// removed at the end).
     #[arg(long, global = true, env = "CONFAB_BENCH_SERVER_LOG")]
     pub server_log: Option<PathBuf>,
+
+    /// Path to a reference server binary (bench/examples/reference_server.rs): after the run
+    /// against confab, spawn it and run the identical load against it, then report both side
+    /// by side with the ratio confab / reference.
+    #[arg(long, global = true, env = "CONFAB_BENCH_REFERENCE")]
+    pub reference: Option<PathBuf>,
+}
+
+impl TargetArgs {
+    /// The same target settings, but spawning `binary` (the reference server) instead.
+    pub fn spawning(&self, binary: &std::path::Path) -> TargetArgs {
+        TargetArgs {
+            url: None,
+            server_pid: None,
+            spawn: Some(binary.to_owned()),
+            reference: None,
+            server_log: None,
+            ..self.clone()
+        }
+    }
 }
 
 /// How the clients connect.

@@ -78,6 +78,19 @@ impl Facts {
     pub fn add(&mut self, name: &str, value: impl Into<Value>) {
         self.0.push((name.to_owned(), value.into()));
     }
+
+    /// Every fact, in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.0.iter().map(|(name, value)| (name.as_str(), value))
+    }
+
+    /// A fact's value as a number, if it is one.
+    pub fn number(&self, name: &str) -> Option<f64> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.as_f64())
+    }
 }
 
 impl Serialize for Facts {
@@ -100,7 +113,7 @@ impl Report {
         Ok(())
     }
 
-    fn table(&self) -> String {
+    pub fn table(&self) -> String {
         let mut out = String::new();
         let verdict = if self.ok {
             "clean"

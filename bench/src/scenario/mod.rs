@@ -23,18 +23,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Semaphore;
 
-use crate::cli::{Cli, Scenario};
+use crate::cli::{Cli, Scenario, TargetArgs};
 use crate::client::{ConnectError, Connector};
 use crate::metrics::{Counters, Counts, Latencies, LatencySummary};
 use crate::procstat::{self, Usage};
 use crate::report::{Facts, PhaseStats, Report, ServerPhase};
 use crate::target::Server;
 
-/// Runs the scenario named on the command line against the chosen server.
-pub async fn run(cli: &Cli, nofile: u64) -> anyhow::Result<Report> {
+/// Runs the scenario named on the command line against `target` (the command line's own
+/// target, or the reference server for a side-by-side run).
+pub async fn run(cli: &Cli, target: &TargetArgs, nofile: u64) -> anyhow::Result<Report> {
     let servers = match &cli.scenario {
-        Scenario::Cluster(args) => cluster::start_nodes(&cli.target, args).await?,
-        _ => vec![Server::start(&cli.target).await?],
+        Scenario::Cluster(args) => cluster::start_nodes(target, args).await?,
+        _ => vec![Server::start(target).await?],
     };
     let bench = Arc::new(Bench::new(cli, &servers));
     let progress = tokio::spawn(progress(bench.clone()));

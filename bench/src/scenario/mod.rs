@@ -7,7 +7,10 @@
 //! - [`joins`]: join throughput, and churn under a `rooms` load.
 //! - [`slow`]: a `rooms` load with members that stop reading.
 //! - [`cluster`]: a `rooms` load spread over several nodes, cross-node latency on its own.
+//! - [`burst`]: a stalled reader, a flooding sender and members that keep reading.
+//! - [`soak`]: a long `rooms` load with churn, sampled for drift in RSS and descriptors.
 
+mod burst;
 mod cluster;
 mod fanout;
 mod idle;
@@ -15,6 +18,7 @@ mod joins;
 mod load;
 mod rooms;
 mod slow;
+mod soak;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -46,6 +50,8 @@ pub async fn run(cli: &Cli, target: &TargetArgs, nofile: u64) -> anyhow::Result<
         Scenario::Joins(args) => joins::run(&bench, args).await,
         Scenario::Slow(args) => slow::run(&bench, args).await,
         Scenario::Cluster(args) => cluster::run(&bench, args).await,
+        Scenario::Burst(args) => burst::run(&bench, args).await,
+        Scenario::Soak(args) => soak::run(&bench, args).await,
     };
     progress.abort();
     let logs: Vec<String> = servers

@@ -167,6 +167,16 @@ pub async fn run(bench: &Arc<Bench>, args: &BurstArgs) -> anyhow::Result<Outcome
          stalled close is when the bench read it, not when the server sent it",
         args.stall_secs
     )];
+    let stalled = outcomes.last().filter(|o| o.role == "stalled");
+    if let Some(stalled) = stalled
+        && !stalled.complete_in_order
+        && stalled.ended != "close 4001"
+    {
+        notes.push(
+            "the stalled member neither got every message nor a 4001 close (issue 8's target)"
+                .to_owned(),
+        );
+    }
     if readers_ok < outcomes.len() - 1 {
         notes.push("a member that kept reading did not get every message in order".to_owned());
     }

@@ -99,7 +99,10 @@ mod tests {
         let _ = child.kill();
         let _ = child.wait();
         assert!(fds.expect("/proc/PID/fd") >= 3);
-        assert!(open_fds(child.id()).is_err(), "a reaped child has no /proc entry");
+        assert!(
+            open_fds(child.id()).is_err(),
+            "a reaped child has no /proc entry"
+        );
     }
 
     #[test]

@@ -267,6 +267,39 @@ impl Client {
         }
     }
 
+    /// Whether the kernel has seen the server end the TCP connection (a FIN or a reset),
+    /// without reading anything: how a member that does not read learns when it was closed.
+    /// `false` while established, and when the state cannot be read.
+    pub fn peer_closed(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let fd = self.ws.get_ref().as_raw_fd();
+        // SAFETY: an all-zero tcp_info is a valid value (plain integers).
+        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        // SAFETY: fd is our open socket; info and len describe a buffer of len bytes.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&raw mut info).cast(),
+                &mut len,
+            )
+        };
+        rc == 0 && info.tcpi_state != TCP_ESTABLISHED
+    }
+
+    /// Bytes the kernel holds for this socket that nobody has read yet (`FIONREAD`), or
+    /// `None` if it cannot say: a member that does not read sees from it when data last came.
+    pub fn unread_bytes(&self) -> Option<u64> {
+        use std::os::fd::AsRawFd;
+        let fd = self.ws.get_ref().as_raw_fd();
+        let mut unread: libc::c_int = 0;
+        // SAFETY: fd is our open socket; FIONREAD writes one c_int.
+        let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread) };
+        (rc == 0).then_some(unread.max(0) as u64)
+    }
+
     /// Splits the connection so one task can write a flood while another part of it keeps
     /// reading (a member that only writes would itself become a stalled reader).
     pub fn split(self) -> (ClientWriter, ClientReader) {
@@ -279,6 +312,9 @@ impl Client {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close(None)).await;
     }
 }
+
+/// `TCP_ESTABLISHED` of the kernel's `tcp_states.h` (libc does not export the enum).
+const TCP_ESTABLISHED: u8 = 1;
 
 /// What one read yields; `None` for frames the bench never looks at (pings, pongs, binary).
 fn incoming(

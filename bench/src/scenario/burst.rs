@@ -10,6 +10,7 @@
 //! reads nothing for `--stall-secs` from the first send, then reads what is left and says
 //! whether it got everything or how (and when, as the bench saw it) it was closed.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -26,6 +27,9 @@ use crate::protocol::{ClientFrame, scan_message};
 use crate::report::Facts;
 use crate::stamp::{self, Stamp};
 
+/// How often the stalled member looks at its socket's TCP state.
+const STALL_POLL: Duration = Duration::from_millis(100);
+
 /// What one member saw of the flood.
 #[derive(Debug, Clone, Serialize)]
 struct MemberOutcome {
@@ -40,6 +44,18 @@ struct MemberOutcome {
     ended: String,
     /// Seconds from the first send to the last message received (or to the end it saw).
     secs: f64,
+    /// Stalled member only: seconds from the first send until its kernel saw the server end
+    /// the connection (FIN or reset), polled every 100 ms while it read nothing. `None` if it
+    /// did not happen while stalled, or if the FIN could not arrive (a full receive buffer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_closed_secs: Option<f64>,
+    /// Stalled member only: seconds from the first send until the last time unread bytes
+    /// arrived at its socket while it read nothing (a close frame sent after the server's
+    /// stall timeout shows here), and how many bytes were then waiting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_arrival_secs: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unread_bytes_at_wake: Option<u64>,
 }
 
 pub async fn run(bench: &Arc<Bench>, args: &BurstArgs) -> anyhow::Result<Outcome> {
@@ -163,8 +179,10 @@ pub async fn run(bench: &Arc<Bench>, args: &BurstArgs) -> anyhow::Result<Outcome
     let mut notes = vec![format!(
         "the stalled member read nothing for {} s from the first send; a server with \
          --stall-timeout T should close it with 4001 after about T s without write progress, \
-         or deliver everything. The bench sees a close only when it reads again, so 'secs' of a \
-         stalled close is when the bench read it, not when the server sent it",
+         or deliver everything. Its close frame is read only when it reads again ('secs'); \
+         'last_arrival_secs' is when bytes last reached its socket while it read nothing (a close \
+         frame sent after a stall timeout shows there), 'server_closed_secs' when its kernel saw \
+         the TCP connection end (only if the FIN could arrive)",
         args.stall_secs
     )];
     let stalled = outcomes.last().filter(|o| o.role == "stalled");
@@ -302,6 +320,9 @@ impl Watch {
             secs: self
                 .last_at
                 .map_or(0.0, |at| at.duration_since(self.start).as_secs_f64()),
+            server_closed_secs: None,
+            last_arrival_secs: None,
+            unread_bytes_at_wake: None,
         }
     }
 }
@@ -342,7 +363,19 @@ async fn drain_stalled(
     quiet: Duration,
 ) -> MemberOutcome {
     let mut member = member.untracked();
-    tokio::time::sleep_until(wake.into()).await;
+    let mut closed_at = None;
+    let (mut unread, mut arrived_at) = (0, None);
+    while Instant::now() < wake {
+        if closed_at.is_none() && client.peer_closed() {
+            closed_at = Some(member.start.elapsed().as_secs_f64());
+        }
+        if let Some(now) = client.unread_bytes()
+            && now > unread
+        {
+            (unread, arrived_at) = (now, Some(member.start.elapsed().as_secs_f64()));
+        }
+        tokio::time::sleep(STALL_POLL.min(wake.saturating_duration_since(Instant::now()))).await;
+    }
     while !member.done() {
         match tokio::time::timeout(quiet, client.recv()).await {
             Ok(incoming) => {
@@ -353,7 +386,10 @@ async fn drain_stalled(
             Err(_) => break,
         }
     }
-    let outcome = member.finish("stalled");
+    let mut outcome = member.finish("stalled");
+    outcome.server_closed_secs = closed_at;
+    outcome.last_arrival_secs = arrived_at;
+    outcome.unread_bytes_at_wake = Some(unread);
     client.close().await;
     outcome
 }
@@ -372,9 +408,17 @@ fn describe_stalled(outcome: &MemberOutcome, messages: u64, stall_secs: f64) -> 
             outcome.received
         )
     } else {
+        let mut when = match outcome.server_closed_secs {
+            Some(secs) => format!("the server ended the TCP connection at {secs:.1} s"),
+            None => "no TCP end seen while stalled".to_owned(),
+        };
+        if let Some(secs) = outcome.last_arrival_secs {
+            let _ = write!(when, "; the last bytes arrived at {secs:.1} s");
+        }
+        let _ = write!(when, "; read at {:.1} s from the first send", outcome.secs);
         format!(
-            "got {} of {messages} ({order}), then {} (read at {:.1} s from the first send)",
-            outcome.received, outcome.ended, outcome.secs
+            "got {} of {messages} ({order}), then {} ({when})",
+            outcome.received, outcome.ended
         )
     }
 }

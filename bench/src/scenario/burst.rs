@@ -422,3 +422,71 @@ fn describe_stalled(outcome: &MemberOutcome, messages: u64, stall_secs: f64) -> 
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watch(expected: u64) -> Watch {
+        Watch {
+            receiver: None,
+            seqs: SeqTracker::new(10),
+            room: Arc::from("r"),
+            received: 0,
+            duplicated: 0,
+            out_of_order: 0,
+            expected,
+            start: Instant::now(),
+            last_at: None,
+            ended: None,
+        }
+    }
+
+    fn message(seq: u64) -> Incoming {
+        Incoming::Text(
+            format!(r#"{{"type":"message","room":"r","seq":{seq},"id":"m","ts":0,"user":{{"id":"u","name":"n"}},"text":"b:1:{seq}:0:xx"}}"#)
+                .into(),
+        )
+    }
+
+    #[test]
+    fn a_member_with_every_message_once_in_order_is_complete() {
+        let mut member = watch(3);
+        for seq in 11..=13 {
+            assert!(member.on(message(seq)));
+        }
+        assert!(member.done());
+        let outcome = member.finish("reader");
+        assert!(outcome.complete_in_order);
+        assert_eq!(outcome.ended, "open");
+    }
+
+    #[test]
+    fn a_gap_a_repeat_or_a_reordering_is_not_complete_and_a_4001_is_reported() {
+        let mut member = watch(3);
+        assert!(member.on(message(12)));
+        assert!(member.on(message(11)));
+        assert!(member.on(message(11)));
+        assert!(!member.on(Incoming::Closed(Some(4001))));
+        let outcome = member.finish("stalled");
+        assert_eq!(
+            (outcome.received, outcome.duplicated, outcome.out_of_order),
+            (2, 1, 1)
+        );
+        assert!(!outcome.complete_in_order);
+        assert_eq!(outcome.ended, "close 4001");
+        let said = describe_stalled(&outcome, 3, 25.0);
+        assert!(
+            said.starts_with("got 2 of 3 (NOT in order), then close 4001"),
+            "{said}"
+        );
+    }
+
+    #[test]
+    fn messages_of_other_rooms_do_not_count() {
+        let mut member = watch(1);
+        let other = r#"{"type":"message","room":"x","seq":11,"id":"m","ts":0,"user":{"id":"u","name":"n"},"text":"b:1:1:0"}"#;
+        assert!(member.on(Incoming::Text(other.into())));
+        assert_eq!(member.received, 0);
+    }
+}

@@ -79,32 +79,24 @@ pub async fn run(bench: &Arc<Bench>, args: &SoakArgs) -> anyhow::Result<Outcome>
     let mut facts = Facts::default();
     let mut notes = Vec::new();
     facts.add("samples", samples.len() as u64);
-    let steady: Vec<&Sample> = samples
-        .iter()
-        .filter(|s| s.t >= args.steady_after)
-        .collect();
-    let rss: Vec<u64> = steady.iter().filter_map(|s| s.rss_kib).collect();
-    if let (Some(&first), Some(&last)) = (rss.first(), rss.last()) {
-        let (min, max) = (
-            rss.iter().copied().min().unwrap_or(first),
-            rss.iter().copied().max().unwrap_or(first),
-        );
-        facts.add("server RSS KiB after warm-up", first);
-        facts.add("server RSS KiB at the end", last);
-        facts.add(
-            "server RSS drift after warm-up %",
-            (last as f64 - first as f64) / first as f64 * 100.0,
-        );
-        facts.add(
-            "server RSS spread after warm-up %",
-            (max as f64 - min as f64) / first as f64 * 100.0,
-        );
-    } else {
+    if !steady_facts(&samples, args.steady_after, &mut facts) {
         notes.push(format!(
             "no RSS samples after --steady-after {} s (run longer, or give --spawn/--server-pid)",
             args.steady_after
         ));
     }
+    facts.add(
+        "churn connects",
+        samples.iter().map(|s| s.connects).sum::<u64>(),
+    );
+    facts.add("series", json!(samples));
+    Ok(("soak", params, vec![phase], facts, notes))
+}
+
+/// RSS drift and spread, and descriptor growth, from the first sample at or after
+/// `steady_after` seconds to the last; false when there is no RSS sample in that stretch.
+fn steady_facts(samples: &[Sample], steady_after: f64, facts: &mut Facts) -> bool {
+    let steady: Vec<&Sample> = samples.iter().filter(|s| s.t >= steady_after).collect();
     let fds: Vec<u64> = steady.iter().filter_map(|s| s.fds).collect();
     if let (Some(&first), Some(&last)) = (fds.first(), fds.last()) {
         facts.add("server fds after warm-up", first);
@@ -115,12 +107,23 @@ pub async fn run(bench: &Arc<Bench>, args: &SoakArgs) -> anyhow::Result<Outcome>
             fds.iter().copied().max().unwrap_or(first),
         );
     }
+    let rss: Vec<u64> = steady.iter().filter_map(|s| s.rss_kib).collect();
+    let (Some(&first), Some(&last)) = (rss.first(), rss.last()) else {
+        return false;
+    };
+    let min = rss.iter().copied().min().unwrap_or(first);
+    let max = rss.iter().copied().max().unwrap_or(first);
+    facts.add("server RSS KiB after warm-up", first);
+    facts.add("server RSS KiB at the end", last);
     facts.add(
-        "churn connects",
-        samples.iter().map(|s| s.connects).sum::<u64>(),
+        "server RSS drift after warm-up %",
+        (last as f64 - first as f64) / first as f64 * 100.0,
     );
-    facts.add("series", json!(samples));
-    Ok(("soak", params, vec![phase], facts, notes))
+    facts.add(
+        "server RSS spread after warm-up %",
+        (max as f64 - min as f64) / first as f64 * 100.0,
+    );
+    true
 }
 
 /// Samples every `every` until told to stop (and once more then).
@@ -171,5 +174,51 @@ async fn sample(bench: Arc<Bench>, every: Duration, stop: Arc<AtomicBool>) -> Ve
         if stop.load(Relaxed) {
             return samples;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(t: f64, rss_kib: u64, fds: u64) -> Sample {
+        Sample {
+            t,
+            deliveries_per_sec: 0.0,
+            owed: 0,
+            duplicated: 0,
+            out_of_order: 0,
+            p99_ms: 0.0,
+            connects: 0,
+            rss_kib: Some(rss_kib),
+            fds: Some(fds),
+        }
+    }
+
+    #[test]
+    fn drift_and_fd_growth_are_measured_after_the_warm_up_only() {
+        let samples = [
+            sample(10.0, 500, 10),
+            sample(60.0, 1000, 100),
+            sample(90.0, 1100, 104),
+            sample(120.0, 1050, 101),
+        ];
+        let mut facts = Facts::default();
+        assert!(steady_facts(&samples, 60.0, &mut facts));
+        assert_eq!(facts.number("server RSS KiB after warm-up"), Some(1000.0));
+        assert_eq!(facts.number("server RSS drift after warm-up %"), Some(5.0));
+        assert_eq!(
+            facts.number("server RSS spread after warm-up %"),
+            Some(10.0)
+        );
+        assert_eq!(facts.number("server fd growth"), Some(1.0));
+        assert_eq!(facts.number("server fds max after warm-up"), Some(104.0));
+    }
+
+    #[test]
+    fn a_run_shorter_than_its_warm_up_has_no_drift() {
+        let mut facts = Facts::default();
+        assert!(!steady_facts(&[sample(5.0, 1, 1)], 60.0, &mut facts));
+        assert_eq!(facts.number("server RSS drift after warm-up %"), None);
     }
 }

@@ -31,7 +31,7 @@ pub struct Cli {
 }
 
 /// Which server to load: an running one (`--url`) or one the bench starts (`--spawn`).
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
     /// WebSocket URL of a running server, e.g. ws://127.0.0.1:8000/ws.
     #[arg(
@@ -58,6 +58,26 @@ pub struct TargetArgs {
     /// removed at the end).
     #[arg(long, global = true, env = "CONFAB_BENCH_SERVER_LOG")]
     pub server_log: Option<PathBuf>,
+
+    /// Path to a reference server binary (bench/examples/reference_server.rs): after the run
+    /// against confab, spawn it and run the identical load against it, then report both side
+    /// by side with the ratio confab / reference.
+    #[arg(long, global = true, env = "CONFAB_BENCH_REFERENCE")]
+    pub reference: Option<PathBuf>,
+}
+
+impl TargetArgs {
+    /// The same target settings, but spawning `binary` (the reference server) instead.
+    pub fn spawning(&self, binary: &std::path::Path) -> TargetArgs {
+        TargetArgs {
+            url: None,
+            server_pid: None,
+            spawn: Some(binary.to_owned()),
+            reference: None,
+            server_log: None,
+            ..self.clone()
+        }
+    }
 }
 
 /// How the clients connect.
@@ -126,6 +146,13 @@ pub enum Scenario {
     /// `rooms` spread over several nodes of one cluster (Redis + PostgreSQL): clients are
     /// given nodes round-robin, and latency is also reported for cross-node deliveries alone.
     Cluster(ClusterArgs),
+    /// One room: a member that never reads, one that floods (5,000 messages of 3,900
+    /// characters as fast as its socket allows) and N members reading all the time; reports,
+    /// per member, whether it got every message in order, and how the stalled one ended.
+    Burst(BurstArgs),
+    /// A long `rooms` load with clients joining and leaving all the time, sampled every
+    /// --sample-secs: loss, duplicates, server RSS and open file descriptors over time.
+    Soak(SoakArgs),
 }
 
 #[derive(Debug, Args)]
@@ -263,6 +290,66 @@ pub struct SlowArgs {
     /// server's queue, not the kernel, absorbs the backlog.
     #[arg(long, env = "CONFAB_BENCH_SLOW_RCVBUF", default_value_t = 4096)]
     pub slow_rcvbuf: u32,
+
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BurstArgs {
+    /// Members that read continuously (besides the flooding sender, which reads its echoes).
+    #[arg(long, env = "CONFAB_BENCH_READERS", default_value_t = 2)]
+    pub readers: usize,
+
+    /// Messages the sender floods.
+    #[arg(long, env = "CONFAB_BENCH_MESSAGES", default_value_t = 5000)]
+    pub messages: u64,
+
+    /// Characters per message (protocol limit: 4,000).
+    #[arg(long, env = "CONFAB_BENCH_TEXT_LEN", default_value_t = 3900)]
+    pub text_len: usize,
+
+    /// Messages/s each reader reads at; 0 reads as fast as it can.
+    #[arg(long, env = "CONFAB_BENCH_READER_RATE", default_value_t = 0.0)]
+    pub reader_rate: f64,
+
+    /// Seconds, from the first send, that the stalled member reads nothing; then it reads what
+    /// is left. Longer than the server's --stall-timeout (default 15), so a cut can happen.
+    #[arg(long, env = "CONFAB_BENCH_STALL_SECS", default_value_t = 25.0)]
+    pub stall_secs: f64,
+
+    /// SO_RCVBUF of the stalled member's socket, bytes (default: the kernel's).
+    #[arg(long, env = "CONFAB_BENCH_STALLED_RCVBUF")]
+    pub stalled_rcvbuf: Option<u32>,
+
+    /// Seconds, from the first send, the readers may take to receive every message.
+    #[arg(long, env = "CONFAB_BENCH_TIMEOUT", default_value_t = 120.0)]
+    pub timeout: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct SoakArgs {
+    /// Minutes of measured load (the shape is --rooms, --members, --rate).
+    #[arg(long, env = "CONFAB_BENCH_MINUTES", default_value_t = 30.0)]
+    pub minutes: f64,
+
+    /// Seconds between two samples.
+    #[arg(long, env = "CONFAB_BENCH_SAMPLE_SECS", default_value_t = 30.0)]
+    pub sample_secs: f64,
+
+    /// Samples before this many seconds are warm-up: RSS drift and fd growth are measured
+    /// from the first sample after it.
+    #[arg(long, env = "CONFAB_BENCH_STEADY_AFTER", default_value_t = 120.0)]
+    pub steady_after: f64,
+
+    /// Churning clients started per second (each joins a room of the load, stays
+    /// --churn-life seconds, then closes).
+    #[arg(long, env = "CONFAB_BENCH_CHURN_RATE", default_value_t = 50.0)]
+    pub churn_rate: f64,
+
+    /// Seconds each churning client stays connected.
+    #[arg(long, env = "CONFAB_BENCH_CHURN_LIFE", default_value_t = 5.0)]
+    pub churn_life: f64,
 
     #[command(flatten)]
     pub load: LoadArgs,

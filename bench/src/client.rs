@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
@@ -260,20 +261,105 @@ impl Client {
     /// answered by tungstenite itself while reading and never show up here.
     pub async fn recv(&mut self) -> Incoming {
         loop {
-            return match self.ws.next().await {
-                Some(Ok(Message::Text(text))) => Incoming::Text(text),
-                Some(Ok(Message::Close(frame))) => {
-                    Incoming::Closed(frame.map(|f| u16::from(f.code)))
-                }
-                Some(Ok(_)) => continue,
-                Some(Err(err)) => Incoming::Broken(err.to_string()),
-                None => Incoming::Broken("end of stream".to_owned()),
-            };
+            if let Some(incoming) = incoming(self.ws.next().await) {
+                return incoming;
+            }
         }
+    }
+
+    /// Whether the kernel has seen the server end the TCP connection (a FIN or a reset),
+    /// without reading anything: how a member that does not read learns when it was closed.
+    /// `false` while established, and when the state cannot be read.
+    pub fn peer_closed(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let fd = self.ws.get_ref().as_raw_fd();
+        // SAFETY: an all-zero tcp_info is a valid value (plain integers).
+        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        // SAFETY: fd is our open socket; info and len describe a buffer of len bytes.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&raw mut info).cast(),
+                &mut len,
+            )
+        };
+        rc == 0 && info.tcpi_state != TCP_ESTABLISHED
+    }
+
+    /// Bytes the kernel holds for this socket that nobody has read yet (`FIONREAD`), or
+    /// `None` if it cannot say: a member that does not read sees from it when data last came.
+    pub fn unread_bytes(&self) -> Option<u64> {
+        use std::os::fd::AsRawFd;
+        let fd = self.ws.get_ref().as_raw_fd();
+        let mut unread: libc::c_int = 0;
+        // SAFETY: fd is our open socket; FIONREAD writes one c_int.
+        let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread) };
+        (rc == 0).then_some(unread.max(0) as u64)
+    }
+
+    /// Splits the connection so one task can write a flood while another part of it keeps
+    /// reading (a member that only writes would itself become a stalled reader).
+    pub fn split(self) -> (ClientWriter, ClientReader) {
+        let (sink, stream) = self.ws.split();
+        (ClientWriter { sink }, ClientReader { stream })
     }
 
     /// Closes politely (close frame 1000), bounded in time; errors are irrelevant at this point.
     pub async fn close(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close(None)).await;
+    }
+}
+
+/// `TCP_ESTABLISHED` of the kernel's `tcp_states.h` (libc does not export the enum).
+const TCP_ESTABLISHED: u8 = 1;
+
+/// What one read yields; `None` for frames the bench never looks at (pings, pongs, binary).
+fn incoming(
+    read: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+) -> Option<Incoming> {
+    match read {
+        Some(Ok(Message::Text(text))) => Some(Incoming::Text(text)),
+        Some(Ok(Message::Close(frame))) => Some(Incoming::Closed(frame.map(|f| u16::from(f.code)))),
+        Some(Ok(_)) => None,
+        Some(Err(err)) => Some(Incoming::Broken(err.to_string())),
+        None => Some(Incoming::Broken("end of stream".to_owned())),
+    }
+}
+
+/// The writing half of a split [`Client`].
+pub struct ClientWriter {
+    sink: SplitSink<WebSocketStream<TcpStream>, Message>,
+}
+
+impl ClientWriter {
+    /// Queues a frame; written when the buffer fills or on `flush`.
+    pub async fn queue(&mut self, frame: &ClientFrame<'_>) -> anyhow::Result<()> {
+        self.sink.feed(Message::text(frame.to_json())).await?;
+        Ok(())
+    }
+
+    pub async fn flush(&mut self) -> anyhow::Result<()> {
+        self.sink.flush().await?;
+        Ok(())
+    }
+}
+
+/// The reading half of a split [`Client`]. Pings are still answered: tungstenite queues the
+/// pong and the writing half sends it with its next write or flush.
+pub struct ClientReader {
+    stream: SplitStream<WebSocketStream<TcpStream>>,
+}
+
+impl ClientReader {
+    /// The next frame, as [`Client::recv`].
+    pub async fn recv(&mut self) -> Incoming {
+        loop {
+            if let Some(incoming) = incoming(self.stream.next().await) {
+                return incoming;
+            }
+        }
     }
 }

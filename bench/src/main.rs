@@ -11,9 +11,11 @@
 //! - [`limits`]: raising the open-files limit.
 //! - [`scenario`]: the scenarios, built on a shared load engine.
 //! - [`report`]: the result of a run, as a table or as JSON, and the progress line.
+//! - [`compare`]: a side-by-side run against the reference server, and the ratios.
 
 mod cli;
 mod client;
+mod compare;
 mod limits;
 mod metrics;
 mod procstat;
@@ -46,7 +48,21 @@ fn run(cli: cli::Cli) -> anyhow::Result<bool> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let report = runtime.block_on(scenario::run(&cli, nofile))?;
-    report.print(cli.json)?;
-    Ok(report.ok)
+    if cli.target.reference.is_some() && matches!(cli.scenario, cli::Scenario::Cluster(_)) {
+        anyhow::bail!("--reference: the reference server has no cluster mode");
+    }
+    let report = runtime.block_on(scenario::run(&cli, &cli.target, nofile))?;
+    let Some(reference) = &cli.target.reference else {
+        report.print(cli.json)?;
+        return Ok(report.ok);
+    };
+    eprintln!(
+        "confab-bench: the same load against the reference server {}",
+        reference.display()
+    );
+    let target = cli.target.spawning(reference);
+    let reference_report = runtime.block_on(scenario::run(&cli, &target, nofile))?;
+    let side = compare::SideBySide::new(report, reference_report);
+    side.print(cli.json)?;
+    Ok(side.ok)
 }

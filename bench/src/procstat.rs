@@ -31,6 +31,11 @@ pub fn sample(pid: Option<u32>) -> io::Result<Usage> {
     })
 }
 
+/// Open file descriptors of process `pid` (entries of `/proc/PID/fd`; needs the same user).
+pub fn open_fds(pid: u32) -> io::Result<u64> {
+    Ok(fs::read_dir(format!("/proc/{pid}/fd"))?.count() as u64)
+}
+
 fn bad(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what)
 }
@@ -77,6 +82,27 @@ mod tests {
     fn cpu_ticks_survive_a_command_name_with_spaces_and_parens() {
         let stat = "123 (my (odd) name) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0";
         assert_eq!(parse_cpu_ticks(stat), Some(300));
+    }
+
+    #[test]
+    fn a_process_descriptors_are_counted_and_a_gone_one_is_an_error() {
+        // A child with stdin, stdout and stderr, plus whatever non-CLOEXEC descriptors the
+        // test process inherited itself; spawn returns after its exec, so the count is settled.
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("sleep");
+        let fds = open_fds(child.id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(fds.expect("/proc/PID/fd") >= 3);
+        assert!(
+            open_fds(child.id()).is_err(),
+            "a reaped child has no /proc entry"
+        );
     }
 
     #[test]

@@ -78,6 +78,19 @@ impl Facts {
     pub fn add(&mut self, name: &str, value: impl Into<Value>) {
         self.0.push((name.to_owned(), value.into()));
     }
+
+    /// Every fact, in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.0.iter().map(|(name, value)| (name.as_str(), value))
+    }
+
+    /// A fact's value as a number, if it is one.
+    pub fn number(&self, name: &str) -> Option<f64> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.as_f64())
+    }
 }
 
 impl Serialize for Facts {
@@ -100,7 +113,7 @@ impl Report {
         Ok(())
     }
 
-    fn table(&self) -> String {
+    pub fn table(&self) -> String {
         let mut out = String::new();
         let verdict = if self.ok {
             "clean"
@@ -125,6 +138,10 @@ impl Report {
                         Some(f) if n.is_f64() => format!("{f:.2}"),
                         _ => n.to_string(),
                     },
+                    // A time series (soak, idle) is for --json; a table row would be a page.
+                    Value::Array(items) if items.len() > TABLE_ARRAY_MAX => {
+                        format!("{} entries (see --json)", items.len())
+                    }
                     other => other.to_string(),
                 };
                 let _ = writeln!(out, "{name:<width$}  {shown}");
@@ -136,6 +153,9 @@ impl Report {
         out
     }
 }
+
+/// Longest array a fact may have to be shown whole in the table.
+const TABLE_ARRAY_MAX: usize = 12;
 
 /// Rows are metrics, columns are phases.
 fn phase_table(phases: &[PhaseStats]) -> String {
@@ -248,6 +268,7 @@ mod tests {
     fn the_table_has_a_column_per_phase_and_the_facts() {
         let mut facts = Facts::default();
         facts.add("best deliveries/s", 1234.5);
+        facts.add("series", serde_json::json!(vec![1; 40]));
         let report = Report {
             scenario: "fanout",
             ok: true,
@@ -262,6 +283,7 @@ mod tests {
         let table = report.table();
         assert!(table.contains("step 1") && table.contains("step 2"));
         assert!(table.contains("best deliveries/s  1234.50"));
+        assert!(table.contains("40 entries (see --json)"));
         assert!(table.contains("note: a note"));
     }
 

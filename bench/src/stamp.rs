@@ -38,9 +38,10 @@ impl Stamp {
         format!("b:{}:{}:{}", self.sender, self.n, self.sent_ns)
     }
 
-    /// Decodes a message text; `None` for text that is not a bench payload.
+    /// Decodes a message text; `None` for text that is not a bench payload. Anything after a
+    /// fourth `:` is padding (the `burst` scenario's long texts) and is ignored.
     pub fn parse(text: &str) -> Option<Stamp> {
-        let mut parts = text.strip_prefix("b:")?.splitn(3, ':');
+        let mut parts = text.strip_prefix("b:")?.split(':');
         Some(Stamp {
             sender: parts.next()?.parse().ok()?,
             n: parts.next()?.parse().ok()?,
@@ -62,6 +63,16 @@ mod tests {
         };
         assert_eq!(stamp.encode(), "b:7:42:123456789");
         assert_eq!(Stamp::parse(&stamp.encode()), Some(stamp));
+    }
+
+    #[test]
+    fn padding_after_a_fourth_colon_is_ignored() {
+        let stamp = Stamp {
+            sender: 1,
+            n: 2,
+            sent_ns: 3,
+        };
+        assert_eq!(Stamp::parse("b:1:2:3:xxxxxxxx"), Some(stamp));
     }
 
     #[test]

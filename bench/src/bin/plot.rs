@@ -79,13 +79,21 @@ fn load_font() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The confab report of a side-by-side run (`--reference`), or the report itself.
+fn server_report(mut report: Value) -> Value {
+    match report.get_mut("confab") {
+        Some(confab) => confab.take(),
+        None => report,
+    }
+}
+
 /// (members, fastest clean deliveries/s, p99 ms of that step) per fanout report, by size.
 fn fanout_points(path: &Path) -> anyhow::Result<Vec<(f64, f64, f64)>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut points = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let report: Value = serde_json::from_str(line)?;
+        let report = server_report(serde_json::from_str(line)?);
         let members = report["params"]["members"]
             .as_f64()
             .context("fanout report without members")?;
@@ -104,7 +112,7 @@ fn fanout_points(path: &Path) -> anyhow::Result<Vec<(f64, f64, f64)>> {
 
 /// (connections, RSS MiB) from an idle report.
 fn idle_points(path: &Path) -> anyhow::Result<Vec<(f64, f64)>> {
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+    let report = server_report(serde_json::from_str(&std::fs::read_to_string(path)?)?);
     let curve = report["facts"]["server RSS KiB by connections"]
         .as_array()
         .context("idle report without RSS samples")?;

@@ -40,6 +40,8 @@ async fn plain(bench: &Arc<Bench>, args: &JoinsArgs) -> anyhow::Result<Outcome> 
     let before = bench.server_usage();
     bench.set_status(format!("joins: {} clients", args.clients));
     let start = Instant::now();
+    // A phase, for the server's CPU and peak RSS over the joins (and a side-by-side column).
+    let clock = bench.begin_phase("joins".to_owned(), 0.0, start);
     let mut tasks = JoinSet::new();
     for _ in 0..args.clients {
         let index = bench.next_client();
@@ -58,6 +60,7 @@ async fn plain(bench: &Arc<Bench>, args: &JoinsArgs) -> anyhow::Result<Outcome> 
     }
     let secs = start.elapsed().as_secs_f64();
     let after = bench.server_usage();
+    let phase = bench.end_phase(clock);
     tasks.shutdown().await;
 
     let completed = bench.counters.connected.load(Relaxed);
@@ -66,12 +69,18 @@ async fn plain(bench: &Arc<Bench>, args: &JoinsArgs) -> anyhow::Result<Outcome> 
     facts.add("joins failed", bench.counters.connect_failed.load(Relaxed));
     facts.add("seconds", secs);
     facts.add("joins/s", completed as f64 / secs);
+    if args.load.rooms == 1 {
+        facts.add("time to fill the room s", secs);
+    }
     add_latency(&mut facts, "join", &latencies.lock().expect("lock"));
     if let (Some(before), Some(after)) = (before, after) {
         facts.add("server CPU s", after.cpu_secs - before.cpu_secs);
         facts.add("server RSS KiB after", after.rss_kib);
     }
-    Ok(("joins", params, Vec::new(), facts, Vec::new()))
+    if let Some(server) = phase.server {
+        facts.add("server RSS KiB peak", server.rss_kib_peak);
+    }
+    Ok(("joins", params, vec![phase], facts, Vec::new()))
 }
 
 async fn churn(bench: &Arc<Bench>, args: &JoinsArgs) -> anyhow::Result<Outcome> {
@@ -133,7 +142,7 @@ async fn churn(bench: &Arc<Bench>, args: &JoinsArgs) -> anyhow::Result<Outcome> 
 }
 
 /// Starts `rate` churning clients per second, round-robin over `rooms`, each living `life`.
-async fn drive_churn(
+pub(super) async fn drive_churn(
     bench: Arc<Bench>,
     rooms: Vec<Arc<str>>,
     rate: f64,

@@ -7,7 +7,10 @@
 //! - [`joins`]: join throughput, and churn under a `rooms` load.
 //! - [`slow`]: a `rooms` load with members that stop reading.
 //! - [`cluster`]: a `rooms` load spread over several nodes, cross-node latency on its own.
+//! - [`burst`]: a stalled reader, a flooding sender and members that keep reading.
+//! - [`soak`]: a long `rooms` load with churn, sampled for drift in RSS and descriptors.
 
+mod burst;
 mod cluster;
 mod fanout;
 mod idle;
@@ -15,6 +18,7 @@ mod joins;
 mod load;
 mod rooms;
 mod slow;
+mod soak;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -23,18 +27,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Semaphore;
 
-use crate::cli::{Cli, Scenario};
+use crate::cli::{Cli, Scenario, TargetArgs};
 use crate::client::{ConnectError, Connector};
 use crate::metrics::{Counters, Counts, Latencies, LatencySummary};
 use crate::procstat::{self, Usage};
 use crate::report::{Facts, PhaseStats, Report, ServerPhase};
 use crate::target::Server;
 
-/// Runs the scenario named on the command line against the chosen server.
-pub async fn run(cli: &Cli, nofile: u64) -> anyhow::Result<Report> {
+/// Runs the scenario named on the command line against `target` (the command line's own
+/// target, or the reference server for a side-by-side run).
+pub async fn run(cli: &Cli, target: &TargetArgs, nofile: u64) -> anyhow::Result<Report> {
     let servers = match &cli.scenario {
-        Scenario::Cluster(args) => cluster::start_nodes(&cli.target, args).await?,
-        _ => vec![Server::start(&cli.target).await?],
+        Scenario::Cluster(args) => cluster::start_nodes(target, args).await?,
+        _ => vec![Server::start(target).await?],
     };
     let bench = Arc::new(Bench::new(cli, &servers));
     let progress = tokio::spawn(progress(bench.clone()));
@@ -45,6 +50,8 @@ pub async fn run(cli: &Cli, nofile: u64) -> anyhow::Result<Report> {
         Scenario::Joins(args) => joins::run(&bench, args).await,
         Scenario::Slow(args) => slow::run(&bench, args).await,
         Scenario::Cluster(args) => cluster::run(&bench, args).await,
+        Scenario::Burst(args) => burst::run(&bench, args).await,
+        Scenario::Soak(args) => soak::run(&bench, args).await,
     };
     progress.abort();
     let logs: Vec<String> = servers

@@ -1,7 +1,7 @@
 //! Command-line and environment configuration. Every option has an env fallback, so the same
 //! binary is configured the same way from a shell, a unit file or a container.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -71,6 +71,87 @@ pub struct Config {
     #[arg(long, env = "CONFAB_SHUTDOWN_TIMEOUT", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=600))]
     pub shutdown_timeout: u64,
+
+    /// Origins allowed besides the request's own, comma-separated (`https://chat.example.com`),
+    /// or `*` for any. A browser request from any other origin to `/ws` or a changing `/api`
+    /// call gets 403.
+    #[arg(long, env = "CONFAB_ALLOWED_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub allowed_origins: Vec<AllowedOrigin>,
+
+    /// WebSocket connections the whole server holds at once; past it an upgrade gets 503.
+    #[arg(long, env = "CONFAB_MAX_CONNECTIONS", default_value_t = 50_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// WebSocket connections one client IP (an IPv6 /64) holds at once; past it an upgrade
+    /// gets 429. Lifted by `--rate-limits off`.
+    #[arg(long, env = "CONFAB_MAX_CONNECTIONS_PER_IP", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_ip: u32,
+
+    /// Reverse proxies (CIDR list, e.g. `127.0.0.1/32,10.0.0.0/8`) whose `X-Forwarded-For`,
+    /// `X-Forwarded-Proto` and `X-Forwarded-Host` are believed. Nobody's by default.
+    #[arg(long, env = "CONFAB_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
+    pub trusted_proxies: Vec<Cidr>,
+
+    /// Seconds a connection has to deliver a request's headers (counted from connecting, or
+    /// from the previous response on a kept-alive connection), the TLS handshake included.
+    #[arg(long, env = "CONFAB_HEADER_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub header_timeout: u64,
+
+    /// Seconds a request has to deliver its whole body once its headers are in.
+    #[arg(long, env = "CONFAB_BODY_TIMEOUT", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub body_timeout: u64,
+
+    /// File holding the session-signing secret (at least 64 characters; surrounding
+    /// whitespace ignored), so that it shows in no process list. Excludes --secret.
+    #[arg(long, env = "CONFAB_SECRET_FILE", conflicts_with = "secret")]
+    pub secret_file: Option<PathBuf>,
+
+    /// PEM certificate chain: with --tls-key, serve HTTPS and WSS on --addr.
+    #[arg(long, env = "CONFAB_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) for --tls-cert.
+    #[arg(long, env = "CONFAB_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// An origin `--allowed-origins` admits: any, or one `scheme://host[:port]`, kept lowercase and
+/// without the scheme's default port so it compares equal to what a browser sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedOrigin {
+    Any,
+    Exactly(String),
+}
+
+/// An IP network in CIDR notation (`10.0.0.0/8`, `::1/128`; a bare address is a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Whether rate limits and per-IP caps apply (see `--rate-limits`).
@@ -95,6 +176,15 @@ impl Config {
             stall_timeout: 15,
             rate_limits: RateLimits::On,
             shutdown_timeout: 10,
+            allowed_origins: Vec::new(),
+            max_connections: 50_000,
+            max_connections_per_ip: 64,
+            trusted_proxies: Vec::new(),
+            header_timeout: 10,
+            body_timeout: 30,
+            secret_file: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 
@@ -109,6 +199,29 @@ impl Config {
     pub fn stall_timeout(&self) -> Duration {
         Duration::from_secs(self.stall_timeout)
     }
+
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout)
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_timeout)
+    }
+
+    /// The configured secret: `--secret`, or the content of `--secret-file`, or none.
+    pub fn load_secret(&self) -> Result<Option<String>, String> {
+        if let Some(secret) = &self.secret {
+            return Ok(Some(secret.clone()));
+        }
+        let Some(path) = &self.secret_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+        parse_secret(text.trim())
+            .map(Some)
+            .map_err(|error| format!("{}: {error}", path.display()))
+    }
 }
 
 fn parse_prefix(raw: &str) -> Result<String, String> {
@@ -122,6 +235,74 @@ fn parse_prefix(raw: &str) -> Result<String, String> {
     } else {
         Err("the prefix is 1-64 characters of A-Z, a-z, 0-9, _, - and .".into())
     }
+}
+
+fn parse_origin(raw: &str) -> Result<AllowedOrigin, String> {
+    let raw = raw.trim();
+    if raw == "*" {
+        return Ok(AllowedOrigin::Any);
+    }
+    normalize_origin(raw)
+        .map(AllowedOrigin::Exactly)
+        .ok_or_else(|| {
+            format!(
+                "{raw:?} is not an origin: give scheme://host[:port], e.g. https://chat.example.com"
+            )
+        })
+}
+
+/// `scheme://host[:port]` in the form a browser sends it in `Origin`: lowercase, without the
+/// scheme's default port, without path. `None` for anything else (including `null`).
+pub fn normalize_origin(raw: &str) -> Option<String> {
+    let (scheme, rest) = raw.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_lowercase())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b));
+    let authority = rest.strip_suffix('/').unwrap_or(rest).to_ascii_lowercase();
+    if !scheme_ok || authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) {
+        return None;
+    }
+    // The port is what follows the last ':' outside an IPv6 literal's brackets.
+    let (host, port) = match authority.rfind(':') {
+        Some(at) if !authority[at..].contains(']') => {
+            (&authority[..at], Some(&authority[at + 1..]))
+        }
+        _ => (authority.as_str(), None),
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let default_port = match scheme.as_str() {
+        "http" => Some("80"),
+        "https" => Some("443"),
+        _ => None,
+    };
+    match port {
+        Some(port) if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) => None,
+        Some(port) if Some(port) != default_port => Some(format!("{scheme}://{host}:{port}")),
+        _ => Some(format!("{scheme}://{host}")),
+    }
+}
+
+fn parse_cidr(raw: &str) -> Result<Cidr, String> {
+    let raw = raw.trim();
+    let bad = || format!("{raw:?} is not an address or CIDR network (e.g. 10.0.0.0/8)");
+    let (address, prefix) = match raw.split_once('/') {
+        Some((address, prefix)) => (address, Some(prefix)),
+        None => (raw, None),
+    };
+    let network = address.parse::<IpAddr>().map_err(|_| bad())?.to_canonical();
+    let max = if network.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        Some(prefix) => prefix.parse::<u8>().map_err(|_| bad())?,
+        None => max,
+    };
+    if prefix > max {
+        return Err(bad());
+    }
+    Ok(Cidr { network, prefix })
 }
 
 fn parse_secret(raw: &str) -> Result<String, String> {
@@ -143,6 +324,48 @@ mod tests {
         assert_eq!(config.addr.to_string(), "127.0.0.1:8000");
         assert_eq!(config.data_dir, PathBuf::from("./data"));
         assert_eq!(config.idle_timeout, 45);
+        assert_eq!(config.header_timeout, 10);
+        assert_eq!(config.body_timeout, 30);
+        assert_eq!(config.max_connections_per_ip, 64);
+        assert!(config.allowed_origins.is_empty() && config.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn origins_and_networks_parse_as_documented() {
+        let config = Config::try_parse_from([
+            "confab",
+            "--allowed-origins",
+            "HTTPS://Chat.Example.com:443,http://a.test:8080,*",
+            "--trusted-proxies",
+            "10.0.0.0/8,::1,192.168.1.7",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.allowed_origins,
+            vec![
+                AllowedOrigin::Exactly("https://chat.example.com".into()),
+                AllowedOrigin::Exactly("http://a.test:8080".into()),
+                AllowedOrigin::Any,
+            ]
+        );
+        let [ten, loopback, single] = config.trusted_proxies[..] else {
+            panic!("three networks");
+        };
+        assert!(ten.contains("10.200.3.4".parse().unwrap()));
+        assert!(!ten.contains("11.0.0.1".parse().unwrap()));
+        assert!(ten.contains("::ffff:10.0.0.1".parse().unwrap()));
+        assert!(loopback.contains("::1".parse().unwrap()));
+        assert!(single.contains("192.168.1.7".parse().unwrap()));
+        assert!(!single.contains("192.168.1.8".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "nope", "null", "https://a.test/path"] {
+            assert!(
+                Config::try_parse_from(["confab", "--trusted-proxies", bad]).is_err()
+                    || Config::try_parse_from(["confab", "--allowed-origins", bad]).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(Config::try_parse_from(["confab", "--allowed-origins", "null"]).is_err());
+        assert!(Config::try_parse_from(["confab", "--tls-cert", "a.pem"]).is_err());
     }
 
     #[test]

@@ -6,8 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -16,6 +15,9 @@ use crate::broker::local::LocalBroker;
 use crate::broker::redis::RedisBroker;
 use crate::broker::{Broker, BrokerError};
 use crate::config::Config;
+use crate::http::Edge;
+use crate::http::serve::{ServeOptions, serve};
+use crate::http::tls::{self, TlsError};
 use crate::identity::{self, KeyError};
 use crate::rooms::hub::Hub;
 use crate::rooms::writer::Writer;
@@ -44,6 +46,15 @@ pub enum StartError {
     Broker(#[from] BrokerError),
     #[error("{0}")]
     Config(&'static str),
+    #[error("cannot load the session secret: {0}")]
+    Secret(String),
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[from] TlsError),
+    #[error("cannot prepare the data folder {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot start the message writer's thread: {0}")]
     Thread(std::io::Error),
 }
@@ -55,6 +66,21 @@ const SEND_BUFFER: usize = 128 * 1024;
 /// Connections the kernel may hold for us before we accept them. tokio's default (128) drops
 /// SYNs during a burst of joins, and each dropped SYN costs its client a 1 s retransmit.
 const LISTEN_BACKLOG: u32 = 4096;
+
+/// Applied to every accepted socket.
+fn tune(tcp: &TcpStream) {
+    // Chat frames are small and latency-bound: without TCP_NODELAY, Nagle's algorithm and
+    // delayed ACKs hold them back by up to 40 ms.
+    if let Err(error) = tcp.set_nodelay(true) {
+        tracing::debug!(%error, "cannot set TCP_NODELAY");
+    }
+    // A fixed, modest send buffer: the kernel would otherwise autotune it up to 4 MiB
+    // per socket, and a stalled reader's backlog would pile up there, unbounded by us
+    // and invisible to the outbox whose cut-off (4001) is the documented policy.
+    if let Err(error) = socket2::SockRef::from(tcp).set_send_buffer_size(SEND_BUFFER) {
+        tracing::debug!(%error, "cannot set SO_SNDBUF");
+    }
+}
 
 fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
@@ -68,25 +94,73 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// The data folder holds the database and the signing key: readable by confab's user only.
+/// The database file is created here, before SQLite opens it, because SQLite gives its WAL
+/// and shared-memory files the database file's permissions. Files of an older install are
+/// tightened too.
+fn prepare_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    identity::create_private_dir(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let private = |path: &std::path::Path, mode: u32| -> std::io::Result<()> {
+            let current = std::fs::metadata(path)?.permissions().mode() & 0o777;
+            if current & 0o077 != 0 {
+                tracing::info!(path = %path.display(), "making private ({mode:o})");
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+            }
+            Ok(())
+        };
+        private(dir, 0o700)?;
+        let database = dir.join("confab.db");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&database)?;
+        for name in ["confab.db", "confab.db-wal", "confab.db-shm", "secret.key"] {
+            match private(&dir.join(name), 0o600) {
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                other => other?,
+            }
+        }
+    }
+    Ok(())
+}
+
 pub struct Server {
     listener: TcpListener,
     addr: SocketAddr,
     state: AppState,
     writer_task: JoinHandle<()>,
+    edge: Arc<Edge>,
+    options: ServeOptions,
 }
 
 impl Server {
     pub async fn build(config: Config) -> Result<Self, StartError> {
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+            _ => None,
+        };
+        let configured_secret = config.load_secret().map_err(StartError::Secret)?;
         let (store, order): (Arc<dyn Store>, Option<Arc<dyn PublishOrder>>) =
             match &config.database_url {
                 Some(url) => (
                     Arc::new(PostgresStore::connect(url).await?),
                     Some(Arc::new(AdvisoryLocks::connect(url).await?)),
                 ),
-                None => (Arc::new(SqliteStore::open(&config.data_dir).await?), None),
+                None => {
+                    prepare_data_dir(&config.data_dir).map_err(|source| StartError::DataDir {
+                        path: config.data_dir.display().to_string(),
+                        source,
+                    })?;
+                    (Arc::new(SqliteStore::open(&config.data_dir).await?), None)
+                }
             };
-        let secret = match &config.secret {
-            Some(secret) => Some(secret.clone()),
+        let secret = match configured_secret {
+            Some(secret) => Some(secret),
             None => store.shared_secret(&identity::random_secret()).await?,
         };
         let key = identity::load_or_create_key(secret.as_deref(), &config.data_dir)?;
@@ -133,11 +207,19 @@ impl Server {
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
         };
+        let options = ServeOptions {
+            header_timeout: config.header_timeout(),
+            body_timeout: config.body_timeout(),
+            tls,
+            tune: Arc::new(tune),
+        };
         Ok(Self {
             listener,
             addr,
             state,
             writer_task,
+            edge: Arc::new(Edge::new(&config)),
+            options,
         })
     }
 
@@ -160,32 +242,25 @@ impl Server {
             addr,
             state,
             writer_task,
+            edge,
+            options,
         } = self;
         let lobby = tokio::spawn(state.hub.clone().run_lobby(state.shutdown.clone()));
         let presence = tokio::spawn(state.hub.clone().run_presence(state.shutdown.clone()));
-        let app = crate::http::router(state.clone());
-        tracing::info!("confab serving on http://{addr}/");
+        let app = crate::http::router(state.clone(), edge);
+        let scheme = if options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!("confab serving on {scheme}://{addr}/");
         let shutdown = state.shutdown.clone();
-        // Chat frames are small and latency-bound: without TCP_NODELAY, Nagle's algorithm and
-        // delayed ACKs hold them back by up to 40 ms.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "cannot set TCP_NODELAY");
-            }
-            // A fixed, modest send buffer: the kernel would otherwise autotune it up to 4 MiB
-            // per socket, and a stalled reader's backlog would pile up there, unbounded by us
-            // and invisible to the outbox whose cut-off (4001) is the documented policy.
-            if let Err(error) = socket2::SockRef::from(&*tcp).set_send_buffer_size(SEND_BUFFER) {
-                tracing::debug!(%error, "cannot set SO_SNDBUF");
-            }
+        tokio::spawn(async move {
+            signal.await;
+            tracing::info!("shutting down");
+            shutdown.cancel();
         });
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                signal.await;
-                tracing::info!("shutting down");
-                shutdown.cancel();
-            })
-            .await;
+        serve(listener, app, options, state.shutdown.clone()).await;
         state.shutdown.cancel();
         state.sessions.close();
         let drain = state.shutdown_timeout + GOODBYE_GRACE;
@@ -202,6 +277,6 @@ impl Server {
         let _ = presence.await;
         state.store.close().await;
         tracing::info!("stopped");
-        served
+        Ok(())
     }
 }

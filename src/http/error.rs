@@ -16,6 +16,16 @@ pub enum ApiError {
     Unauthenticated,
     #[error("storage is unavailable")]
     Unavailable(#[source] crate::store::StoreError),
+    #[error("this origin may not use this server (see --allowed-origins)")]
+    ForbiddenOrigin,
+    #[error("too many connections from your address")]
+    TooManyConnections,
+    #[error("the server holds as many connections as it may; try again later")]
+    ServerFull,
+    #[error("the request body is larger than the server accepts")]
+    PayloadTooLarge,
+    #[error("the request body did not arrive in time")]
+    BodyTimedOut,
 }
 
 impl ApiError {
@@ -25,6 +35,11 @@ impl ApiError {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::ForbiddenOrigin => (StatusCode::FORBIDDEN, "forbidden_origin"),
+            Self::TooManyConnections => (StatusCode::TOO_MANY_REQUESTS, "too_many_connections"),
+            Self::ServerFull => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Self::BodyTimedOut => (StatusCode::REQUEST_TIMEOUT, "timeout"),
         }
     }
 }

@@ -1,9 +1,16 @@
-//! The HTTP edge: one router merging each feature's routes, plus the layers every response
-//! gets (tracing, panic containment, security headers).
+//! The HTTP edge: one router merging each feature's routes, plus the layers every request and
+//! response passes ([`edge`]: client address, origin, connection caps, revoked sessions, HSTS;
+//! tracing, panic containment, security headers), and the accept loop that serves it
+//! ([`serve`], over TCP or [`tls`]).
 
 mod api;
+pub mod edge;
 mod error;
 mod pages;
+pub mod serve;
+pub mod tls;
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, header};
@@ -13,13 +20,18 @@ use tower_http::trace::TraceLayer;
 
 use crate::state::AppState;
 
+pub use edge::{ClientAddr, ConnectionPermit, Edge, Secure};
 pub use error::ApiError;
 
 /// The page may load only its own scripts, styles and sockets: user text can never become code.
 const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
                    connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, edge: Arc<Edge>) -> Router {
+    let guard = edge::Guard {
+        edge,
+        app: state.clone(),
+    };
     Router::new()
         .merge(api::router())
         .merge(pages::router())
@@ -40,6 +52,7 @@ pub fn router(state: AppState) -> Router {
             HeaderName::from_static("x-frame-options"),
             HeaderValue::from_static("DENY"),
         ))
+        .layer(axum::middleware::from_fn_with_state(guard, edge::guard))
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(state)

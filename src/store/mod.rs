@@ -124,7 +124,7 @@ pub trait OrderHold: Send {
 /// Where messages live. Implementations must keep each room's seqs gapless and unique even
 /// when several writers (nodes) append at once, and must store a batch all or nothing.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Sessions + Send + Sync + 'static {
     /// Stores a batch in one transaction, assigning each new message its room's next seq in
     /// batch order. Returns one outcome per input, in input order.
     async fn append(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError>;
@@ -149,4 +149,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Waits for in-flight work and releases the engine (files, connections).
     async fn close(&self);
+}
+
+/// Signed-out sessions, kept where every node reads them, so a revoked cookie is refused by
+/// every node from the moment `revoke_session` returns.
+#[async_trait]
+pub trait Sessions: Send + Sync {
+    /// Refuses session `sid` from now until `expires_at` (ms since the epoch), when its cookie
+    /// expires anyway; also forgets revocations whose cookies have expired.
+    async fn revoke_session(&self, sid: &str, expires_at: i64) -> Result<(), StoreError>;
+
+    /// Whether session `sid` was revoked.
+    async fn is_session_revoked(&self, sid: &str) -> Result<bool, StoreError>;
 }

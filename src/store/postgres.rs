@@ -378,3 +378,31 @@ impl<'a> MessageColumns<'a> {
         self.client_id.push(&message.client_id);
     }
 }
+
+#[async_trait]
+impl super::Sessions for PostgresStore {
+    async fn revoke_session(&self, sid: &str, expires_at: i64) -> Result<(), StoreError> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+        sqlx::query("DELETE FROM revoked_sessions WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO revoked_sessions (sid, expires_at) VALUES ($1, $2) ON CONFLICT (sid) DO NOTHING",
+        )
+        .bind(sid)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn is_session_revoked(&self, sid: &str) -> Result<bool, StoreError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT expires_at FROM revoked_sessions WHERE sid = $1")
+                .bind(sid)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
+    }
+}

@@ -330,3 +330,31 @@ impl Store for SqliteStore {
         self.writer.close().await;
     }
 }
+
+#[async_trait]
+impl super::Sessions for SqliteStore {
+    async fn revoke_session(&self, sid: &str, expires_at: i64) -> Result<(), StoreError> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+        sqlx::query("DELETE FROM revoked_sessions WHERE expires_at < ?")
+            .bind(now)
+            .execute(&self.writer)
+            .await?;
+        sqlx::query(
+            "INSERT INTO revoked_sessions (sid, expires_at) VALUES (?, ?) ON CONFLICT (sid) DO NOTHING",
+        )
+        .bind(sid)
+        .bind(expires_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn is_session_revoked(&self, sid: &str) -> Result<bool, StoreError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT expires_at FROM revoked_sessions WHERE sid = ?")
+                .bind(sid)
+                .fetch_optional(&self.readers)
+                .await?;
+        Ok(found.is_some())
+    }
+}

@@ -24,7 +24,7 @@ use sha1::{Digest, Sha1};
 use tokio::net::TcpStream;
 
 use crate::domain::{DisplayName, User, UserId};
-use crate::http::ApiError;
+use crate::http::{ApiError, ConnectionPermit};
 use crate::identity;
 use crate::state::AppState;
 
@@ -71,8 +71,11 @@ async fn upgrade(
         )
             .into_response();
     };
+    // The connection counts against the connection caps (`http::edge`) until it ends.
+    let permit = request.extensions_mut().remove::<ConnectionPermit>();
     let sessions = state.sessions.clone();
     sessions.spawn(async move {
+        let _permit = permit;
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
             Err(error) => {

@@ -237,6 +237,22 @@ fn parse_prefix(raw: &str) -> Result<String, String> {
     }
 }
 
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        parse_cidr(raw)
+    }
+}
+
+impl std::str::FromStr for AllowedOrigin {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        parse_origin(raw)
+    }
+}
+
 fn parse_origin(raw: &str) -> Result<AllowedOrigin, String> {
     let raw = raw.trim();
     if raw == "*" {

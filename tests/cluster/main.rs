@@ -9,3 +9,4 @@ mod services;
 
 mod faults;
 mod nodes;
+mod sessions;

@@ -80,6 +80,10 @@ impl TestServer {
         self.addr.port()
     }
 
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -139,9 +143,23 @@ impl Client {
     pub async fn connect_request(
         request: tokio_tungstenite::tungstenite::handshake::client::Request,
     ) -> Self {
-        let (socket, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .expect("websocket connects");
+        match Self::try_connect_request(request).await {
+            Ok(client) => client,
+            Err(status) => panic!("websocket connects: the upgrade got {status}"),
+        }
+    }
+
+    /// Like [`Client::connect_request`], but an upgrade the server refuses gives its status.
+    pub async fn try_connect_request(
+        request: tokio_tungstenite::tungstenite::handshake::client::Request,
+    ) -> Result<Self, u16> {
+        let socket = match tokio_tungstenite::connect_async(request).await {
+            Ok((socket, _)) => socket,
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                return Err(response.status().as_u16());
+            }
+            Err(other) => panic!("upgrade failed without an HTTP answer: {other}"),
+        };
         let mut client = Self {
             socket,
             user: Value::Null,
@@ -149,7 +167,7 @@ impl Client {
         let hello = client.recv().await;
         assert_eq!(hello["type"], "hello", "first frame must be hello: {hello}");
         client.user = hello["user"].clone();
-        client
+        Ok(client)
     }
 
     pub fn id(&self) -> &str {
@@ -346,4 +364,159 @@ pub fn member_names(frame: &Value) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// The HTTP status a WebSocket upgrade request got: 101 when it was accepted.
+pub async fn upgrade_status(
+    request: tokio_tungstenite::tungstenite::handshake::client::Request,
+) -> u16 {
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((mut socket, response)) => {
+            let _ = socket.close(None).await;
+            response.status().as_u16()
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("upgrade failed without an HTTP answer: {other}"),
+    }
+}
+
+/// An upgrade request for `url` with extra headers.
+pub fn ws_request(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    let mut request = url.into_client_request().expect("request");
+    for (name, value) in headers {
+        request.headers_mut().insert(
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+                .expect("header name"),
+            value.parse().expect("header value"),
+        );
+    }
+    request
+}
+
+/// Reads from `stream` until the server closes it; returns what arrived and when the close
+/// came, or fails the test if the server still holds the connection after `limit`.
+pub async fn read_until_closed(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+    limit: Duration,
+) -> (Vec<u8>, Duration) {
+    use tokio::io::AsyncReadExt;
+    let started = tokio::time::Instant::now();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let read = tokio::time::timeout_at(started + limit, stream.read(&mut buffer))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the server still holds the connection after {limit:?}; it sent {:?}",
+                    String::from_utf8_lossy(&received)
+                )
+            });
+        match read {
+            Ok(0) | Err(_) => return (received, started.elapsed()),
+            Ok(n) => received.extend_from_slice(&buffer[..n]),
+        }
+    }
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, made at test time, as PEM files.
+pub struct SelfSigned {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub der: rustls_pki_types::CertificateDer<'static>,
+}
+
+impl SelfSigned {
+    pub fn create(dir: &Path) -> Self {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("self-signed certificate");
+        let cert = dir.join("cert.pem");
+        let key = dir.join("key.pem");
+        std::fs::write(&cert, made.cert.pem()).expect("write cert");
+        std::fs::write(&key, made.signing_key.serialize_pem()).expect("write key");
+        Self {
+            cert,
+            key,
+            der: made.cert.der().clone(),
+        }
+    }
+
+    /// A TLS client that trusts this certificate only.
+    pub fn connector(&self) -> tokio_rustls::TlsConnector {
+        use tokio_rustls::rustls;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.der.clone()).expect("trust the certificate");
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
+
+    /// A TLS connection to `addr`, checked against this certificate for `localhost`.
+    pub async fn connect(&self, addr: SocketAddr) -> tokio_rustls::client::TlsStream<TcpStream> {
+        let tcp = TcpStream::connect(addr).await.expect("tcp connects");
+        let name = rustls_pki_types::ServerName::try_from("localhost").expect("server name");
+        self.connector()
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake")
+    }
+}
+
+/// One HTTP/1.1 request on `stream` with `Connection: close`; returns the response's head and
+/// body as text.
+pub async fn http_exchange(
+    stream: &mut (impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin),
+    request: &str,
+) -> String {
+    use tokio::io::AsyncWriteExt;
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send request");
+    let (response, _) = read_until_closed(stream, PATIENCE).await;
+    String::from_utf8(response).expect("a text response")
+}
+
+/// Signs in over HTTP; returns the `name=value` of the session cookie and the answer.
+pub async fn sign_in(base_url: &str, name: &str) -> (String, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base_url}/api/session"))
+        .json(&json!({"name": name}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    (cookie, response.json().await.unwrap())
+}
+
+/// The status `GET /api/session` answers with this cookie.
+pub async fn session_status(base_url: &str, cookie: &str) -> reqwest::StatusCode {
+    reqwest::Client::new()
+        .get(format!("{base_url}/api/session"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// `DELETE /api/session` with this cookie; expects 204.
+pub async fn sign_out(base_url: &str, cookie: &str) {
+    let response = reqwest::Client::new()
+        .delete(format!("{base_url}/api/session"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::NO_CONTENT);
 }

@@ -117,6 +117,11 @@ pub struct Config {
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) for --tls-cert.
     #[arg(long, env = "CONFAB_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+
+    /// Largest HTTP request body read, in bytes; larger ones get 413.
+    #[arg(long, env = "CONFAB_MAX_BODY_BYTES", default_value_t = 64 * 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_body_bytes: u32,
 }
 
 /// An origin `--allowed-origins` admits: any, or one `scheme://host[:port]`, kept lowercase and
@@ -185,6 +190,7 @@ impl Config {
             secret_file: None,
             tls_cert: None,
             tls_key: None,
+            max_body_bytes: 64 * 1024,
         }
     }
 

@@ -1,8 +1,8 @@
 //! JSON endpoints: the guest session (`/api/session`), the lobby list (`/api/rooms`) and the
 //! liveness probe (`/healthz`).
 
+use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -18,16 +18,11 @@ use crate::domain::{DisplayName, User, UserId};
 use crate::identity::{self, Session};
 use crate::state::AppState;
 
-/// The largest request body the API reads; larger ones get 413. Its bodies are a name or so:
-/// this leaves room to grow while keeping a flood of large bodies cheap to refuse.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/session", get(current).post(sign_in).delete(sign_out))
         .route("/api/rooms", get(rooms))
         .route("/healthz", get(|| async { "ok" }))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
 /// A body that could not be read as JSON: too large (413), too slow (408) or malformed (400).

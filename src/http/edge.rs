@@ -84,6 +84,7 @@ pub struct Edge {
     any_origin: bool,
     allowed_origins: Vec<String>,
     connections: Arc<Connections>,
+    max_body_bytes: usize,
 }
 
 impl Edge {
@@ -108,7 +109,12 @@ impl Edge {
                 max_per_ip: per_ip,
                 held: Mutex::default(),
             }),
+            max_body_bytes: usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX),
         }
+    }
+
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {

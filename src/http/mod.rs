@@ -13,6 +13,7 @@ pub mod tls;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, header};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -28,6 +29,9 @@ const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; s
                    connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 pub fn router(state: AppState, edge: Arc<Edge>) -> Router {
+    // `--max-body-bytes`: bodies here are a name or so; a flood of large ones is refused (413)
+    // before it is buffered.
+    let body_limit = DefaultBodyLimit::max(edge.max_body_bytes());
     let guard = edge::Guard {
         edge,
         app: state.clone(),
@@ -36,6 +40,7 @@ pub fn router(state: AppState, edge: Arc<Edge>) -> Router {
         .merge(api::router())
         .merge(pages::router())
         .merge(crate::ws::router())
+        .layer(body_limit)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CSP),

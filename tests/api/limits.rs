@@ -140,4 +140,18 @@ async fn an_oversized_body_gets_413_not_400() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
+    let small = TestServer::start_with(|config| config.max_body_bytes = 1000).await;
+    let post = async |bytes: usize| {
+        reqwest::Client::new()
+            .post(format!("{}/api/session", small.base_url()))
+            .header("content-type", "application/json")
+            .body(format!("{{\"name\":\"bob\"{}}}", " ".repeat(bytes)))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(post(2000).await, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(post(500).await, StatusCode::OK);
 }

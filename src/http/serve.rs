@@ -47,18 +47,27 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let connections = TaskTracker::new();
+    // Whether the last accept failed: a failure is logged once, not at every retry.
+    let mut failing = false;
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
         let (tcp, addr) = match accepted {
-            Ok(accepted) => accepted,
+            Ok(accepted) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("accepting connections again");
+                }
+                accepted
+            }
             Err(error) if is_per_connection(&error) => continue,
             Err(error) => {
                 // Out of file descriptors (EMFILE) and the like: the next accept would fail the
                 // same way at once, so give closing connections a moment instead of spinning.
-                tracing::error!(%error, "cannot accept a connection; retrying shortly");
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::error!(%error, "cannot accept connections; retrying every 100 ms");
+                }
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep(Duration::from_millis(100)) => continue,

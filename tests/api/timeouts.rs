@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::support::{TestServer, read_until_closed};
+use crate::support::{PATIENCE, TestServer, read_until_closed, spawn_binary_with_open_files};
 
 /// The bounds the tests run with: short, so that they run quickly; the defaults (10 s and 30 s)
 /// are checked in `config`.
@@ -88,4 +88,33 @@ async fn many_stalled_sockets_are_all_closed_and_others_are_served_meanwhile() {
     for mut stream in stalled {
         read_until_closed(&mut stream, HEADERS + SLACK).await;
     }
+}
+
+#[tokio::test]
+async fn running_out_of_open_files_does_not_stop_the_server() {
+    // The finding: with a low open-files limit, stalled sockets used up every descriptor, the
+    // server logged `Too many open files` and stopped answering.
+    let folder = tempfile::tempdir().unwrap();
+    let dir = folder.path().to_str().unwrap();
+    let (_server, host) =
+        spawn_binary_with_open_files(96, &["--data-dir", dir, "--header-timeout", "1"]).await;
+    let addr: std::net::SocketAddr = host.parse().unwrap();
+    let mut stalled = Vec::new();
+    for _ in 0..150 {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        stalled.push(stream);
+    }
+    // More than the server can hold at once: it takes them in turns as the earlier time out.
+    for mut stream in stalled {
+        read_until_closed(&mut stream, Duration::from_secs(20)).await;
+    }
+    let health = tokio::time::timeout(PATIENCE, reqwest::get(format!("http://{host}/healthz")))
+        .await
+        .expect("the server answers again")
+        .unwrap();
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
 }

@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::support::{PATIENCE, SelfSigned, TestServer, http_exchange};
+use std::time::Duration;
+
+use crate::support::{PATIENCE, SelfSigned, TestServer, http_exchange, read_until_closed};
 
 async fn tls_server() -> (TestServer, SelfSigned, tempfile::TempDir) {
     let folder = tempfile::tempdir().unwrap();
@@ -16,6 +18,7 @@ async fn tls_server() -> (TestServer, SelfSigned, tempfile::TempDir) {
     let server = TestServer::start_with(move |config| {
         config.tls_cert = Some(cert_path);
         config.tls_key = Some(key_path);
+        config.header_timeout = 1;
     })
     .await;
     (server, cert, folder)
@@ -134,4 +137,15 @@ async fn a_trusted_proxy_saying_https_makes_cookies_secure() {
         .to_ascii_lowercase();
     assert!(!cookie.contains("secure"), "{cookie}");
     assert!(!direct.headers().contains_key("strict-transport-security"));
+}
+
+#[tokio::test]
+async fn a_stalled_tls_handshake_is_cut_off_after_the_header_timeout() {
+    let (server, _cert, _folder) = tls_server().await;
+    let mut silent = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let (_, after) = read_until_closed(&mut silent, Duration::from_secs(4)).await;
+    assert!(
+        after >= Duration::from_millis(900),
+        "closed too early: {after:?}"
+    );
 }

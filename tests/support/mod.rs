@@ -294,10 +294,30 @@ fn uuid_like() -> String {
 /// Starts the real `confab` binary with `args` (plus a free port) and returns it with the
 /// `host:port` it serves, read from the line it logs once it is ready.
 pub async fn spawn_binary(args: &[&str]) -> (tokio::process::Child, String) {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"));
+    command.args(["--addr", "127.0.0.1:0"]).args(args);
+    spawn_ready(command).await
+}
+
+/// Like [`spawn_binary`], with the process's open-files limit lowered to `open_files` (through
+/// the shell's `ulimit`, which the server then inherits).
+pub async fn spawn_binary_with_open_files(
+    open_files: u32,
+    args: &[&str],
+) -> (tokio::process::Child, String) {
+    let mut command = tokio::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("ulimit -n {open_files} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_confab"))
         .args(["--addr", "127.0.0.1:0"])
-        .args(args)
+        .args(args);
+    spawn_ready(command).await
+}
+
+async fn spawn_ready(mut command: tokio::process::Command) -> (tokio::process::Child, String) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = command
         .env("CONFAB_LOG", "info")
         .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::piped())

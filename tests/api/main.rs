@@ -8,6 +8,7 @@ mod bad_input;
 mod history;
 mod lobby;
 mod messages;
+mod names;
 mod presence;
 mod restart;
 mod session;

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::limits::{self, Rate};
+
 /// Smallest secret accepted from `CONFAB_SECRET`: 64 characters of key material.
 pub const MIN_SECRET_CHARS: usize = 64;
 
@@ -65,6 +67,42 @@ pub struct Config {
     /// cap at once, for benchmarks and load tests. Size limits and --max-connections stay.
     #[arg(long, env = "CONFAB_RATE_LIMITS", default_value = "on", value_enum)]
     pub rate_limits: RateLimits,
+
+    /// `send` bucket per user (anonymous: per IP): BURST+COUNT/UNIT, UNIT one of s, min, h.
+    #[arg(long, env = "CONFAB_LIMIT_SEND", default_value = limits::defaults::SEND)]
+    pub limit_send: Rate,
+
+    /// `join` bucket per user (anonymous: per IP).
+    #[arg(long, env = "CONFAB_LIMIT_JOIN", default_value = limits::defaults::JOIN)]
+    pub limit_join: Rate,
+
+    /// `history` bucket per user (anonymous: per IP).
+    #[arg(long, env = "CONFAB_LIMIT_HISTORY", default_value = limits::defaults::HISTORY)]
+    pub limit_history: Rate,
+
+    /// `members` bucket per user (anonymous: per IP).
+    #[arg(long, env = "CONFAB_LIMIT_MEMBERS", default_value = limits::defaults::MEMBERS)]
+    pub limit_members: Rate,
+
+    /// `rooms` (lobby) bucket per user (anonymous: per IP).
+    #[arg(long, env = "CONFAB_LIMIT_ROOMS", default_value = limits::defaults::ROOMS)]
+    pub limit_rooms: Rate,
+
+    /// Rooms a user (anonymous: an IP) may bring into being by joining a new room.
+    #[arg(long, env = "CONFAB_LIMIT_ROOM_CREATE", default_value = limits::defaults::ROOM_CREATE)]
+    pub limit_room_create: Rate,
+
+    /// Rooms brought into being from one IP, whoever the users.
+    #[arg(long, env = "CONFAB_LIMIT_ROOM_CREATE_IP", default_value = limits::defaults::ROOM_CREATE_IP)]
+    pub limit_room_create_ip: Rate,
+
+    /// New guest sessions (`POST /api/session` without a session) per IP.
+    #[arg(long, env = "CONFAB_LIMIT_SESSION_IP", default_value = limits::defaults::SESSION_IP)]
+    pub limit_session_ip: Rate,
+
+    /// Refused requests a connection may make before it is closed with 1008.
+    #[arg(long, env = "CONFAB_LIMIT_REFUSALS", default_value = limits::defaults::REFUSALS)]
+    pub limit_refusals: Rate,
 }
 
 /// Whether rate limits and per-IP caps apply (see `--rate-limits`).
@@ -88,6 +126,15 @@ impl Config {
             log: "info".into(),
             stall_timeout: 15,
             rate_limits: RateLimits::On,
+            limit_send: default_rate(limits::defaults::SEND),
+            limit_join: default_rate(limits::defaults::JOIN),
+            limit_history: default_rate(limits::defaults::HISTORY),
+            limit_members: default_rate(limits::defaults::MEMBERS),
+            limit_rooms: default_rate(limits::defaults::ROOMS),
+            limit_room_create: default_rate(limits::defaults::ROOM_CREATE),
+            limit_room_create_ip: default_rate(limits::defaults::ROOM_CREATE_IP),
+            limit_session_ip: default_rate(limits::defaults::SESSION_IP),
+            limit_refusals: default_rate(limits::defaults::REFUSALS),
         }
     }
 
@@ -98,6 +145,11 @@ impl Config {
     pub fn stall_timeout(&self) -> Duration {
         Duration::from_secs(self.stall_timeout)
     }
+}
+
+/// The built-in defaults are constants of `limits::defaults`, tested to parse.
+fn default_rate(text: &str) -> Rate {
+    text.parse().expect("built-in rate defaults parse")
 }
 
 fn parse_prefix(raw: &str) -> Result<String, String> {

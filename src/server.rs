@@ -132,6 +132,7 @@ impl Server {
             idle_timeout: config.idle_timeout(),
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
+            limits: crate::limits::Limits::new(&config),
         };
         Ok(Self {
             listener,
@@ -178,6 +179,8 @@ impl Server {
                 tracing::debug!(%error, "cannot set SO_SNDBUF");
             }
         });
+        // The peer address feeds per-IP rate limits.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 signal.await;

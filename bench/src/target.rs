@@ -107,6 +107,10 @@ async fn spawn(binary: &Path, args: &TargetArgs) -> anyhow::Result<Server> {
         .arg(data_dir.path())
         .arg("--idle-timeout")
         .arg(SPAWNED_IDLE_TIMEOUT_SECS.to_string())
+        // A load generator is one IP sending far faster than people: measure the server, not
+        // its rate limits.
+        .arg("--rate-limits")
+        .arg("off")
         .args(&args.server_arg)
         .stdin(Stdio::null())
         .stdout(log_file.try_clone()?)

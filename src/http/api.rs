@@ -1,8 +1,10 @@
 //! JSON endpoints: the guest session (`/api/session`), the lobby list (`/api/rooms`) and the
 //! liveness probe (`/healthz`).
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
 use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -14,6 +16,7 @@ use serde_json::json;
 use super::ApiError;
 use crate::domain::{DisplayName, User, UserId};
 use crate::identity;
+use crate::limits::IpKind;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -34,13 +37,26 @@ async fn current(jar: SignedCookieJar) -> Result<Json<serde_json::Value>, ApiErr
 }
 
 /// Creates a guest session, or renames the current one: an existing user keeps their id.
+/// New sessions are rate-limited per IP (renames are not: they mint nothing).
 async fn sign_in(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     jar: SignedCookieJar,
     body: Result<Json<SignIn>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(body) = body.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
     let name = DisplayName::parse(&body.name).map_err(|e| ApiError::InvalidName(e.to_string()))?;
-    let id = identity::user_from(&jar).map_or_else(UserId::generate, |user| user.id);
+    let id = match identity::user_from(&jar) {
+        Some(user) => user.id,
+        None => {
+            // TODO(http helper): the client IP from `ClientAddr` (trusted proxies) once it lands.
+            state
+                .limits
+                .check_ip(IpKind::Session, peer.ip())
+                .map_err(|retry| ApiError::RateLimited(retry.millis()))?;
+            UserId::generate()
+        }
+    };
     let user = User { id, name };
     let jar = jar.add(identity::cookie_for(&user));
     Ok((jar, Json(json!({ "user": user }))))

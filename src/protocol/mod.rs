@@ -22,6 +22,8 @@ pub mod close {
     pub const NORMAL: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
     pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// The connection kept going well past its rate limits.
+    pub const POLICY_VIOLATION: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
     /// Nothing arrived for `idle_timeout` seconds.
     pub const IDLE_TIMEOUT: u16 = 4000;

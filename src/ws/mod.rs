@@ -7,7 +7,9 @@ mod writer;
 
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Query, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum_extra::extract::SignedCookieJar;
@@ -16,6 +18,7 @@ use serde::Deserialize;
 use crate::domain::{DisplayName, User, UserId};
 use crate::http::ApiError;
 use crate::identity;
+use crate::limits::{self, Payer};
 use crate::protocol::MAX_FRAME_BYTES;
 use crate::state::AppState;
 
@@ -41,26 +44,37 @@ struct Params {
 
 async fn upgrade(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     jar: SignedCookieJar,
     Query(params): Query<Params>,
     socket: WebSocketUpgrade,
 ) -> Response {
-    let user = match (identity::user_from(&jar), params.name) {
-        (Some(user), _) => user,
+    // TODO(http helper): take the client IP from `ClientAddr` (trusted proxies) once it lands.
+    let ip = peer.ip();
+    let (user, payer) = match (identity::user_from(&jar), params.name) {
+        (Some(user), _) => {
+            let payer = Payer::User(user.id.clone());
+            (user, payer)
+        }
+        // A new id on every connect: the IP pays, so reconnecting buys no fresh burst.
         (None, Some(name)) => match DisplayName::parse(&name) {
-            Ok(name) => User {
-                id: UserId::generate(),
-                name,
-            },
+            Ok(name) => (
+                User {
+                    id: UserId::generate(),
+                    name,
+                },
+                Payer::Anonymous(ip),
+            ),
             Err(invalid) => return ApiError::InvalidName(invalid.to_string()).into_response(),
         },
         (None, None) => return ApiError::Unauthenticated.into_response(),
     };
     let sessions = state.sessions.clone();
+    let limits = limits::Connection::new(state.limits.clone(), payer, ip);
     socket
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(TRANSPORT_MAX_FRAME)
         .max_frame_size(TRANSPORT_MAX_FRAME)
-        .on_upgrade(move |socket| sessions.track_future(session::run(socket, user, state)))
+        .on_upgrade(move |socket| sessions.track_future(session::run(socket, user, limits, state)))
 }

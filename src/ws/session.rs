@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use super::writer::{self, CloseRequest};
 use crate::domain::{ClientId, ConnectionId, MessageText, RoomName, User};
+use crate::limits;
 use crate::protocol::client::{self, ClientFrame, Ref};
 use crate::protocol::server::{self, Frame};
 use crate::protocol::{
@@ -26,7 +27,7 @@ use crate::rooms::writer::{AppendError, AppendReply, Sent};
 use crate::state::AppState;
 use crate::store::NewMessage;
 
-pub async fn run(socket: WebSocket, user: User, state: AppState) {
+pub async fn run(socket: WebSocket, user: User, limits: limits::Connection, state: AppState) {
     let conn = ConnectionId::next();
     let span = tracing::info_span!("ws", conn = conn.0, user = %user.id.as_str(), name = %user.name.as_str());
     async move {
@@ -47,6 +48,8 @@ pub async fn run(socket: WebSocket, user: User, state: AppState) {
             outbox,
             rooms: HashSet::new(),
             watching_lobby: false,
+            limits,
+            closing: None,
         };
         let close = session.read(stream, &done).await;
         session.leave_everything();
@@ -73,6 +76,9 @@ struct Session {
     outbox: Outbox,
     rooms: HashSet<RoomName>,
     watching_lobby: bool,
+    limits: limits::Connection,
+    /// Set when a request decides the connection must end (e.g. rate limits ignored).
+    closing: Option<CloseRequest>,
 }
 
 /// A `send` waiting for its group commit, with the `ref` its answer must carry.
@@ -117,6 +123,9 @@ impl Session {
                             if let Some(pending) = self.handle(text.as_str()).await {
                                 sends.push_back(pending);
                             }
+                            if let Some(request) = self.closing.take() {
+                                return Some(request);
+                            }
                         }
                         Message::Binary(_) => return Some((close::UNSUPPORTED_DATA, "text frames only")),
                         Message::Ping(_) | Message::Pong(_) => {}
@@ -150,6 +159,25 @@ impl Session {
             }
         };
         let reference = reference.as_ref();
+        if let Err(refusal) = self
+            .limits
+            .admit(&frame, &self.state.hub, self.state.store.as_ref())
+            .await
+        {
+            let retry = Some(refusal.retry_after.millis());
+            let error = server::error_with_retry(
+                ErrorCode::RateLimited,
+                &refusal.message(),
+                reference,
+                retry,
+            );
+            self.send(error);
+            if refusal.close {
+                tracing::info!("closed: kept going past its rate limits");
+                self.closing = Some((close::POLICY_VIOLATION, "rate limits ignored"));
+            }
+            return None;
+        }
         match frame {
             ClientFrame::Join { room, since } => self.join(room, since, reference).await,
             ClientFrame::Leave { room } => self.leave(&room, reference),

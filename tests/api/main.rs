@@ -6,6 +6,7 @@ mod support;
 
 mod bad_input;
 mod history;
+mod limits;
 mod lobby;
 mod messages;
 mod names;

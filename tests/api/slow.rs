@@ -9,7 +9,7 @@ use crate::support::{Event, TestServer, seqs};
 
 #[tokio::test]
 async fn a_reader_that_cannot_keep_up_is_cut_off_and_resumes_without_loss() {
-    let server = TestServer::start().await;
+    let server = TestServer::unlimited().await;
     let mut sender = server.client("sender").await;
     sender.join("r").await;
     let mut slow = server.client("slow").await;

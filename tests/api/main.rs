@@ -14,3 +14,4 @@ mod presence;
 mod restart;
 mod session;
 mod slow;
+mod takeover;

@@ -10,6 +10,7 @@ mod limits;
 mod lobby;
 mod messages;
 mod names;
+mod parse;
 mod presence;
 mod restart;
 mod session;

@@ -65,7 +65,8 @@ pub enum Kind {
 
 impl Kind {
     /// The bucket a client frame pays from; `None` for frames that are never limited (`leave`
-    /// frees resources, `ping` is the keepalive).
+    /// frees resources, `ping` is the keepalive). The `members` frame pays from
+    /// [`Kind::Members`] (its arm comes with the frame).
     pub fn of(frame: &ClientFrame) -> Option<Self> {
         match frame {
             ClientFrame::Send { .. } => Some(Self::Send),

@@ -49,6 +49,12 @@ else
     cargo test --workspace --locked --no-fail-fast
 fi
 
+# ---- fuzzing (issue 10, point 11) ----------------------------------------------------------
+# Every cargo-fuzz target in fuzz/ for 60 s on the nightly toolchain, 0 crashes allowed; the
+# corpus it grows is kept in fuzz/corpus. FUZZ_SECONDS changes the time per target.
+say "fuzzing: every target in fuzz/ for ${FUZZ_SECONDS:-60}s (scripts/fuzz.sh)"
+bash scripts/fuzz.sh
+
 say "benchmark smoke run (small sizes, a few seconds: keeps confab-bench from rotting)"
 cargo build --release --locked -p confab -p confab-bench --bin confab --bin confab-bench
 # Exits non-zero if any delivery was lost or duplicated.

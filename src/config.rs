@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::limits::{self, Rate};
+
 /// Smallest secret accepted from `CONFAB_SECRET`: 64 characters of key material.
 pub const MIN_SECRET_CHARS: usize = 64;
 
@@ -122,6 +124,42 @@ pub struct Config {
     #[arg(long, env = "CONFAB_MAX_BODY_BYTES", default_value_t = 64 * 1024,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_body_bytes: u32,
+
+    /// `send` bucket per user (anonymous: per IP): BURST+COUNT/UNIT, UNIT one of s, min, h.
+    #[arg(long, env = "CONFAB_LIMIT_SEND", default_value = limits::defaults::SEND)]
+    pub limit_send: Rate,
+
+    /// `join` bucket per user (anonymous: per IP).
+    #[arg(long, env = "CONFAB_LIMIT_JOIN", default_value = limits::defaults::JOIN)]
+    pub limit_join: Rate,
+
+    /// `history` bucket per user (anonymous: per IP).
+    #[arg(long, env = "CONFAB_LIMIT_HISTORY", default_value = limits::defaults::HISTORY)]
+    pub limit_history: Rate,
+
+    /// `members` bucket per user (anonymous: per IP).
+    #[arg(long, env = "CONFAB_LIMIT_MEMBERS", default_value = limits::defaults::MEMBERS)]
+    pub limit_members: Rate,
+
+    /// `rooms` (lobby) bucket per user (anonymous: per IP).
+    #[arg(long, env = "CONFAB_LIMIT_ROOMS", default_value = limits::defaults::ROOMS)]
+    pub limit_rooms: Rate,
+
+    /// Rooms a user (anonymous: an IP) may bring into being by joining a new room.
+    #[arg(long, env = "CONFAB_LIMIT_ROOM_CREATE", default_value = limits::defaults::ROOM_CREATE)]
+    pub limit_room_create: Rate,
+
+    /// Rooms brought into being from one IP, whoever the users.
+    #[arg(long, env = "CONFAB_LIMIT_ROOM_CREATE_IP", default_value = limits::defaults::ROOM_CREATE_IP)]
+    pub limit_room_create_ip: Rate,
+
+    /// New guest sessions (`POST /api/session` without a session) per IP.
+    #[arg(long, env = "CONFAB_LIMIT_SESSION_IP", default_value = limits::defaults::SESSION_IP)]
+    pub limit_session_ip: Rate,
+
+    /// Refused requests a connection may make before it is closed with 1008.
+    #[arg(long, env = "CONFAB_LIMIT_REFUSALS", default_value = limits::defaults::REFUSALS)]
+    pub limit_refusals: Rate,
 }
 
 /// An origin `--allowed-origins` admits: any, or one `scheme://host[:port]`, kept lowercase and
@@ -191,6 +229,15 @@ impl Config {
             tls_cert: None,
             tls_key: None,
             max_body_bytes: 64 * 1024,
+            limit_send: default_rate(limits::defaults::SEND),
+            limit_join: default_rate(limits::defaults::JOIN),
+            limit_history: default_rate(limits::defaults::HISTORY),
+            limit_members: default_rate(limits::defaults::MEMBERS),
+            limit_rooms: default_rate(limits::defaults::ROOMS),
+            limit_room_create: default_rate(limits::defaults::ROOM_CREATE),
+            limit_room_create_ip: default_rate(limits::defaults::ROOM_CREATE_IP),
+            limit_session_ip: default_rate(limits::defaults::SESSION_IP),
+            limit_refusals: default_rate(limits::defaults::REFUSALS),
         }
     }
 
@@ -228,6 +275,11 @@ impl Config {
             .map(Some)
             .map_err(|error| format!("{}: {error}", path.display()))
     }
+}
+
+/// The built-in defaults are constants of `limits::defaults`, tested to parse.
+fn default_rate(text: &str) -> Rate {
+    text.parse().expect("built-in rate defaults parse")
 }
 
 fn parse_prefix(raw: &str) -> Result<String, String> {

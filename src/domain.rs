@@ -6,13 +6,16 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+use unicode_normalization::UnicodeNormalization;
 
 /// Why a value from a client was refused; each variant maps to one protocol error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum InvalidValue {
     #[error("room names are 1-64 characters of A-Z, a-z, 0-9, _ and -")]
     Room,
-    #[error("display names are 1-32 characters without control characters")]
+    #[error(
+        "display names are 1-32 visible characters, without control, bidi, zero-width or invisible characters"
+    )]
     Name,
     #[error(
         "messages are 1-4000 characters, not only whitespace, without control characters other than newlines and tabs"
@@ -71,17 +74,25 @@ impl fmt::Display for RoomName {
     }
 }
 
-/// A display name: trimmed, 1-32 characters, no control characters. Names are for people;
-/// identity is always the [`UserId`].
+/// A display name: NFC-normalised, trimmed, 1-32 characters (counted after normalisation),
+/// with at least one visible character and none of the characters that let one name pass for
+/// another (see [`is_refused_in_names`]). Names are for people; identity is always the
+/// [`UserId`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct DisplayName(String);
 
 impl DisplayName {
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        let trimmed = raw.trim();
+        // Normalise first: trimming and counting must see the characters people will see.
+        let normalised: String = raw.nfc().collect();
+        let trimmed = normalised.trim();
         let chars = trimmed.chars().count();
-        if chars == 0 || chars > MAX_NAME_CHARS || trimmed.chars().any(char::is_control) {
+        let refused = trimmed
+            .chars()
+            .any(|c| c.is_control() || is_refused_in_names(c));
+        let visible = trimmed.chars().any(|c| !is_invisible(c));
+        if chars == 0 || chars > MAX_NAME_CHARS || refused || !visible {
             return Err(InvalidValue::Name);
         }
         Ok(Self(trimmed.to_owned()))
@@ -90,6 +101,34 @@ impl DisplayName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Characters refused anywhere in a display name: bidi controls (which reorder what follows,
+/// so `\u{202E}ecila` shows as "alice"), and zero-width or invisible characters (which make two
+/// names that look the same differ, or a name that looks empty). Emoji sequences joined with
+/// U+200D are refused too, as a price of refusing U+200D; message text keeps all of these.
+pub fn is_refused_in_names(c: char) -> bool {
+    matches!(c,
+        // Bidi controls.
+        '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{061C}'
+        // Zero-width and invisible characters.
+        | '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{115F}' | '\u{1160}'
+        | '\u{3164}' | '\u{FFA0}' | '\u{2800}'
+    )
+}
+
+/// Characters that show nothing by themselves: white space, controls, the refused ones and the
+/// rest of Unicode's Default_Ignorable_Code_Point set (soft hyphen, variation selectors, tags).
+/// A name made only of these is refused; one of them beside visible characters is allowed.
+fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || c.is_control()
+        || is_refused_in_names(c)
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{17B4}' | '\u{17B5}' | '\u{180B}'..='\u{180F}'
+            | '\u{2061}'..='\u{206F}' | '\u{FE00}'..='\u{FE0F}' | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}'
+        )
 }
 
 /// Message text: 1-4000 characters, not only whitespace. Kept exactly as typed (newlines too).
@@ -197,6 +236,90 @@ mod tests {
         assert_eq!(DisplayName::parse(&"a".repeat(33)), Err(InvalidValue::Name));
         assert_eq!(DisplayName::parse("a\u{7}b"), Err(InvalidValue::Name));
         assert_eq!(DisplayName::parse("a\nb"), Err(InvalidValue::Name));
+    }
+
+    #[test]
+    fn display_names_are_normalised_before_they_are_counted() {
+        // "e" + combining acute is one character once composed.
+        let decomposed = "e\u{301}".repeat(32);
+        let name = DisplayName::parse(&decomposed).unwrap();
+        assert_eq!(name.as_str(), "\u{e9}".repeat(32));
+        assert_eq!(DisplayName::parse("e\u{301}"), DisplayName::parse("\u{e9}"));
+        // Hangul jamo compose too: three code points, one syllable.
+        assert_eq!(
+            DisplayName::parse("\u{1100}\u{1161}\u{11A8}")
+                .unwrap()
+                .as_str(),
+            "\u{AC01}"
+        );
+    }
+
+    #[test]
+    fn every_listed_bidi_and_invisible_character_is_refused() {
+        let listed = [
+            '\u{200E}', '\u{200F}', '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}',
+            '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}', '\u{061C}', '\u{200B}', '\u{200C}',
+            '\u{200D}', '\u{2060}', '\u{FEFF}', '\u{115F}', '\u{1160}', '\u{3164}', '\u{FFA0}',
+            '\u{2800}',
+        ];
+        for c in listed {
+            for name in [
+                format!("{c}"),
+                format!("al{c}ice"),
+                format!("{c}alice"),
+                format!("alice{c}"),
+            ] {
+                assert_eq!(
+                    DisplayName::parse(&name),
+                    Err(InvalidValue::Name),
+                    "{:?}",
+                    name
+                );
+            }
+        }
+        // The spoof from the report: U+202E then a reversed, partly Cyrillic name.
+        assert_eq!(
+            DisplayName::parse("\u{202E}ecil\u{430}"),
+            Err(InvalidValue::Name)
+        );
+        // An emoji family is joined with U+200D: refused in names (fine in messages).
+        assert_eq!(
+            DisplayName::parse("\u{1F468}\u{200D}\u{1F469}"),
+            Err(InvalidValue::Name)
+        );
+        assert!(MessageText::parse("\u{1F468}\u{200D}\u{1F469} \u{202E}x".into()).is_ok());
+    }
+
+    #[test]
+    fn names_with_nothing_visible_are_refused_and_anything_visible_is_kept() {
+        for invisible in [
+            "\u{00AD}",
+            "\u{FE0F}",
+            "\u{E0041}\u{E0042}",
+            "\u{00A0}\u{3000}",
+        ] {
+            assert_eq!(
+                DisplayName::parse(invisible),
+                Err(InvalidValue::Name),
+                "{invisible:?}"
+            );
+        }
+        for visible in [
+            "\u{1F600}",
+            "\u{2764}\u{FE0F}",
+            "\u{0639}\u{0644}\u{064A}",
+            "\u{4E2D}\u{6587}",
+            "\u{0430}lice",
+            "x\u{00AD}y",
+            "\u{0301}",
+            "o'brien",
+            "\u{1F44D}\u{1F3FD}",
+        ] {
+            assert!(
+                DisplayName::parse(visible).is_ok(),
+                "{visible:?} is visible"
+            );
+        }
     }
 
     #[test]

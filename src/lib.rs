@@ -13,12 +13,14 @@
 //! - [`protocol`], [`domain`]: plain types. Wire frames and validated values; they import
 //!   nothing else of ours.
 //! - [`config`], [`state`]: options and the state every request shares.
+//! - [`limits`]: rate limits (token buckets per user and per IP), checked at the edges.
 
 pub mod broker;
 pub mod config;
 pub mod domain;
 pub mod http;
 pub mod identity;
+pub mod limits;
 pub mod protocol;
 pub mod rooms;
 pub mod server;

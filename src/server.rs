@@ -206,6 +206,7 @@ impl Server {
             shutdown_timeout: config.shutdown_timeout(),
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
+            limits: crate::limits::Limits::new(&config),
         };
         let options = ServeOptions {
             header_timeout: config.header_timeout(),

@@ -30,6 +30,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Every WebSocket session, so shutdown can wait for them to finish.
     pub sessions: TaskTracker,
+    /// Rate-limit buckets, shared by every connection and request.
+    pub limits: Arc<crate::limits::Limits>,
 }
 
 impl FromRef<AppState> for Key {

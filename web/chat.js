@@ -7,6 +7,12 @@
 // * Typed messages go to an outbox with a `client_id` made once. They are sent when the
 //   connection has joined, and re-sent with the same `client_id` after every reconnect until a
 //   `message` carrying that `client_id` confirms them; the server stores each `client_id` once.
+//
+// Staying within the server's rate limits (docs/protocol.md, "Limits"): sends leave through
+// `pumpOutbox`, a token bucket a little stricter than the server's default send limit (a burst
+// of 10, then 2 a second), so replaying a long outbox after a reconnect paces itself instead of
+// being refused. Should the server still say `rate_limited` (a lower limit, another tab of the
+// same user), the refused request waits `retry_after_ms` and goes again; nothing is dropped.
 
 import { Connection } from "/assets/client.js";
 import {
@@ -16,7 +22,9 @@ import {
   charCount,
   fetchSession,
   isValidRoom,
+  nameKey,
   newClientId,
+  userTag,
 } from "/assets/common.js";
 
 const $ = (id) => document.getElementById(id);
@@ -27,6 +35,9 @@ const GAP_MAX_ROUNDS = 10;
 const GROUP_WINDOW_MS = 5 * 60 * 1000;
 const NEAR_BOTTOM_PX = 80;
 const NEAR_TOP_PX = 240;
+/** Client-side send pacing: below the server's default of 10 at once, then 2 a second. */
+const SEND_BURST = 8;
+const SEND_INTERVAL_MS = 600;
 
 const ui = {
   app: $("app"),
@@ -87,6 +98,10 @@ let memberCount = 0;
 let membersAfter = null;
 /** A `members` request is on its way. */
 let membersLoading = false;
+/** The send pacer's bucket: tokens left, when it was last refilled, and its wake-up timer. */
+const pacer = { tokens: SEND_BURST, refilled: performance.now(), pausedUntil: 0, timer: null };
+/** nameKey -> ids of the users seen with that name (members and authors shown). */
+const idsByName = new Map();
 
 const conn = new Connection({
   onConnecting() {
@@ -150,6 +165,7 @@ async function handleClose({ hadHello, stopped }) {
   for (const entry of outbox) {
     if (entry.state === "sent") entry.state = "queued";
     clearTimeout(entry.retryTimer);
+    entry.retryTimer = null;
   }
   setStatus("reconnecting");
   if (!hadHello && !stopped) {
@@ -271,6 +287,28 @@ function handleHistory(frame) {
 
 function handleError(frame) {
   const entry = frame.ref !== undefined ? outbox.find((e) => e.clientId === frame.ref) : undefined;
+  const retryAfter = Number.isFinite(frame.retry_after_ms) ? Math.max(0, frame.retry_after_ms) : 1000;
+  if (entry && frame.code === "rate_limited") {
+    // Nothing was stored: hold every send until the server's bucket has a token again.
+    entry.state = "queued";
+    pacer.tokens = 0;
+    pacer.pausedUntil = performance.now() + retryAfter;
+    pumpOutbox();
+    return;
+  }
+  if (frame.code === "rate_limited" && (frame.ref === "join" || frame.ref === "history")) {
+    // The request had no effect; ask again once the server says it will be accepted.
+    const request = historyInFlight;
+    if (frame.ref === "history") historyInFlight = null;
+    setTimeout(() => {
+      if (frame.ref === "join" && !inRoom) {
+        conn.send(joinedOnce ? { type: "join", room, since: lastSeq, ref: "join" } : { type: "join", room, ref: "join" });
+      } else if (frame.ref === "history" && request && inRoom) {
+        requestHistory(request);
+      }
+    }, retryAfter);
+    return;
+  }
   if (entry) {
     if (frame.code === "unavailable" || frame.code === "not_joined") {
       // Nothing was stored: keep it pending and try again a little later, same client_id.
@@ -279,7 +317,8 @@ function handleError(frame) {
       clearTimeout(entry.retryTimer);
       const delay = Math.min(10000, 500 * 2 ** Math.min(entry.retries, 5)) * (0.5 + Math.random() / 2);
       entry.retryTimer = setTimeout(() => {
-        if (inRoom && entry.state === "queued") sendEntry(entry);
+        entry.retryTimer = null;
+        if (inRoom && entry.state === "queued") pumpOutbox();
       }, delay);
     } else {
       markFailed(entry, frame.message || "The server refused this message.");
@@ -413,7 +452,11 @@ function buildMessage(m, pending) {
   author.className = "author";
   author.dir = "auto";
   author.textContent = m.user.name;
-  meta.append(author, timeElement(m.ts));
+  li.dataset.userName = m.user.name;
+  meta.append(author);
+  if (noteUser(m.user)) refreshTags();
+  if (nameIsShared(m.user.name)) meta.append(tagElement(m.user.id));
+  meta.append(timeElement(m.ts));
   const text = document.createElement("div");
   text.className = "text";
   text.dir = "auto";
@@ -552,7 +595,7 @@ function submitComposer() {
   ui.composer.value = "";
   autosize();
   updateCount();
-  if (inRoom) sendEntry(entry);
+  pumpOutbox();
   scrollToBottom();
 }
 
@@ -583,8 +626,31 @@ function sendEntry(entry) {
 
 /** Sends every unconfirmed message, in the order typed, after a `joined`. */
 function flushOutbox() {
+  pumpOutbox();
+}
+
+/**
+ * Sends queued outbox entries in the order typed, as fast as the pacer's bucket allows, and
+ * sets a timer for the rest. An entry waiting on its own retry backoff holds back the ones after
+ * it, so the order typed stays the order sent.
+ */
+function pumpOutbox() {
+  clearTimeout(pacer.timer);
+  pacer.timer = null;
+  if (!inRoom) return;
+  const now = performance.now();
+  pacer.tokens = Math.min(SEND_BURST, pacer.tokens + (now - pacer.refilled) / SEND_INTERVAL_MS);
+  pacer.refilled = now;
   for (const entry of outbox) {
-    if (entry.state === "queued") sendEntry(entry);
+    if (entry.state !== "queued") continue;
+    if (entry.retryTimer) return; // its own timer pumps again when it is due
+    if (now < pacer.pausedUntil || pacer.tokens < 1) {
+      const wait = Math.max(pacer.pausedUntil - now, (1 - pacer.tokens) * SEND_INTERVAL_MS, 10);
+      pacer.timer = setTimeout(pumpOutbox, wait);
+      return;
+    }
+    pacer.tokens -= 1;
+    sendEntry(entry);
   }
 }
 
@@ -602,6 +668,7 @@ function confirm(clientId) {
 function markFailed(entry, message) {
   entry.state = "failed";
   clearTimeout(entry.retryTimer);
+  entry.retryTimer = null;
   const li = entry.li;
   li.classList.add("failed");
   li.querySelector(".send-status")?.remove();
@@ -616,7 +683,7 @@ function markFailed(entry, message) {
     relayout();
     status.replaceWith(statusLine(pendingLabel()));
     entry.state = "queued";
-    if (inRoom) sendEntry(entry);
+    pumpOutbox();
   });
   const discard = document.createElement("button");
   discard.type = "button";
@@ -665,7 +732,46 @@ function autosize() {
 
 // ---- members -------------------------------------------------------------------------------
 
+// ---- telling people with the same name apart -------------------------------------------------
+
+/** Records that `user` goes by their name; true when that makes the name newly shared. */
+function noteUser(user) {
+  const key = nameKey(user.name);
+  let ids = idsByName.get(key);
+  if (!ids) {
+    ids = new Set();
+    idsByName.set(key, ids);
+  }
+  if (ids.has(user.id)) return false;
+  ids.add(user.id);
+  return ids.size === 2;
+}
+
+function nameIsShared(name) {
+  return (idsByName.get(nameKey(name))?.size ?? 0) >= 2;
+}
+
+function tagElement(id) {
+  const tag = document.createElement("span");
+  tag.className = "user-tag";
+  tag.textContent = userTag(id);
+  tag.title = "Tells apart people with the same name";
+  return tag;
+}
+
+/** Gives every shown message whose author's name is now shared its tag. */
+function refreshTags() {
+  for (const li of ui.messages.querySelectorAll("li.message")) {
+    const meta = li.querySelector(".meta");
+    if (!meta || meta.querySelector(".user-tag") || !nameIsShared(li.dataset.userName ?? "")) continue;
+    meta.querySelector(".author")?.after(tagElement(li.dataset.userId));
+  }
+}
+
 function renderMembers() {
+  let newlyShared = false;
+  for (const user of members.values()) if (noteUser(user)) newlyShared = true;
+  if (newlyShared) refreshTags();
   const sorted = [...members.values()].sort(
     (a, b) => a.name.localeCompare(b.name, undefined, { sensitivity: "base" }) || a.id.localeCompare(b.id),
   );
@@ -677,6 +783,7 @@ function renderMembers() {
     name.dir = "auto";
     name.textContent = user.name;
     li.append(avatar(user, "small"), name);
+    if (nameIsShared(user.name)) li.append(" ", tagElement(user.id));
     if (me && user.id === me.id) {
       li.classList.add("me");
       const you = document.createElement("span");

@@ -5,6 +5,10 @@ export const MAX_NAME_CHARS = 32;
 export const MAX_TEXT_CHARS = 4000;
 const ROOM_RULE = /^[A-Za-z0-9_-]{1,64}$/;
 const CONTROL_CHAR = /\p{Cc}/u;
+/** Refused in names by the server: bidi controls, zero-width and invisible characters. */
+const SPOOFING_CHAR = /[\u200E\u200F\u202A-\u202E\u2066-\u2069\u061C\u200B-\u200D\u2060\uFEFF\u115F\u1160\u3164\uFFA0\u2800]/u;
+/** Something that shows: not white space, a control or a default-ignorable character. */
+const VISIBLE_CHAR = /[^\p{White_Space}\p{Cc}\p{Default_Ignorable_Code_Point}\u2800]/u;
 
 /** Length in Unicode scalar values, as the server counts it. */
 export function charCount(text) {
@@ -15,9 +19,9 @@ export function charCount(text) {
 
 const SURROUNDING_SPACE = /^\p{White_Space}+|\p{White_Space}+$/gu;
 
-/** Trims what the server trims (Unicode White_Space, as Rust's `str::trim`). */
+/** Normalises (NFC) and trims what the server does (Unicode White_Space, as Rust's `str::trim`). */
 export function trimName(raw) {
-  return raw.replace(SURROUNDING_SPACE, "");
+  return raw.normalize("NFC").replace(SURROUNDING_SPACE, "");
 }
 
 /** Returns a message for people when `raw` is not a valid display name, otherwise null. */
@@ -28,6 +32,10 @@ export function nameProblem(raw) {
     return `Display names can be at most ${MAX_NAME_CHARS} characters (this one has ${charCount(name)}).`;
   }
   if (CONTROL_CHAR.test(name)) return "Display names cannot contain control characters.";
+  if (SPOOFING_CHAR.test(name)) {
+    return "Display names cannot contain direction marks, zero-width or invisible characters (emoji joined into one are not allowed either).";
+  }
+  if (!VISIBLE_CHAR.test(name)) return "Please enter a display name with something visible in it.";
   return null;
 }
 
@@ -149,15 +157,44 @@ export function initials(name) {
 }
 
 const AVATAR_COLOURS = 12;
+const TAG_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz";
 
-/** A stable colour class (`c0`..`c11`) from a user id (FNV-1a). */
-export function colourClass(id) {
+/**
+ * 32 well-mixed bits from a user id: FNV-1a, then murmur3's finaliser so ids that differ in a
+ * few characters differ everywhere. Colour and tag come from the id and nothing else, never the
+ * name: a lookalike name gets its own colour and tag, and matching both by re-rolling ids takes
+ * about a million new sessions, which the per-IP session limit makes impractical.
+ */
+function idHash(id) {
   let h = 0x811c9dc5;
   for (let i = 0; i < id.length; i++) {
     h ^= id.charCodeAt(i);
     h = Math.imul(h, 0x01000193);
   }
-  return "c" + ((h >>> 0) % AVATAR_COLOURS);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** A stable colour class (`c0`..`c11`) from a user id. */
+export function colourClass(id) {
+  return "c" + ((idHash(id) >>> 20) % AVATAR_COLOURS);
+}
+
+/** A short stable tag from a user id (`#` and 4 characters: 20 bits), shown beside a name that another member shares. */
+export function userTag(id) {
+  const h = idHash(id);
+  let tag = "#";
+  for (let shift = 15; shift >= 0; shift -= 5) tag += TAG_ALPHABET[(h >>> shift) & 31];
+  return tag;
+}
+
+/** When two names count as the same to a reader: compatibility-normalised and case-folded. */
+export function nameKey(name) {
+  return name.normalize("NFKC").toLocaleLowerCase();
 }
 
 export function avatar(user, extraClass) {

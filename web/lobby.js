@@ -26,6 +26,12 @@ const ui = {
 let me = null;
 /** name -> online count; the order of the list is computed from it. */
 const rooms = new Map();
+/**
+ * name -> position in the last snapshot. The server ranks rooms so that made-up ones never push
+ * out a conversation (docs/protocol.md, `rooms`); re-sorting by online count here would undo
+ * that. Rooms first seen in updates come after the snapshot's, busiest first.
+ */
+const snapshotRank = new Map();
 let haveSnapshot = false;
 let everConnected = false;
 
@@ -71,6 +77,10 @@ function setStatus(state) {
 function applyRooms(list, full) {
   if (full) {
     rooms.clear();
+    snapshotRank.clear();
+    list.forEach((room, index) => {
+      if (room && typeof room.name === "string") snapshotRank.set(room.name, index);
+    });
     haveSnapshot = true;
   }
   for (const room of list) {
@@ -82,8 +92,12 @@ function applyRooms(list, full) {
 }
 
 function renderRooms() {
-  // Busiest first, then by name; re-rendering keeps each item's element so focus survives.
-  const sorted = [...rooms.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+  // The server's ranking, then busiest first, then by name; re-rendering keeps each item's
+  // element so focus survives.
+  const rank = (name) => snapshotRank.get(name) ?? Number.MAX_SAFE_INTEGER;
+  const sorted = [...rooms.entries()].sort(
+    (a, b) => rank(a[0]) - rank(b[0]) || b[1] - a[1] || a[0].localeCompare(b[0]),
+  );
   const existing = new Map();
   for (const li of ui.rooms.children) existing.set(li.dataset.room, li);
   const focused = document.activeElement;

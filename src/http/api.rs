@@ -12,10 +12,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::ApiError;
-use super::edge::Secure;
+use super::edge::{ClientAddr, Secure};
 use super::serve::BodyTimedOut;
 use crate::domain::{DisplayName, User, UserId};
 use crate::identity::{self, Session};
+use crate::limits::IpKind;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -51,9 +52,12 @@ async fn current(jar: SignedCookieJar) -> Result<Json<serde_json::Value>, ApiErr
 }
 
 /// Creates a guest session, or renames the current one: an existing user keeps their id, and
-/// the session its id and expiry (so revoking it covers every cookie it was ever given).
+/// the session its id and expiry (so revoking it covers every cookie it was ever given). New
+/// sessions are rate-limited per client address (renames are not: they mint nothing).
 async fn sign_in(
+    State(state): State<AppState>,
     Secure(secure): Secure,
+    client: ClientAddr,
     jar: SignedCookieJar,
     body: Result<Json<SignIn>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -67,10 +71,16 @@ async fn sign_in(
             },
             ..session
         },
-        None => Session::start(User {
-            id: UserId::generate(),
-            name,
-        }),
+        None => {
+            state
+                .limits
+                .check_ip(IpKind::Session, client.bucket())
+                .map_err(|retry| ApiError::RateLimited(retry.millis()))?;
+            Session::start(User {
+                id: UserId::generate(),
+                name,
+            })
+        }
     };
     let jar = jar.add(identity::cookie_for(&session, secure));
     Ok((jar, Json(json!({ "user": session.user }))))

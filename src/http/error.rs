@@ -2,7 +2,7 @@
 //! details are logged here, once, and never shown to clients.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -26,6 +26,9 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("the request body did not arrive in time")]
     BodyTimedOut,
+    /// Over a rate limit; nothing was done. Carries the milliseconds to wait.
+    #[error("too many requests; retry after {0} ms")]
+    RateLimited(u64),
 }
 
 impl ApiError {
@@ -40,6 +43,7 @@ impl ApiError {
             Self::ServerFull => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Self::BodyTimedOut => (StatusCode::REQUEST_TIMEOUT, "timeout"),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         }
     }
 }
@@ -50,10 +54,17 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %source, "request failed on storage");
         }
         let (status, code) = self.status_and_code();
-        (
-            status,
-            Json(json!({"error": {"code": code, "message": self.to_string()}})),
-        )
-            .into_response()
+        let mut body = json!({"error": {"code": code, "message": self.to_string()}});
+        if let Self::RateLimited(millis) = self {
+            body["error"]["retry_after_ms"] = millis.into();
+            let seconds = millis.div_ceil(1000).max(1);
+            return (
+                status,
+                [(header::RETRY_AFTER, seconds.to_string())],
+                Json(body),
+            )
+                .into_response();
+        }
+        (status, Json(body)).into_response()
     }
 }

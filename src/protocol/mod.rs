@@ -26,6 +26,7 @@ pub mod close {
     pub const PROTOCOL_ERROR: u16 = 1002;
     pub const UNSUPPORTED_DATA: u16 = 1003;
     pub const INVALID_DATA: u16 = 1007;
+    /// The connection kept going well past its rate limits.
     pub const POLICY_VIOLATION: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
     /// The server is restarting (SIGTERM): reconnect shortly.

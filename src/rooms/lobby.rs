@@ -87,20 +87,118 @@ impl Hub {
         }
     }
 
-    /// The lobby's room list: occupied rooms first (busiest first), then recently active ones.
+    /// The lobby's room list, ranked so that made-up rooms never push out a conversation:
+    /// rooms with a message in the last 24 hours first, then by people online (distinct
+    /// users), then by the time of the last message. Occupied rooms without recent messages
+    /// still show when there is space.
     pub async fn snapshot(&self, store: &dyn Store) -> Result<Vec<RoomCount>, StoreError> {
-        let mut rooms = self.occupied_rooms();
-        rooms.sort_by(|a, b| b.online.cmp(&a.online).then_with(|| a.name.cmp(&b.name)));
-        rooms.truncate(SNAPSHOT_ROOMS as usize);
-        let recent = store.recent_rooms(SNAPSHOT_ROOMS).await?;
-        for name in recent {
-            if rooms.len() >= SNAPSHOT_ROOMS as usize {
-                break;
-            }
-            if !rooms.iter().any(|room| room.name == name) {
-                rooms.push(RoomCount { online: 0, name });
-            }
-        }
-        Ok(rooms)
+        let activity = store.room_activity(ACTIVITY_SCAN).await?;
+        Ok(rank(self.occupied_rooms(), activity, now_millis()))
+    }
+}
+
+/// Rooms read from the store to rank a snapshot, most recently active first. An occupied room
+/// beyond these ranks as if it had no recent message, which is true unless more than this many
+/// rooms were talked in more recently.
+const ACTIVITY_SCAN: u32 = 1000;
+/// What "a room with recent messages" means.
+const RECENT_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Ranks occupied rooms (with their counts) and stored rooms (with their last message time)
+/// into at most [`SNAPSHOT_ROOMS`] entries.
+fn rank(occupied: Vec<RoomCount>, activity: Vec<(RoomName, i64)>, now: i64) -> Vec<RoomCount> {
+    let mut last_message: HashMap<RoomName, i64> = activity.into_iter().collect();
+    let mut ranked: Vec<(RoomCount, Option<i64>)> = occupied
+        .into_iter()
+        .map(|room| {
+            let last = last_message.remove(&room.name);
+            (room, last)
+        })
+        .collect();
+    ranked.extend(
+        last_message
+            .into_iter()
+            .map(|(name, last)| (RoomCount { name, online: 0 }, Some(last))),
+    );
+    let recent = |last: Option<i64>| last.is_some_and(|at| at >= now - RECENT_MS);
+    ranked.sort_by(|(a, a_last), (b, b_last)| {
+        recent(*b_last)
+            .cmp(&recent(*a_last))
+            .then_with(|| b.online.cmp(&a.online))
+            .then_with(|| b_last.cmp(a_last))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    ranked.truncate(SNAPSHOT_ROOMS as usize);
+    ranked.into_iter().map(|(room, _)| room).collect()
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room(name: &str) -> RoomName {
+        RoomName::parse(name).unwrap()
+    }
+
+    fn names(rooms: &[RoomCount]) -> Vec<&str> {
+        rooms.iter().map(|room| room.name.as_str()).collect()
+    }
+
+    const NOW: i64 = 1_000_000_000_000;
+
+    #[test]
+    fn a_conversation_ranks_above_any_number_of_made_up_rooms() {
+        let mut occupied: Vec<RoomCount> = (0..300)
+            .map(|i| RoomCount {
+                name: room(&format!("a{i:03}")),
+                online: 2,
+            })
+            .collect();
+        occupied.push(RoomCount {
+            name: room("general"),
+            online: 1,
+        });
+        let activity = vec![(room("general"), NOW - 60_000)];
+        let ranked = rank(occupied, activity, NOW);
+        assert_eq!(ranked.len(), SNAPSHOT_ROOMS as usize);
+        assert_eq!(ranked[0].name.as_str(), "general");
+    }
+
+    #[test]
+    fn recent_rooms_rank_by_people_online_then_by_last_message() {
+        let occupied = vec![
+            RoomCount {
+                name: room("quiet-crowd"),
+                online: 9,
+            },
+            RoomCount {
+                name: room("busy"),
+                online: 3,
+            },
+            RoomCount {
+                name: room("chatty"),
+                online: 1,
+            },
+        ];
+        let activity = vec![
+            (room("fresh-empty"), NOW - 1_000),
+            (room("chatty"), NOW - 2_000),
+            (room("busy"), NOW - 50_000),
+            (room("stale"), NOW - RECENT_MS - 1),
+        ];
+        let ranked = rank(occupied, activity, NOW);
+        assert_eq!(
+            names(&ranked),
+            ["busy", "chatty", "fresh-empty", "quiet-crowd", "stale"]
+        );
+        assert_eq!(ranked[3].online, 9, "occupied rooms keep their count");
     }
 }

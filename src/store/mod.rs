@@ -149,6 +149,22 @@ pub trait Store: Sessions + Send + Sync + 'static {
 
     /// Waits for in-flight work and releases the engine (files, connections).
     async fn close(&self);
+
+    /// Rooms that hold messages with the time of their last message (ms since the epoch),
+    /// most recently active first: what the lobby ranks by.
+    async fn room_activity(&self, limit: u32) -> Result<Vec<(RoomName, i64)>, StoreError>;
+}
+
+/// Rows of `(name, last_active)` checked back into room names.
+pub(crate) fn activity_from_rows(
+    rows: Vec<(String, i64)>,
+) -> Result<Vec<(RoomName, i64)>, StoreError> {
+    rows.into_iter()
+        .map(|(name, last_active)| match RoomName::parse(&name) {
+            Ok(room) => Ok((room, last_active)),
+            Err(_) => Err(StoreError::Corrupt(format!("bad stored room {name:?}"))),
+        })
+        .collect()
 }
 
 /// Signed-out sessions, kept where every node reads them, so a revoked cookie is refused by

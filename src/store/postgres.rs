@@ -339,6 +339,16 @@ impl Store for PostgresStore {
         // Waits for checked-out connections (an append in flight) to come back, then closes.
         self.pool.close().await;
     }
+
+    async fn room_activity(&self, limit: u32) -> Result<Vec<(RoomName, i64)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT name, last_active FROM rooms ORDER BY last_active DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        super::activity_from_rows(rows)
+    }
 }
 
 /// New messages as one array per column, the shape `UNNEST` takes.

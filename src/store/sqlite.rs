@@ -329,6 +329,15 @@ impl Store for SqliteStore {
         self.readers.close().await;
         self.writer.close().await;
     }
+
+    async fn room_activity(&self, limit: u32) -> Result<Vec<(RoomName, i64)>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT name, last_active FROM rooms ORDER BY last_active DESC LIMIT ?")
+                .bind(i64::from(limit))
+                .fetch_all(&self.readers)
+                .await?;
+        super::activity_from_rows(rows)
+    }
 }
 
 #[async_trait]

@@ -22,6 +22,7 @@ use tracing::Instrument;
 use super::frame::{self, Decoder, Incoming, Violation};
 use super::session::{After, Pending, PendingSend, Session};
 use crate::domain::{ConnectionId, RoomName, User};
+use crate::limits;
 use crate::protocol::{MAX_FRAME_BYTES, close, server};
 use crate::rooms::hub::Take;
 use crate::rooms::outbox::{self, Mailbox, REPLY_BUDGET};
@@ -52,8 +53,14 @@ enum End {
     Echo(Option<u16>),
 }
 
-pub async fn run<R, W>(reader: R, writer: W, leftover: Bytes, user: User, state: AppState)
-where
+pub async fn run<R, W>(
+    reader: R,
+    writer: W,
+    leftover: Bytes,
+    user: User,
+    limits: limits::Connection,
+    state: AppState,
+) where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
@@ -61,7 +68,7 @@ where
     let span = tracing::info_span!("ws", conn = conn.0, user = %user.id.as_str());
     let (outbox, mailbox) = outbox::outbox();
     outbox.push(server::hello(&user, state.idle_timeout.as_secs()));
-    let session = Session::new(conn, user, state, outbox);
+    let session = Session::new(conn, user, limits, state, outbox);
     let mut connection = Connection {
         reader,
         writer,
@@ -222,6 +229,7 @@ where
                 Incoming::Text(text) => match self.session.handle(&text).await {
                     After::Nothing => {}
                     After::Commit(pending) => self.sends.push_back(pending),
+                    After::Close(code, reason) => return Some(End::Close(code, reason)),
                 },
                 Incoming::Binary => {
                     return Some(End::Close(close::UNSUPPORTED_DATA, "text frames only"));

@@ -24,8 +24,9 @@ use sha1::{Digest, Sha1};
 use tokio::net::TcpStream;
 
 use crate::domain::{DisplayName, User, UserId};
-use crate::http::{ApiError, ConnectionPermit};
+use crate::http::{ApiError, ClientAddr, ConnectionPermit};
 use crate::identity;
+use crate::limits::{self, Payer};
 use crate::state::AppState;
 
 /// RFC 6455's fixed GUID for the `Sec-WebSocket-Accept` answer.
@@ -42,17 +43,26 @@ struct Params {
 
 async fn upgrade(
     State(state): State<AppState>,
+    client: ClientAddr,
     jar: SignedCookieJar,
     Query(params): Query<Params>,
     mut request: Request,
 ) -> Response {
-    let user = match (identity::user_from(&jar), params.name) {
-        (Some(user), _) => user,
+    let ip = client.bucket();
+    let (user, payer) = match (identity::user_from(&jar), params.name) {
+        (Some(user), _) => {
+            let payer = Payer::User(user.id.clone());
+            (user, payer)
+        }
+        // A new id on every connect: the IP pays, so reconnecting buys no fresh burst.
         (None, Some(name)) => match DisplayName::parse(&name) {
-            Ok(name) => User {
-                id: UserId::generate(),
-                name,
-            },
+            Ok(name) => (
+                User {
+                    id: UserId::generate(),
+                    name,
+                },
+                Payer::Anonymous(ip),
+            ),
             Err(invalid) => return ApiError::InvalidName(invalid.to_string()).into_response(),
         },
         (None, None) => return ApiError::Unauthenticated.into_response(),
@@ -74,6 +84,7 @@ async fn upgrade(
     // The connection counts against the connection caps (`http::edge`) until it ends.
     let permit = request.extensions_mut().remove::<ConnectionPermit>();
     let sessions = state.sessions.clone();
+    let limits = limits::Connection::new(state.limits.clone(), payer, ip);
     sessions.spawn(async move {
         let _permit = permit;
         let upgraded = match on_upgrade.await {
@@ -88,11 +99,11 @@ async fn upgrade(
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
                 let (reader, writer) = parts.io.into_inner().into_split();
-                connection::run(reader, writer, parts.read_buf, user, state).await;
+                connection::run(reader, writer, parts.read_buf, user, limits, state).await;
             }
             Err(upgraded) => {
                 let (reader, writer) = tokio::io::split(TokioIo::new(upgraded));
-                connection::run(reader, writer, bytes::Bytes::new(), user, state).await;
+                connection::run(reader, writer, bytes::Bytes::new(), user, limits, state).await;
             }
         }
     });

@@ -9,9 +9,10 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
 use crate::domain::{ClientId, ConnectionId, MessageText, RoomName, User, UserId};
+use crate::limits;
 use crate::protocol::client::{self, ClientFrame, Ref};
 use crate::protocol::server::{self, Frame};
-use crate::protocol::{ErrorCode, JOIN_PAGE, MAX_ROOMS_PER_CONNECTION, RESUME_CAP};
+use crate::protocol::{ErrorCode, JOIN_PAGE, MAX_ROOMS_PER_CONNECTION, RESUME_CAP, close};
 use crate::rooms::hub::{Activation, JOINED_MEMBERS};
 use crate::rooms::outbox::Outbox;
 use crate::rooms::writer::{AppendError, AppendReply, Sent};
@@ -29,6 +30,8 @@ pub enum After {
     Nothing,
     /// Wait for this send's commit (without holding up further frames), then answer it.
     Commit(PendingSend),
+    /// Close the connection with this code and reason (e.g. rate limits ignored: 1008).
+    Close(u16, &'static str),
 }
 
 pub struct Session {
@@ -38,10 +41,17 @@ pub struct Session {
     outbox: Outbox,
     rooms: HashSet<RoomName>,
     watching_lobby: bool,
+    limits: limits::Connection,
 }
 
 impl Session {
-    pub fn new(conn: ConnectionId, user: User, state: AppState, outbox: Outbox) -> Self {
+    pub fn new(
+        conn: ConnectionId,
+        user: User,
+        limits: limits::Connection,
+        state: AppState,
+        outbox: Outbox,
+    ) -> Self {
         Self {
             conn,
             user,
@@ -49,6 +59,7 @@ impl Session {
             outbox,
             rooms: HashSet::new(),
             watching_lobby: false,
+            limits,
         }
     }
 
@@ -88,6 +99,25 @@ impl Session {
             }
         };
         let reference = reference.as_ref();
+        if let Err(refusal) = self
+            .limits
+            .admit(&frame, &self.state.hub, self.state.store.as_ref())
+            .await
+        {
+            let retry = Some(refusal.retry_after.millis());
+            let error = server::error_with_retry(
+                ErrorCode::RateLimited,
+                &refusal.message(),
+                reference,
+                retry,
+            );
+            self.send(error);
+            if refusal.close {
+                tracing::info!("closed: kept going past its rate limits");
+                return After::Close(close::POLICY_VIOLATION, "rate limits ignored");
+            }
+            return After::Nothing;
+        }
         match frame {
             ClientFrame::Join { room, since } => self.join(room, since, reference).await,
             ClientFrame::Leave { room } => self.leave(&room, reference),

@@ -22,7 +22,7 @@ async fn fill(server: &TestServer, room: &str, count: u64) {
 
 #[tokio::test]
 async fn joined_brings_the_newest_fifty_and_history_pages_down_to_the_first() {
-    let server = TestServer::start().await;
+    let server = TestServer::unlimited().await;
     fill(&server, "r", 120).await;
     let mut reader = server.client("reader").await;
     let joined = reader.join("r").await;
@@ -49,7 +49,7 @@ async fn joined_brings_the_newest_fifty_and_history_pages_down_to_the_first() {
 
 #[tokio::test]
 async fn resuming_with_since_brings_exactly_what_was_missed() {
-    let server = TestServer::start().await;
+    let server = TestServer::unlimited().await;
     let mut ann = server.client("ann").await;
     let mut ben = server.client("ben").await;
     ann.join("r").await;
@@ -79,7 +79,7 @@ async fn resuming_with_since_brings_exactly_what_was_missed() {
 
 #[tokio::test]
 async fn resuming_after_a_long_absence_brings_the_newest_page_and_says_it_was_cut() {
-    let server = TestServer::start().await;
+    let server = TestServer::unlimited().await;
     fill(&server, "r", 230).await;
     let mut ann = server.client("ann").await;
     let joined = ann.join_since("r", 10).await;

@@ -6,7 +6,7 @@ use crate::support::{Event, TestServer};
 
 #[tokio::test]
 async fn every_member_receives_every_message_in_seq_order() {
-    let server = TestServer::start().await;
+    let server = TestServer::unlimited().await;
     let mut members = Vec::new();
     for name in ["ann", "ben", "cat"] {
         let mut client = server.client(name).await;
@@ -40,7 +40,7 @@ async fn every_member_receives_every_message_in_seq_order() {
 
 #[tokio::test]
 async fn messages_from_one_connection_are_stored_in_the_order_sent() {
-    let server = TestServer::start().await;
+    let server = TestServer::unlimited().await;
     let mut ann = server.client("ann").await;
     ann.join("r").await;
     for i in 0..100 {
@@ -144,7 +144,7 @@ async fn a_repeated_client_id_is_stored_once_and_answered_with_the_original() {
 
 #[tokio::test]
 async fn joining_while_a_sender_hammers_the_room_loses_and_repeats_nothing() {
-    let server = TestServer::start().await;
+    let server = TestServer::unlimited().await;
     let mut sender = server.client("sender").await;
     sender.join("busy").await;
     const TOTAL: u64 = 400;

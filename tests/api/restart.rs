@@ -26,7 +26,7 @@ async fn a_restart_keeps_history_and_seqs_continue() {
 async fn every_message_anyone_saw_survives_kill_9() {
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().to_str().unwrap();
-    let (mut child, host) = spawn_binary(&["--data-dir", dir]).await;
+    let (mut child, host) = spawn_binary(&["--data-dir", dir, "--rate-limits", "off"]).await;
     let url = format!("ws://{host}/ws");
     let mut ann = Client::connect(&format!("{url}?name=ann")).await;
     let mut ben = Client::connect(&format!("{url}?name=ben")).await;
@@ -56,7 +56,7 @@ async fn every_message_anyone_saw_survives_kill_9() {
         }
     }
 
-    let (_child, host) = spawn_binary(&["--data-dir", dir]).await;
+    let (_child, host) = spawn_binary(&["--data-dir", dir, "--rate-limits", "off"]).await;
     let url = format!("ws://{host}/ws");
     let mut reader = Client::connect(&format!("{url}?name=reader")).await;
     let joined = reader.join_since("r", 0).await;
@@ -75,7 +75,7 @@ async fn every_message_anyone_saw_survives_kill_9() {
 
 #[tokio::test]
 async fn a_graceful_stop_answers_every_send_then_closes_with_1012_and_keeps_what_was_stored() {
-    let mut server = TestServer::start().await;
+    let mut server = TestServer::unlimited().await;
     let mut ann = server.client("ann").await;
     ann.join("r").await;
     for i in 0..50 {

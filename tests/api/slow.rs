@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use confab::config::RateLimits;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -95,7 +96,11 @@ async fn read_all(mut reader: Client, left: tokio::sync::oneshot::Sender<()>) ->
 async fn a_burst_reaches_every_reading_member_in_order_and_cuts_only_the_stalled_one() {
     // Short enough to see the cut within the burst, long enough that a reading member starved
     // of CPU on a loaded test machine is not mistaken for a stalled one.
-    let server = TestServer::start_with(|config| config.stall_timeout = 5).await;
+    let server = TestServer::start_with(|config| {
+        config.stall_timeout = 5;
+        config.rate_limits = RateLimits::Off; // one sender far beyond a human's pace
+    })
+    .await;
     let mut sender = server.client("sender").await;
     sender.join("r").await;
     let mut reader = server.client("reader").await;
@@ -168,7 +173,7 @@ async fn a_burst_reaches_every_reading_member_in_order_and_cuts_only_the_stalled
 
 #[tokio::test]
 async fn members_reading_slower_than_a_flood_get_everything_late_but_whole() {
-    let server = TestServer::start().await;
+    let server = TestServer::unlimited().await;
     let mut sender = server.client("sender").await;
     sender.join("r").await;
     let mut slow = server.client("slow").await;

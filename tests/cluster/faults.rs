@@ -25,6 +25,8 @@ async fn a_killed_nodes_users_leave_and_its_clients_resume_on_another_node() {
         SECRET,
         "--data-dir",
         doomed_data.path().to_str().unwrap(),
+        "--rate-limits",
+        "off",
     ])
     .await;
     let mut ann = Client::connect(&format!("ws://{host}/ws?name=ann")).await;

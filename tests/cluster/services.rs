@@ -157,6 +157,7 @@ async fn node_with_secret(
         config.redis_url = Some(redis_url);
         config.redis_prefix = prefix;
         config.secret = secret;
+        config.rate_limits = confab::config::RateLimits::Off;
     })
     .await
 }

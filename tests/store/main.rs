@@ -624,3 +624,29 @@ impl Proxy {
         self.serve(listener);
     }
 }
+
+#[tokio::test]
+async fn room_activity_gives_each_room_the_time_of_its_last_message() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = db.store().await;
+    assert!(store.room_activity(10).await.unwrap().is_empty());
+    store
+        .append(&[
+            message("quiet", "ann", "1", 100),
+            message("busy", "ann", "2", 200),
+        ])
+        .await
+        .unwrap();
+    store
+        .append(&[message("busy", "ben", "3", 900)])
+        .await
+        .unwrap();
+
+    let activity = store.room_activity(10).await.unwrap();
+
+    assert_eq!(activity, [(room("busy"), 900), (room("quiet"), 100)]);
+    assert_eq!(store.room_activity(1).await.unwrap(), [(room("busy"), 900)]);
+    store.close().await;
+}

@@ -23,6 +23,7 @@ pub const PATIENCE: Duration = Duration::from_secs(5);
 pub struct TestServer {
     addr: SocketAddr,
     data_dir: PathBuf,
+    rate_limits: confab::config::RateLimits,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
     _temp: Option<Arc<TempDir>>,
@@ -32,6 +33,12 @@ impl TestServer {
     /// A fresh server with a fresh data folder.
     pub async fn start() -> Self {
         Self::start_with(|_| {}).await
+    }
+
+    /// A fresh server without rate limits (`--rate-limits off`), for tests of delivery that
+    /// send far faster than a person would; the limits have tests of their own.
+    pub async fn unlimited() -> Self {
+        Self::start_with(|config| config.rate_limits = confab::config::RateLimits::Off).await
     }
 
     /// A fresh server whose configuration `adjust` may change (e.g. the idle timeout).
@@ -61,6 +68,7 @@ impl TestServer {
             .with_test_writer()
             .try_init();
         let data_dir = config.data_dir.clone();
+        let rate_limits = config.rate_limits;
         let server = confab::Server::build(config).await.expect("server starts");
         let addr = server.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -70,6 +78,7 @@ impl TestServer {
         Self {
             addr,
             data_dir,
+            rate_limits,
             stop: Some(stop),
             task: Some(task),
             _temp: None,
@@ -107,10 +116,14 @@ impl TestServer {
         }
     }
 
-    /// Stops this server and starts a new one on the same port and data folder.
+    /// Stops this server and starts a new one on the same port and data folder, with the same
+    /// rate-limit setting.
     pub async fn restart(&mut self) {
         self.stop().await;
-        let mut next = Self::start_on(&self.data_dir, self.port()).await;
+        let mut config = confab::Config::ephemeral(&self.data_dir);
+        config.addr = SocketAddr::from(([127, 0, 0, 1], self.port()));
+        config.rate_limits = self.rate_limits;
+        let mut next = Self::launch(config).await;
         next._temp = self._temp.take();
         *self = next;
     }
@@ -118,6 +131,32 @@ impl TestServer {
     /// A client connected with `?name=`; its `hello` has already been read.
     pub async fn client(&self, name: &str) -> Client {
         Client::connect(&format!("{}?name={}", self.ws_url(), name)).await
+    }
+
+    /// Signs a new guest in over HTTP (`POST /api/session`); returns the `name=value` cookie.
+    pub async fn sign_in(&self, name: &str) -> String {
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/session", self.base_url()))
+            .json(&json!({"name": name}))
+            .send()
+            .await
+            .expect("POST /api/session");
+        assert!(
+            response.status().is_success(),
+            "sign-in: {}",
+            response.status()
+        );
+        let header = response.headers()["set-cookie"].to_str().expect("cookie");
+        header.split(';').next().expect("name=value").to_owned()
+    }
+
+    /// A client of the signed-in user whose session cookie is `cookie`.
+    pub async fn client_with_cookie(&self, cookie: &str) -> Client {
+        let mut request = self.ws_url().into_client_request().expect("request");
+        request
+            .headers_mut()
+            .insert("cookie", cookie.parse().expect("cookie header"));
+        Client::connect_request(request).await
     }
 }
 

@@ -56,9 +56,11 @@ say "fuzzing: every target in fuzz/ for ${FUZZ_SECONDS:-60}s (scripts/fuzz.sh)"
 bash scripts/fuzz.sh
 
 say "benchmark smoke run (small sizes, a few seconds: keeps confab-bench from rotting)"
-cargo build --release --locked -p confab -p confab-bench --bin confab --bin confab-bench
+# Debug builds, already mostly built by the tests: the smoke run checks that the bench and the
+# server still speak the same protocol, not how fast they are (BENCHMARKS.md is for that).
+cargo build --locked -p confab -p confab-bench --bin confab --bin confab-bench
 # Exits non-zero if any delivery was lost or duplicated.
-cargo run --release --locked -p confab-bench --bin confab-bench -- fanout --spawn "${CARGO_TARGET_DIR:-target}/release/confab" \
+"${CARGO_TARGET_DIR:-target}/debug/confab-bench" fanout --spawn "${CARGO_TARGET_DIR:-target}/debug/confab" \
     --members 50 --senders 2 --max-steps 3 --step-secs 1
 
 say "all green"

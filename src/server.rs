@@ -246,9 +246,12 @@ impl Server {
             edge,
             options,
         } = self;
-        let lobby = tokio::spawn(state.hub.clone().run_lobby(state.shutdown.clone()));
+        let lobby = tokio::spawn({
+            let (hub, shutdown) = (state.hub.clone(), state.shutdown.clone());
+            async move { hub.lobby.run(|room| hub.online(room), shutdown).await }
+        });
         let presence = tokio::spawn(state.hub.clone().run_presence(state.shutdown.clone()));
-        let app = crate::http::router(state.clone(), edge);
+        let app = crate::http::router(state.clone(), edge, crate::ws::router());
         let scheme = if options.tls.is_some() {
             "https"
         } else {

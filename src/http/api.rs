@@ -109,7 +109,7 @@ async fn sign_out(
 async fn rooms(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let rooms = state
         .hub
-        .snapshot(state.store.as_ref())
+        .lobby_snapshot(state.store.as_ref())
         .await
         .map_err(ApiError::Unavailable)?;
     Ok(Json(json!({ "rooms": rooms })))

@@ -28,7 +28,9 @@ pub use error::ApiError;
 const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
                    connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
-pub fn router(state: AppState, edge: Arc<Edge>) -> Router {
+/// Every route (the WebSocket ones come from `ws`, passed in so the edges do not import each
+/// other) behind the layers every response gets.
+pub fn router(state: AppState, edge: Arc<Edge>, ws: Router<AppState>) -> Router {
     // `--max-body-bytes`: bodies here are a name or so; a flood of large ones is refused (413)
     // before it is buffered.
     let body_limit = DefaultBodyLimit::max(edge.max_body_bytes());
@@ -39,7 +41,7 @@ pub fn router(state: AppState, edge: Arc<Edge>) -> Router {
     Router::new()
         .merge(api::router())
         .merge(pages::router())
-        .merge(crate::ws::router())
+        .merge(ws)
         .layer(body_limit)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,

@@ -371,6 +371,14 @@ impl Hub {
         }
     }
 
+    /// The lobby's ranked room list (see [`Lobby::snapshot`]).
+    pub async fn lobby_snapshot(
+        &self,
+        store: &dyn crate::store::Store,
+    ) -> Result<Vec<RoomCount>, crate::store::StoreError> {
+        self.lobby.snapshot(self.occupied_rooms(), store).await
+    }
+
     /// Every room this node hosts with someone in it, with its count.
     pub fn occupied_rooms(&self) -> Vec<RoomCount> {
         self.all_rooms()

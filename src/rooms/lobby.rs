@@ -3,13 +3,12 @@
 //! of lobby frames; updates read counts at send time, so none is staler than the snapshot.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::hub::Hub;
 use super::outbox::Outbox;
 use crate::domain::{ConnectionId, RoomName};
 use crate::protocol::server::{self, RoomCount};
@@ -55,12 +54,13 @@ impl Lobby {
     }
 }
 
-impl Hub {
-    /// Sends coalesced lobby updates until shutdown.
-    pub async fn run_lobby(self: Arc<Self>, shutdown: CancellationToken) {
+impl Lobby {
+    /// Sends coalesced lobby updates until shutdown, with each changed room's count as
+    /// `online` tells it at send time.
+    pub async fn run(&self, online: impl Fn(&RoomName) -> u32, shutdown: CancellationToken) {
         loop {
             tokio::select! {
-                () = self.lobby.notify.notified() => {}
+                () = self.notify.notified() => {}
                 () = shutdown.cancelled() => return,
             }
             tokio::select! {
@@ -68,14 +68,14 @@ impl Hub {
                 () = shutdown.cancelled() => return,
             }
             let (dirty, watchers) = {
-                let mut state = self.lobby.state();
+                let mut state = self.state();
                 let dirty = std::mem::take(&mut state.dirty);
                 (dirty, state.watchers.values().cloned().collect::<Vec<_>>())
             };
             let mut changed: Vec<RoomCount> = dirty
                 .into_iter()
                 .map(|name| RoomCount {
-                    online: self.online(&name),
+                    online: online(&name),
                     name,
                 })
                 .collect();
@@ -91,9 +91,14 @@ impl Hub {
     /// rooms with a message in the last 24 hours first, then by people online (distinct
     /// users), then by the time of the last message. Occupied rooms without recent messages
     /// still show when there is space.
-    pub async fn snapshot(&self, store: &dyn Store) -> Result<Vec<RoomCount>, StoreError> {
+    /// `occupied`: the rooms with people in them now, with their counts.
+    pub async fn snapshot(
+        &self,
+        occupied: Vec<RoomCount>,
+        store: &dyn Store,
+    ) -> Result<Vec<RoomCount>, StoreError> {
         let activity = store.room_activity(ACTIVITY_SCAN).await?;
-        Ok(rank(self.occupied_rooms(), activity, now_millis()))
+        Ok(rank(occupied, activity, now_millis()))
     }
 }
 

@@ -332,7 +332,12 @@ impl Session {
         // Watch first, then snapshot: a change in between arrives as an update after it.
         self.state.hub.lobby.watch(self.conn, self.outbox.clone());
         self.watching_lobby = true;
-        match self.state.hub.snapshot(self.state.store.as_ref()).await {
+        match self
+            .state
+            .hub
+            .lobby_snapshot(self.state.store.as_ref())
+            .await
+        {
             Ok(rooms) => self.send(server::rooms(&rooms, true)),
             Err(error) => {
                 tracing::error!(%error, "reading the room list failed");

@@ -43,16 +43,26 @@ async fn sends_over_the_limit_are_refused_with_a_wait_and_store_nothing() {
     for n in 1..=7 {
         ann.send(send("r", n)).await;
     }
-    let (error, _) = until_error(&mut ann).await;
+    let (error, mut stored) = until_error(&mut ann).await;
     assert_eq!(error["code"], "rate_limited", "{error}");
     assert_eq!(error["ref"], 6, "the refusal names the refused frame");
     let retry = error["retry_after_ms"].as_u64().expect("retry_after_ms");
     assert!(retry > 0 && retry <= 3_600_000, "{error}");
-    let (second, _) = until_error(&mut ann).await;
+    let (second, more) = until_error(&mut ann).await;
+    stored.extend(more);
     assert_eq!(
         (second["code"].as_str(), second["ref"].as_u64()),
         (Some("rate_limited"), Some(7))
     );
+    // A refusal is answered at once; the five accepted sends arrive once they are stored.
+    while stored.len() < 5 {
+        stored.push(
+            ann.recv_until("message").await["seq"]
+                .as_u64()
+                .expect("seq"),
+        );
+    }
+    assert_eq!(stored, [1, 2, 3, 4, 5]);
     assert_eq!(
         last_seq(&server, "r").await,
         5,

@@ -72,15 +72,17 @@ impl Log {
         self.entries.back().map(|e| e.message.seq)
     }
 
-    /// Appends the next message. A message that does not follow the newest one starts the log
+    /// Appends the next message. One the log already holds (seeded from a join's read before
+    /// its fan-out arrived) is skipped; one that does not follow the newest starts the log
     /// afresh (the missing ones are in the store; members behind read them there).
     pub fn push(&mut self, entry: Entry) {
-        if self
-            .last_seq()
-            .is_some_and(|last| entry.message.seq != last + 1)
-        {
-            self.entries.clear();
-            self.bytes = 0;
+        match self.last_seq() {
+            Some(last) if entry.message.seq <= last => return,
+            Some(last) if entry.message.seq != last + 1 => {
+                self.entries.clear();
+                self.bytes = 0;
+            }
+            _ => {}
         }
         self.bytes += entry.cost();
         self.entries.push_back(entry);
@@ -170,6 +172,16 @@ mod tests {
         assert!(log.covers(first - 1));
         let seqs: Vec<u64> = log.after(first + 5).map(|e| e.message.seq).collect();
         assert_eq!(seqs, (first + 6..=1000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_message_already_held_is_not_appended_twice() {
+        let mut log = Log::default();
+        for seq in 1..=3 {
+            log.push(Entry::new(message(seq, 1), None));
+        }
+        log.push(Entry::new(message(2, 1), None));
+        assert_eq!((log.first_seq(), log.last_seq()), (Some(1), Some(3)));
     }
 
     #[test]

@@ -107,3 +107,73 @@ async fn a_graceful_stop_answers_every_send_then_closes_with_1012_and_keeps_what
     assert!(!stored.is_empty());
     assert_eq!(stored, (1..=stored.len() as u64).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn sigterm_closes_every_busy_connection_with_1012_after_answering_what_it_accepted() {
+    let data = tempfile::TempDir::new().unwrap();
+    let (child, host) = spawn_binary(&[
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--rate-limits",
+        "off",
+    ])
+    .await;
+    let url = format!("ws://{host}/ws");
+    let mut senders = Vec::new();
+    for i in 0..16 {
+        let mut client = Client::connect(&format!("{url}?name=s{i}")).await;
+        client.join("busy").await;
+        senders.push(client);
+    }
+    // Everyone has sends in flight when the signal lands.
+    for (i, client) in senders.iter_mut().enumerate() {
+        for n in 0..40 {
+            client
+                .send(json!({"type":"send","room":"busy","text":"busy","client_id":format!("{i}-{n}")}))
+                .await;
+        }
+    }
+    let pid = child.id().expect("pid").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    for (i, mut client) in senders.into_iter().enumerate() {
+        let mut answered = Vec::new();
+        let code = loop {
+            match client.next_event(Duration::from_secs(15)).await {
+                Event::Frame(frame) if frame["type"] == "message" => {
+                    if let Some(id) = frame["client_id"].as_str() {
+                        answered.push(id.to_owned());
+                    }
+                }
+                Event::Frame(frame) if frame["type"] == "error" => {
+                    answered.push(frame["ref"].as_str().unwrap_or_default().to_owned());
+                }
+                Event::Frame(_) => {}
+                Event::Closed(code) => break code,
+                other => panic!("sender {i} saw {other:?} instead of a close frame"),
+            }
+        };
+        assert_eq!(code, Some(1012), "sender {i}");
+        // The server reads a connection's frames in order and stops at the signal, so what it
+        // accepted is a prefix of the sends, and each of those was answered exactly once
+        // (a copy once stored, or an error) before the close.
+        let mut numbers: Vec<usize> = answered
+            .iter()
+            .map(|id| {
+                id.rsplit('-')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("own id")
+            })
+            .collect();
+        numbers.sort_unstable();
+        assert_eq!(
+            numbers,
+            (0..numbers.len()).collect::<Vec<_>>(),
+            "sender {i}"
+        );
+    }
+}

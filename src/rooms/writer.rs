@@ -4,6 +4,8 @@
 //! batch's broadcast can never overtake an earlier one's.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
@@ -20,9 +22,13 @@ const MAX_BATCH: usize = 1024;
 /// `unavailable` instead of waiting on a database that silently stopped answering. Retrying
 /// is safe: `client_id` makes a late duplicate harmless.
 const STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// Messages waiting for the writer. When full, senders wait: that is the backpressure that
-/// keeps a flood of sends from growing memory without bound.
+/// Messages waiting for the writer. When full, `append` fails at once with `Overloaded` instead
+/// of making its sender wait: a queue that only grew would turn "the store cannot keep up"
+/// into seconds of silent latency. 8,192 is 8 full batches, a few tens of milliseconds of
+/// work at the rates the stores sustain, and at most about 8,192 × 4 KiB of text held.
 const QUEUE: usize = 8192;
+/// Bounds of the `retry_after_ms` an overloaded sender is given.
+const RETRY_AFTER_MS: (u64, u64) = (10, 5_000);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum AppendError {
@@ -30,6 +36,10 @@ pub enum AppendError {
     Unavailable,
     #[error("the server is shutting down")]
     Stopped,
+    /// The writer's queue is full: nothing was queued. Trying again after `retry_after_ms`
+    /// (about the time the writer needs to work through its queue) can succeed.
+    #[error("the store cannot keep up; try again in {retry_after_ms} ms")]
+    Overloaded { retry_after_ms: u64 },
 }
 
 /// What a sender learns once its message's batch is done.
@@ -55,6 +65,9 @@ enum Command {
 #[derive(Clone)]
 pub struct Writer {
     commands: mpsc::Sender<Command>,
+    /// Microseconds the last batch took per message, written by the writer after each batch
+    /// and read by overloaded senders to say how long draining the queue will take.
+    micros_per_message: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -69,10 +82,12 @@ impl Writer {
         order: Option<Arc<dyn PublishOrder>>,
     ) -> std::io::Result<(Self, JoinHandle<()>)> {
         let (commands, receiver) = mpsc::channel(QUEUE);
+        let micros_per_message = Arc::new(AtomicU64::new(0));
         let backends = Backends {
             store,
             broker,
             order,
+            micros_per_message: micros_per_message.clone(),
         };
         let (finished, finished_rx) = oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -87,26 +102,43 @@ impl Writer {
         let task = tokio::spawn(async move {
             let _ = finished_rx.await;
         });
-        Ok((Self { commands }, task))
+        Ok((
+            Self {
+                commands,
+                micros_per_message,
+            },
+            task,
+        ))
     }
 
     /// Queues a message; the reply says whether it was stored, and arrives after its broadcast.
-    /// Messages queued by one caller are stored in the order queued.
+    /// Messages queued by one caller are stored in the order queued. Never waits: a full queue
+    /// is `Overloaded` at once.
     pub async fn append(
         &self,
         message: NewMessage,
         origin: ConnectionId,
     ) -> Result<AppendReply, AppendError> {
         let (reply, receiver) = oneshot::channel();
-        self.commands
-            .send(Command::Append {
-                message,
-                origin,
-                reply,
-            })
-            .await
-            .map_err(|_| AppendError::Stopped)?;
-        Ok(receiver)
+        let command = Command::Append {
+            message,
+            origin,
+            reply,
+        };
+        match self.commands.try_send(command) {
+            Ok(()) => Ok(receiver),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(AppendError::Stopped),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(AppendError::Overloaded {
+                retry_after_ms: self.retry_after_ms(),
+            }),
+        }
+    }
+
+    /// About how long the writer needs to work through a full queue at its last batch's pace.
+    fn retry_after_ms(&self) -> u64 {
+        let per_message = self.micros_per_message.load(Ordering::Relaxed);
+        let drain = per_message.saturating_mul(QUEUE as u64) / 1000;
+        drain.clamp(RETRY_AFTER_MS.0, RETRY_AFTER_MS.1)
     }
 
     /// Stores everything queued before this call, then stops the writer.
@@ -125,6 +157,7 @@ struct Backends {
     store: Arc<dyn Store>,
     broker: Arc<dyn Broker>,
     order: Option<Arc<dyn PublishOrder>>,
+    micros_per_message: Arc<AtomicU64>,
 }
 
 async fn run(mut commands: mpsc::Receiver<Command>, backends: Backends) {
@@ -153,7 +186,12 @@ async fn run(mut commands: mpsc::Receiver<Command>, backends: Backends) {
             }
         }
         if !messages.is_empty() {
+            let started = Instant::now();
             commit(&messages, &mut waiters, &backends).await;
+            let micros = started.elapsed().as_micros() / messages.len() as u128;
+            backends
+                .micros_per_message
+                .store(u64::try_from(micros).unwrap_or(u64::MAX), Ordering::Relaxed);
             messages.clear();
         }
         if let Some(done) = stop {

@@ -65,6 +65,12 @@ pub struct Config {
     /// cap at once, for benchmarks and load tests. Size limits and --max-connections stay.
     #[arg(long, env = "CONFAB_RATE_LIMITS", default_value = "on", value_enum)]
     pub rate_limits: RateLimits,
+
+    /// Messages waiting to be stored before further sends are refused with `overloaded`
+    /// (and a `retry_after_ms`) instead of waiting.
+    #[arg(long, env = "CONFAB_WRITER_QUEUE", default_value_t = 8192,
+          value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub writer_queue: u32,
 }
 
 /// Whether rate limits and per-IP caps apply (see `--rate-limits`).
@@ -88,6 +94,7 @@ impl Config {
             log: "info".into(),
             stall_timeout: 15,
             rate_limits: RateLimits::On,
+            writer_queue: 8192,
         }
     }
 

@@ -113,8 +113,13 @@ impl Server {
                 (hub.clone(), Arc::new(LocalBroker::new(hub)))
             }
         };
-        let (writer, writer_task) =
-            Writer::spawn(store.clone(), broker.clone(), order).map_err(StartError::Thread)?;
+        let (writer, writer_task) = Writer::spawn_bounded(
+            store.clone(),
+            broker.clone(),
+            order,
+            config.writer_queue as usize,
+        )
+        .map_err(StartError::Thread)?;
         let listener = listen(config.addr).map_err(|source| StartError::Bind {
             addr: config.addr,
             source,

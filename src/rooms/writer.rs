@@ -22,11 +22,11 @@ const MAX_BATCH: usize = 1024;
 /// `unavailable` instead of waiting on a database that silently stopped answering. Retrying
 /// is safe: `client_id` makes a late duplicate harmless.
 const STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// Messages waiting for the writer. When full, `append` fails at once with `Overloaded` instead
+/// Messages waiting for the writer, by default (`--writer-queue`). When full, `append` fails at once with `Overloaded` instead
 /// of making its sender wait: a queue that only grew would turn "the store cannot keep up"
 /// into seconds of silent latency. 8,192 is 8 full batches, a few tens of milliseconds of
 /// work at the rates the stores sustain, and at most about 8,192 × 4 KiB of text held.
-const QUEUE: usize = 8192;
+pub const QUEUE: usize = 8192;
 /// Bounds of the `retry_after_ms` an overloaded sender is given.
 const RETRY_AFTER_MS: (u64, u64) = (10, 5_000);
 
@@ -68,6 +68,8 @@ pub struct Writer {
     /// Microseconds the last batch took per message, written by the writer after each batch
     /// and read by overloaded senders to say how long draining the queue will take.
     micros_per_message: Arc<AtomicU64>,
+    /// The queue's bound, for the `retry_after_ms` estimate.
+    queue: usize,
 }
 
 impl Writer {
@@ -81,7 +83,18 @@ impl Writer {
         broker: Arc<dyn Broker>,
         order: Option<Arc<dyn PublishOrder>>,
     ) -> std::io::Result<(Self, JoinHandle<()>)> {
-        let (commands, receiver) = mpsc::channel(QUEUE);
+        Self::spawn_bounded(store, broker, order, QUEUE)
+    }
+
+    /// [`Writer::spawn`] with a queue of `queue` messages instead of [`QUEUE`].
+    pub fn spawn_bounded(
+        store: Arc<dyn Store>,
+        broker: Arc<dyn Broker>,
+        order: Option<Arc<dyn PublishOrder>>,
+        queue: usize,
+    ) -> std::io::Result<(Self, JoinHandle<()>)> {
+        let queue = queue.max(1);
+        let (commands, receiver) = mpsc::channel(queue);
         let micros_per_message = Arc::new(AtomicU64::new(0));
         let backends = Backends {
             store,
@@ -106,6 +119,7 @@ impl Writer {
             Self {
                 commands,
                 micros_per_message,
+                queue,
             },
             task,
         ))
@@ -137,7 +151,7 @@ impl Writer {
     /// About how long the writer needs to work through a full queue at its last batch's pace.
     fn retry_after_ms(&self) -> u64 {
         let per_message = self.micros_per_message.load(Ordering::Relaxed);
-        let drain = per_message.saturating_mul(QUEUE as u64) / 1000;
+        let drain = per_message.saturating_mul(self.queue as u64) / 1000;
         drain.clamp(RETRY_AFTER_MS.0, RETRY_AFTER_MS.1)
     }
 

@@ -8,6 +8,7 @@ mod bad_input;
 mod history;
 mod lobby;
 mod messages;
+mod overload;
 mod presence;
 mod restart;
 mod session;

@@ -7,12 +7,14 @@
 //! - [`joins`]: join throughput, and churn under a `rooms` load.
 //! - [`slow`]: a `rooms` load with members that stop reading.
 //! - [`cluster`]: a `rooms` load spread over several nodes, cross-node latency on its own.
+//! - [`persist`]: many one-member rooms, stored messages/s (one node or a cluster).
 
 mod cluster;
 mod fanout;
 mod idle;
 mod joins;
 mod load;
+mod persist;
 mod rooms;
 mod slow;
 
@@ -34,6 +36,14 @@ use crate::target::Server;
 pub async fn run(cli: &Cli, nofile: u64) -> anyhow::Result<Report> {
     let servers = match &cli.scenario {
         Scenario::Cluster(args) => cluster::start_nodes(&cli.target, args).await?,
+        Scenario::Persist(args) if args.nodes > 1 || !args.also_url.is_empty() => {
+            let cluster = crate::cli::ClusterArgs {
+                load: persist::load_args(args),
+                nodes: args.nodes,
+                also_url: args.also_url.clone(),
+            };
+            cluster::start_nodes(&cli.target, &cluster).await?
+        }
         _ => vec![Server::start(&cli.target).await?],
     };
     let bench = Arc::new(Bench::new(cli, &servers));
@@ -45,6 +55,7 @@ pub async fn run(cli: &Cli, nofile: u64) -> anyhow::Result<Report> {
         Scenario::Joins(args) => joins::run(&bench, args).await,
         Scenario::Slow(args) => slow::run(&bench, args).await,
         Scenario::Cluster(args) => cluster::run(&bench, args).await,
+        Scenario::Persist(args) => persist::run(&bench, args).await,
     };
     progress.abort();
     let logs: Vec<String> = servers

@@ -22,11 +22,18 @@ const MAX_BATCH: usize = 1024;
 /// `unavailable` instead of waiting on a database that silently stopped answering. Retrying
 /// is safe: `client_id` makes a late duplicate harmless.
 const STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// Messages waiting for the writer, by default (`--writer-queue`). When full, `append` fails at once with `Overloaded` instead
-/// of making its sender wait: a queue that only grew would turn "the store cannot keep up"
-/// into seconds of silent latency. 8,192 is 8 full batches, a few tens of milliseconds of
-/// work at the rates the stores sustain, and at most about 8,192 × 4 KiB of text held.
+/// Messages waiting for the writer, by default (`--writer-queue`). When full, `append` fails at
+/// once with `Overloaded` instead of making its sender wait: a queue that only grew would turn
+/// "the store cannot keep up" into seconds of silent latency. 8,192 is 8 full batches and holds
+/// at most about 8,192 × 16 KiB of text; [`MAX_QUEUE_WAIT`] usually refuses sooner.
 pub const QUEUE: usize = 8192;
+/// The longest a newly queued message should wait for the writer. The queue's bound is in
+/// messages, but what a sender feels is time: when the writer's recent pace says the queue
+/// already holds more than this much work, `append` is `Overloaded` before the queue is full.
+const MAX_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+/// Batches at least this large set the pace estimate; smaller ones are dominated by the
+/// per-commit cost and would make the per-message cost look far higher than it is.
+const PACE_SAMPLE: usize = 256;
 /// Bounds of the `retry_after_ms` an overloaded sender is given.
 const RETRY_AFTER_MS: (u64, u64) = (10, 5_000);
 
@@ -65,8 +72,8 @@ enum Command {
 #[derive(Clone)]
 pub struct Writer {
     commands: mpsc::Sender<Command>,
-    /// Microseconds the last batch took per message, written by the writer after each batch
-    /// and read by overloaded senders to say how long draining the queue will take.
+    /// Microseconds per message of the last large batch (0 until there was one), written by
+    /// the writer and read by senders to judge how long the queue will take to drain.
     micros_per_message: Arc<AtomicU64>,
     /// The queue's bound, for the `retry_after_ms` estimate.
     queue: usize,
@@ -139,6 +146,14 @@ impl Writer {
             origin,
             reply,
         };
+        let queued = self.queue - self.commands.capacity();
+        let per_message = self.micros_per_message.load(Ordering::Relaxed);
+        let wait_micros = per_message.saturating_mul(queued as u64);
+        if wait_micros > MAX_QUEUE_WAIT.as_micros() as u64 {
+            return Err(AppendError::Overloaded {
+                retry_after_ms: self.retry_after_ms(),
+            });
+        }
         match self.commands.try_send(command) {
             Ok(()) => Ok(receiver),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(AppendError::Stopped),
@@ -148,10 +163,11 @@ impl Writer {
         }
     }
 
-    /// About how long the writer needs to work through a full queue at its last batch's pace.
+    /// About how long the writer needs for what is queued now, at its recent pace.
     fn retry_after_ms(&self) -> u64 {
         let per_message = self.micros_per_message.load(Ordering::Relaxed);
-        let drain = per_message.saturating_mul(self.queue as u64) / 1000;
+        let queued = (self.queue - self.commands.capacity()) as u64;
+        let drain = per_message.saturating_mul(queued) / 1000;
         drain.clamp(RETRY_AFTER_MS.0, RETRY_AFTER_MS.1)
     }
 
@@ -202,10 +218,12 @@ async fn run(mut commands: mpsc::Receiver<Command>, backends: Backends) {
         if !messages.is_empty() {
             let started = Instant::now();
             commit(&messages, &mut waiters, &backends).await;
-            let micros = started.elapsed().as_micros() / messages.len() as u128;
-            backends
-                .micros_per_message
-                .store(u64::try_from(micros).unwrap_or(u64::MAX), Ordering::Relaxed);
+            if messages.len() >= PACE_SAMPLE {
+                let micros = started.elapsed().as_micros() / messages.len() as u128;
+                backends
+                    .micros_per_message
+                    .store(u64::try_from(micros).unwrap_or(u64::MAX), Ordering::Relaxed);
+            }
             messages.clear();
         }
         if let Some(done) = stop {

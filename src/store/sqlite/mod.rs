@@ -17,7 +17,7 @@ use sqlx::sqlite::{
 
 use super::{Appended, NewMessage, Page, Store, StoreError, page_from_rows};
 use crate::domain::RoomName;
-use write::WriteSide;
+use write::{Checkpointer, WriteSide};
 
 const DATABASE_FILE: &str = "confab.db";
 const READERS: u32 = 4;
@@ -27,6 +27,8 @@ pub struct SqliteStore {
     /// writer (one batch at a time) and never held across an await, so it is never contended
     /// in a running server.
     write: Mutex<Option<WriteSide>>,
+    /// Stopped (and joined) on close, before the write connection goes.
+    checkpointer: Mutex<Option<Checkpointer>>,
     readers: SqlitePool,
 }
 
@@ -52,12 +54,14 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite").run(&setup).await?;
         setup.close().await;
         let write = WriteSide::open(&path)?;
+        let checkpointer = Checkpointer::start(&path)?;
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
             .connect_with(options.read_only(true))
             .await?;
         Ok(Self {
             write: Mutex::new(Some(write)),
+            checkpointer: Mutex::new(Some(checkpointer)),
             readers,
         })
     }
@@ -139,6 +143,12 @@ impl Store for SqliteStore {
 
     async fn close(&self) {
         self.readers.close().await;
+        drop(
+            self.checkpointer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
         // Dropping the connection checkpoints the WAL and releases the file.
         drop(
             self.write

@@ -4,6 +4,7 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
+use std::time::Duration;
 
 use confab::broker::local::LocalBroker;
 use confab::broker::{Deliver, Published};
@@ -11,7 +12,7 @@ use confab::domain::{ClientId, ConnectionId, DisplayName, Message, RoomName, Use
 use confab::protocol::server;
 use confab::rooms::hub::Hub;
 use confab::rooms::outbox::outbox;
-use confab::rooms::writer::Writer;
+use confab::rooms::writer::{AppendError, Writer};
 use confab::store::sqlite::SqliteStore;
 use confab::store::{NewMessage, Page, Store};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -120,8 +121,19 @@ fn group_commit(c: &mut Criterion) {
                         async move {
                             let mut replies = Vec::with_capacity(burst.len());
                             for message in burst {
-                                replies
-                                    .push(writer.append(message, ConnectionId(0)).await.unwrap());
+                                // The writer refuses while its queue holds more than it can
+                                // store soon; a client waits retry_after_ms, so does the bench.
+                                let reply = loop {
+                                    match writer.append(message.clone(), ConnectionId(0)).await {
+                                        Ok(reply) => break reply,
+                                        Err(AppendError::Overloaded { retry_after_ms }) => {
+                                            let wait = Duration::from_millis(retry_after_ms);
+                                            tokio::time::sleep(wait).await;
+                                        }
+                                        Err(error) => panic!("append failed: {error}"),
+                                    }
+                                };
+                                replies.push(reply);
                             }
                             for reply in replies {
                                 reply.await.unwrap().unwrap();

@@ -3,7 +3,7 @@
 //! number of nodes can append to one room at once and its seqs stay gapless and unique.
 //!
 //! An append costs the same handful of round-trips whatever the batch size: the writer hands
-//! over up to 1024 messages at a time, and every statement takes the whole batch as arrays
+//! over up to 4,096 messages at a time, and every statement takes the whole batch as arrays
 //! (`UNNEST`) instead of one statement per message.
 
 use std::collections::{BTreeMap, HashMap};

@@ -96,3 +96,18 @@ async fn release(mut connection: PoolConnection<Postgres>) {
         let _ = connection.close().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rooms_lock_key_is_fnv1a_of_its_name_so_every_node_agrees() {
+        // FNV-1a 64 of "a" is 0xaf63dc4c8601ec8c (the published test vector); 0x8c % 64 = 12.
+        assert_eq!(bucket(&RoomName::parse("a").unwrap()), 12);
+        for name in ["general", "r-1", &"x".repeat(64)] {
+            let key = bucket(&RoomName::parse(name).unwrap());
+            assert!((0..BUCKETS as i32).contains(&key), "{name}: {key}");
+        }
+    }
+}

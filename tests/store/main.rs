@@ -1,12 +1,14 @@
 //! The stores against real engines: one contract ([`contract`]) that every backend must keep,
 //! run against SQLite in a temporary folder and against the real PostgreSQL on this machine,
 //! and what only PostgreSQL has to survive ([`postgres`]: several nodes, dropped connections,
-//! outages). Each PostgreSQL test gets a database of its own, created through
+//! outages), and what only SQLite has to survive ([`sqlite`]: a counter gone stale). Each
+//! PostgreSQL test gets a database of its own, created through
 //! `CONFAB_TEST_DATABASE_URL` and dropped when the test ends (even when it fails), so tests run
 //! in parallel without seeing each other.
 
 mod contract;
 mod postgres;
+mod sqlite;
 
 use std::io::Write;
 use std::sync::Arc;

@@ -38,8 +38,8 @@ pub(super) struct WriteSide {
     conn: Connection,
     /// Each room's last committed seq. This connection is the only writer of the database (the
     /// store opens it once per data folder), so once read the value stays true until this side
-    /// moves it, which it does only after a commit: a failed batch leaves it as it was and
-    /// burns no seq.
+    /// moves it, which it does only after a commit: a failed batch burns no seq (and its rooms
+    /// are read again from the file next time).
     last_seq: HashMap<RoomName, i64>,
 }
 
@@ -135,6 +135,20 @@ impl WriteSide {
 
     /// Stores a batch in one transaction; see [`crate::store::Store::append`].
     pub(super) fn append(&mut self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
+        let stored = self.append_in_transaction(batch);
+        if stored.is_err() {
+            // Memory did not move, so no seq is burnt. The batch's rooms are also forgotten, to
+            // be read again from the file: if the failure came from the file changing under
+            // this connection (another process, a restored backup), a stale counter would
+            // otherwise fail every later batch of those rooms too.
+            for new in batch {
+                self.last_seq.remove(&new.room);
+            }
+        }
+        stored
+    }
+
+    fn append_in_transaction(&mut self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }

@@ -4,6 +4,7 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
+use std::time::Duration;
 
 use confab::broker::local::LocalBroker;
 use confab::broker::{Deliver, Published};
@@ -11,7 +12,7 @@ use confab::domain::{ClientId, ConnectionId, DisplayName, Message, RoomName, Use
 use confab::protocol::server;
 use confab::rooms::hub::{Activation, Hub, Take};
 use confab::rooms::outbox::outbox;
-use confab::rooms::writer::Writer;
+use confab::rooms::writer::{AppendError, Writer};
 use confab::store::sqlite::SqliteStore;
 use confab::store::{NewMessage, Page, Store};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -90,58 +91,106 @@ fn fan_out(c: &mut Criterion) {
     group.finish();
 }
 
-fn group_commit(c: &mut Criterion) {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (writer, store) = runtime.block_on(async {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
-        let hub = Arc::new(Hub::default());
-        let (writer, _task) =
-            Writer::spawn(store.clone(), Arc::new(LocalBroker::new(hub)), None).unwrap();
-        (writer, store)
-    });
-    const BURST: u64 = 1000;
-    let mut group = c.benchmark_group("group commit");
-    group.throughput(Throughput::Elements(BURST));
-    let mut next = 0u64;
-    group.bench_function("1000 messages, SQLite WAL", |b| {
-        b.to_async(&runtime).iter_batched(
-            || {
-                (0..BURST)
-                    .map(|_| {
-                        next += 1;
-                        NewMessage {
-                            room: RoomName::parse(&format!("room-{}", next % 10)).unwrap(),
-                            id: format!("id-{next}"),
-                            ts: 0,
-                            user: user(0),
-                            text: "a chat line of about the length people type".into(),
-                            client_id: ClientId::parse(format!("c-{next}")).unwrap(),
-                        }
-                    })
-                    .collect::<Vec<_>>()
-            },
-            |burst| {
-                let writer = writer.clone();
-                async move {
-                    let mut replies = Vec::with_capacity(burst.len());
-                    for message in burst {
-                        replies.push(writer.append(message, ConnectionId(0)).await.unwrap());
-                    }
-                    for reply in replies {
-                        reply.await.unwrap().unwrap();
-                    }
-                }
-            },
-            BatchSize::SmallInput,
-        )
-    });
-    group.finish();
-    runtime.block_on(async {
-        writer.stop().await;
-        store.close().await;
-    });
+/// A burst of `BURST` new messages spread round-robin over `rooms` rooms.
+fn burst(rooms: u64, next: &mut u64) -> Vec<NewMessage> {
+    (0..BURST)
+        .map(|_| {
+            *next += 1;
+            NewMessage {
+                room: RoomName::parse(&format!("room-{}", *next % rooms)).unwrap(),
+                id: format!("id-{next}"),
+                ts: 0,
+                user: user(0),
+                // 100 bytes, as in `confab-bench persist`.
+                text: "x".repeat(100),
+                client_id: ClientId::parse(format!("c-{next}")).unwrap(),
+            }
+        })
+        .collect()
 }
 
-criterion_group!(benches, encode, fan_out, group_commit);
+const BURST: u64 = 1000;
+
+/// The group-commit writer alone (queue, SQLite WAL store, local publish with no one
+/// listening): a burst of 1,000 messages, which it stores as one or two batches.
+fn group_commit(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut group = c.benchmark_group("group commit");
+    group.throughput(Throughput::Elements(BURST));
+    for rooms in [1u64, 10, 1000] {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, store) = runtime.block_on(async {
+            let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+            let hub = Arc::new(Hub::default());
+            let (writer, _task) =
+                Writer::spawn(store.clone(), Arc::new(LocalBroker::new(hub)), None).unwrap();
+            (writer, store)
+        });
+        let mut next = 0u64;
+        group.bench_function(
+            format!("1000 messages over {rooms} rooms, SQLite WAL"),
+            |b| {
+                b.to_async(&runtime).iter_batched(
+                    || burst(rooms, &mut next),
+                    |burst| {
+                        let writer = writer.clone();
+                        async move {
+                            let mut replies = Vec::with_capacity(burst.len());
+                            for message in burst {
+                                // The writer refuses while its queue holds more than it can
+                                // store soon; a client waits retry_after_ms, so does the bench.
+                                let reply = loop {
+                                    match writer.append(message.clone(), ConnectionId(0)).await {
+                                        Ok(reply) => break reply,
+                                        Err(AppendError::Overloaded { retry_after_ms }) => {
+                                            let wait = Duration::from_millis(retry_after_ms);
+                                            tokio::time::sleep(wait).await;
+                                        }
+                                        Err(error) => panic!("append failed: {error}"),
+                                    }
+                                };
+                                replies.push(reply);
+                            }
+                            for reply in replies {
+                                reply.await.unwrap().unwrap();
+                            }
+                        }
+                    },
+                    BatchSize::SmallInput,
+                )
+            },
+        );
+        runtime.block_on(async {
+            writer.stop().await;
+            store.close().await;
+        });
+    }
+    group.finish();
+}
+
+/// One batch straight into the SQLite store: what a commit costs without the queue.
+fn store_batch(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut group = c.benchmark_group("SQLite append, one batch");
+    group.throughput(Throughput::Elements(BURST));
+    for rooms in [1u64, 1000] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = runtime.block_on(SqliteStore::open(dir.path())).unwrap();
+        let mut next = 0u64;
+        group.bench_function(format!("1000 messages over {rooms} rooms"), |b| {
+            b.to_async(&runtime).iter_batched(
+                || burst(rooms, &mut next),
+                |burst| {
+                    let store = &store;
+                    async move { store.append(&burst).await.unwrap() }
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        runtime.block_on(store.close());
+    }
+    group.finish();
+}
+
+criterion_group!(benches, encode, fan_out, group_commit, store_batch);
 criterion_main!(benches);

@@ -160,6 +160,12 @@ pub struct Config {
     /// Refused requests a connection may make before it is closed with 1008.
     #[arg(long, env = "CONFAB_LIMIT_REFUSALS", default_value = limits::defaults::REFUSALS)]
     pub limit_refusals: Rate,
+
+    /// Messages waiting to be stored before further sends are refused with `overloaded`
+    /// (and a `retry_after_ms`) instead of waiting.
+    #[arg(long, env = "CONFAB_WRITER_QUEUE", default_value_t = 8192,
+          value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub writer_queue: u32,
 }
 
 /// An origin `--allowed-origins` admits: any, or one `scheme://host[:port]`, kept lowercase and
@@ -238,6 +244,7 @@ impl Config {
             limit_room_create_ip: default_rate(limits::defaults::ROOM_CREATE_IP),
             limit_session_ip: default_rate(limits::defaults::SESSION_IP),
             limit_refusals: default_rate(limits::defaults::REFUSALS),
+            writer_queue: 8192,
         }
     }
 

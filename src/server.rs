@@ -185,8 +185,13 @@ impl Server {
         if let Some(announcer) = broker.presence_out() {
             hub.announce_to(announcer);
         }
-        let (writer, writer_task) =
-            Writer::spawn(store.clone(), broker.clone(), order).map_err(StartError::Thread)?;
+        let (writer, writer_task) = Writer::spawn_bounded(
+            store.clone(),
+            broker.clone(),
+            order,
+            config.writer_queue as usize,
+        )
+        .map_err(StartError::Thread)?;
         let listener = listen(config.addr).map_err(|source| StartError::Bind {
             addr: config.addr,
             source,

@@ -153,6 +153,41 @@ pub enum Scenario {
     /// A long `rooms` load with clients joining and leaving all the time, sampled every
     /// --sample-secs: loss, duplicates, server RSS and open file descriptors over time.
     Soak(SoakArgs),
+    /// Many one-member rooms, each member sending at a fixed rate: stored messages/s and the
+    /// latency of send → commit → broadcast (`--nodes 2` for a PostgreSQL + Redis cluster).
+    Persist(PersistArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PersistArgs {
+    /// Number of rooms, each with one member who sends.
+    #[arg(long, env = "CONFAB_BENCH_ROOMS", default_value_t = 1000)]
+    pub rooms: usize,
+
+    /// Messages/s each room's sender sends.
+    #[arg(long, env = "CONFAB_BENCH_RATE", default_value_t = 50.0)]
+    pub rate: f64,
+
+    /// Bytes of each message's text (the stamp, padded).
+    #[arg(long, env = "CONFAB_BENCH_TEXT_BYTES", default_value_t = 100)]
+    pub text_bytes: usize,
+
+    /// Seconds of measured load.
+    #[arg(long, env = "CONFAB_BENCH_DURATION", default_value_t = 15.0)]
+    pub duration: f64,
+
+    /// Seconds of load before measuring, not reported.
+    #[arg(long, env = "CONFAB_BENCH_WARMUP", default_value_t = 2.0)]
+    pub warmup: f64,
+
+    /// Nodes to start with --spawn (2 or more: a cluster; give them a shared database and
+    /// Redis with --server-arg=--database-url=... and --server-arg=--redis-url=...).
+    #[arg(long, env = "CONFAB_BENCH_NODES", default_value_t = 1)]
+    pub nodes: usize,
+
+    /// With --url: the WebSocket URL of another node of the same cluster (repeatable).
+    #[arg(long)]
+    pub also_url: Vec<String>,
 }
 
 #[derive(Debug, Args)]

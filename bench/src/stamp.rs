@@ -24,6 +24,15 @@ pub fn now_ns() -> u64 {
     ns_at(Instant::now())
 }
 
+/// Bytes every payload is padded to (after a space), 0 for none; set once by scenarios that
+/// measure a given message size (`persist`).
+static TEXT_BYTES: OnceLock<usize> = OnceLock::new();
+
+/// Pads every payload from now on to `bytes` (payloads longer than that stay as they are).
+pub fn pad_texts_to(bytes: usize) {
+    let _ = TEXT_BYTES.set(bytes);
+}
+
 /// A decoded payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
@@ -35,7 +44,13 @@ pub struct Stamp {
 impl Stamp {
     /// The message text for this stamp.
     pub fn encode(&self) -> String {
-        format!("b:{}:{}:{}", self.sender, self.n, self.sent_ns)
+        let mut text = format!("b:{}:{}:{}", self.sender, self.n, self.sent_ns);
+        let pad_to = TEXT_BYTES.get().copied().unwrap_or(0);
+        if text.len() + 1 < pad_to {
+            text.push(' ');
+            text.extend(std::iter::repeat_n('.', pad_to - text.len()));
+        }
+        text
     }
 
     /// Decodes a message text; `None` for text that is not a bench payload. Anything after a
@@ -45,7 +60,7 @@ impl Stamp {
         Some(Stamp {
             sender: parts.next()?.parse().ok()?,
             n: parts.next()?.parse().ok()?,
-            sent_ns: parts.next()?.parse().ok()?,
+            sent_ns: parts.next()?.split(' ').next()?.parse().ok()?,
         })
     }
 }
@@ -73,6 +88,17 @@ mod tests {
             sent_ns: 3,
         };
         assert_eq!(Stamp::parse("b:1:2:3:xxxxxxxx"), Some(stamp));
+    }
+
+    #[test]
+    fn a_padded_stamp_still_decodes() {
+        let stamp = Stamp {
+            sender: 7,
+            n: 42,
+            sent_ns: 123_456_789,
+        };
+        let padded = format!("{} {}", stamp.encode(), ".".repeat(80));
+        assert_eq!(Stamp::parse(&padded), Some(stamp));
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! batch's broadcast can never overtake an earlier one's.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
@@ -14,15 +16,30 @@ use crate::domain::{ConnectionId, Message};
 use crate::store::{Appended, NewMessage, PublishOrder, Store};
 
 /// Most messages in one transaction. Large enough to amortise the commit, small enough that
-/// one batch's fan-out does not stall the next commit for long.
-const MAX_BATCH: usize = 1024;
+/// one batch's fan-out does not stall the next commit for long. In SQLite a batch costs about
+/// two page writes per room it touches whatever it stores there (the messages table and the
+/// client_id index are both ordered by room), about 30 µs per room in `benches/hot_paths.rs`:
+/// when traffic is spread over 1,000 rooms, a batch of 1,024 paid that for about one message
+/// per room, and a larger batch shares it between several.
+const MAX_BATCH: usize = 4096;
 /// A batch that takes longer than this is given up (and rolled back): its senders hear
 /// `unavailable` instead of waiting on a database that silently stopped answering. Retrying
 /// is safe: `client_id` makes a late duplicate harmless.
 const STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// Messages waiting for the writer. When full, senders wait: that is the backpressure that
-/// keeps a flood of sends from growing memory without bound.
-const QUEUE: usize = 8192;
+/// Messages waiting for the writer, by default (`--writer-queue`). When full, `append` fails at
+/// once with `Overloaded` instead of making its sender wait: a queue that only grew would turn
+/// "the store cannot keep up" into seconds of silent latency. 8,192 is 8 full batches and holds
+/// at most about 8,192 × 16 KiB of text; [`MAX_QUEUE_WAIT`] usually refuses sooner.
+pub const QUEUE: usize = 8192;
+/// The longest a newly queued message should wait for the writer. The queue's bound is in
+/// messages, but what a sender feels is time: when the writer's recent pace says the queue
+/// already holds more than this much work, `append` is `Overloaded` before the queue is full.
+const MAX_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+/// Batches at least this large set the pace estimate; smaller ones are dominated by the
+/// per-commit cost and would make the per-message cost look far higher than it is.
+const PACE_SAMPLE: usize = 256;
+/// Bounds of the `retry_after_ms` an overloaded sender is given.
+const RETRY_AFTER_MS: (u64, u64) = (10, 5_000);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum AppendError {
@@ -30,6 +47,10 @@ pub enum AppendError {
     Unavailable,
     #[error("the server is shutting down")]
     Stopped,
+    /// The writer's queue is full: nothing was queued. Trying again after `retry_after_ms`
+    /// (about the time the writer needs to work through its queue) can succeed.
+    #[error("the store cannot keep up; try again in {retry_after_ms} ms")]
+    Overloaded { retry_after_ms: u64 },
 }
 
 /// What a sender learns once its message's batch is done.
@@ -55,6 +76,11 @@ enum Command {
 #[derive(Clone)]
 pub struct Writer {
     commands: mpsc::Sender<Command>,
+    /// Microseconds per message of the last large batch (0 until there was one), written by
+    /// the writer and read by senders to judge how long the queue will take to drain.
+    micros_per_message: Arc<AtomicU64>,
+    /// The queue's bound, for the `retry_after_ms` estimate.
+    queue: usize,
 }
 
 impl Writer {
@@ -68,11 +94,24 @@ impl Writer {
         broker: Arc<dyn Broker>,
         order: Option<Arc<dyn PublishOrder>>,
     ) -> std::io::Result<(Self, JoinHandle<()>)> {
-        let (commands, receiver) = mpsc::channel(QUEUE);
+        Self::spawn_bounded(store, broker, order, QUEUE)
+    }
+
+    /// [`Writer::spawn`] with a queue of `queue` messages instead of [`QUEUE`].
+    pub fn spawn_bounded(
+        store: Arc<dyn Store>,
+        broker: Arc<dyn Broker>,
+        order: Option<Arc<dyn PublishOrder>>,
+        queue: usize,
+    ) -> std::io::Result<(Self, JoinHandle<()>)> {
+        let queue = queue.max(1);
+        let (commands, receiver) = mpsc::channel(queue);
+        let micros_per_message = Arc::new(AtomicU64::new(0));
         let backends = Backends {
             store,
             broker,
             order,
+            micros_per_message: micros_per_message.clone(),
         };
         let (finished, finished_rx) = oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -87,26 +126,53 @@ impl Writer {
         let task = tokio::spawn(async move {
             let _ = finished_rx.await;
         });
-        Ok((Self { commands }, task))
+        Ok((
+            Self {
+                commands,
+                micros_per_message,
+                queue,
+            },
+            task,
+        ))
     }
 
     /// Queues a message; the reply says whether it was stored, and arrives after its broadcast.
-    /// Messages queued by one caller are stored in the order queued.
+    /// Messages queued by one caller are stored in the order queued. Never waits: a full queue
+    /// is `Overloaded` at once.
     pub async fn append(
         &self,
         message: NewMessage,
         origin: ConnectionId,
     ) -> Result<AppendReply, AppendError> {
         let (reply, receiver) = oneshot::channel();
-        self.commands
-            .send(Command::Append {
-                message,
-                origin,
-                reply,
-            })
-            .await
-            .map_err(|_| AppendError::Stopped)?;
-        Ok(receiver)
+        let command = Command::Append {
+            message,
+            origin,
+            reply,
+        };
+        let queued = self.queue - self.commands.capacity();
+        let per_message = self.micros_per_message.load(Ordering::Relaxed);
+        let wait_micros = per_message.saturating_mul(queued as u64);
+        if wait_micros > MAX_QUEUE_WAIT.as_micros() as u64 {
+            return Err(AppendError::Overloaded {
+                retry_after_ms: self.retry_after_ms(),
+            });
+        }
+        match self.commands.try_send(command) {
+            Ok(()) => Ok(receiver),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(AppendError::Stopped),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(AppendError::Overloaded {
+                retry_after_ms: self.retry_after_ms(),
+            }),
+        }
+    }
+
+    /// About how long the writer needs for what is queued now, at its recent pace.
+    fn retry_after_ms(&self) -> u64 {
+        let per_message = self.micros_per_message.load(Ordering::Relaxed);
+        let queued = (self.queue - self.commands.capacity()) as u64;
+        let drain = per_message.saturating_mul(queued) / 1000;
+        drain.clamp(RETRY_AFTER_MS.0, RETRY_AFTER_MS.1)
     }
 
     /// Stores everything queued before this call, then stops the writer.
@@ -125,6 +191,7 @@ struct Backends {
     store: Arc<dyn Store>,
     broker: Arc<dyn Broker>,
     order: Option<Arc<dyn PublishOrder>>,
+    micros_per_message: Arc<AtomicU64>,
 }
 
 async fn run(mut commands: mpsc::Receiver<Command>, backends: Backends) {
@@ -153,7 +220,14 @@ async fn run(mut commands: mpsc::Receiver<Command>, backends: Backends) {
             }
         }
         if !messages.is_empty() {
+            let started = Instant::now();
             commit(&messages, &mut waiters, &backends).await;
+            if messages.len() >= PACE_SAMPLE {
+                let micros = started.elapsed().as_micros() / messages.len() as u128;
+                backends
+                    .micros_per_message
+                    .store(u64::try_from(micros).unwrap_or(u64::MAX), Ordering::Relaxed);
+            }
             messages.clear();
         }
         if let Some(done) = stop {

@@ -15,12 +15,16 @@ use crate::domain::{ClientId, DisplayName, Message, RoomName, User, UserId};
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("sqlite error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("the store is closed")]
+    Closed,
     #[error("the database did not answer within {0:?}")]
     TimedOut(std::time::Duration),
 }
@@ -66,8 +70,41 @@ impl Page {
     }
 }
 
-/// One `messages` row as every backend reads it (columns `seq, id, ts, user_id, user_name,
-/// text, client_id`), checked on the way in: stored data is trusted, not blindly.
+/// The columns of one `messages` row, as every backend reads them.
+pub(crate) struct StoredRow {
+    pub seq: i64,
+    pub id: String,
+    pub ts: i64,
+    pub user_id: String,
+    pub user_name: String,
+    pub text: String,
+    pub client_id: String,
+}
+
+impl StoredRow {
+    /// Checked on the way in: stored data is trusted, not blindly.
+    pub(crate) fn into_message(self, room: &RoomName) -> Result<Message, StoreError> {
+        let name = DisplayName::parse(&self.user_name)
+            .map_err(|_| StoreError::Corrupt(format!("bad stored name {:?}", self.user_name)))?;
+        let seq = u64::try_from(self.seq)
+            .map_err(|_| StoreError::Corrupt(format!("negative seq {}", self.seq)))?;
+        Ok(Message {
+            room: room.clone(),
+            seq,
+            id: self.id,
+            ts: self.ts,
+            user: User {
+                id: UserId::from_trusted(self.user_id),
+                name,
+            },
+            text: self.text,
+            client_id: self.client_id,
+        })
+    }
+}
+
+/// One `messages` row read through sqlx (columns `seq, id, ts, user_id, user_name, text,
+/// client_id`).
 pub(crate) fn message_from_row<'r, R>(room: &RoomName, row: &'r R) -> Result<Message, StoreError>
 where
     R: sqlx::Row,
@@ -75,22 +112,41 @@ where
     i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
-    let seq: i64 = row.try_get("seq")?;
-    let name: String = row.try_get("user_name")?;
-    let name = DisplayName::parse(&name)
-        .map_err(|_| StoreError::Corrupt(format!("bad stored name {name:?}")))?;
-    Ok(Message {
-        room: room.clone(),
-        seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("negative seq {seq}")))?,
+    StoredRow {
+        seq: row.try_get("seq")?,
         id: row.try_get("id")?,
         ts: row.try_get("ts")?,
-        user: User {
-            id: UserId::from_trusted(row.try_get("user_id")?),
-            name,
-        },
+        user_id: row.try_get("user_id")?,
+        user_name: row.try_get("user_name")?,
         text: row.try_get("text")?,
         client_id: row.try_get("client_id")?,
-    })
+    }
+    .into_message(room)
+}
+
+/// PostgreSQL's TEXT cannot hold U+0000, and one such message would fail its whole batch (every
+/// other user's messages with it). The edge lets NUL through today, so every backend replaces
+/// it (one contract, whatever the engine), and the stored message, which is what gets
+/// broadcast, carries the replacement.
+pub(crate) fn storable_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+/// A new message as stored with `seq`: what its sender and the fan-out see.
+pub(crate) fn stored_message(new: &NewMessage, seq: u64, text: String) -> Message {
+    Message {
+        room: new.room.clone(),
+        seq,
+        id: new.id.clone(),
+        ts: new.ts,
+        user: new.user.clone(),
+        text,
+        client_id: new.client_id.as_str().to_owned(),
+    }
 }
 
 /// Rows read newest first (as `ORDER BY seq DESC LIMIT n` gives them) into a page.

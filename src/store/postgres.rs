@@ -3,10 +3,9 @@
 //! number of nodes can append to one room at once and its seqs stay gapless and unique.
 //!
 //! An append costs the same handful of round-trips whatever the batch size: the writer hands
-//! over up to 1024 messages at a time, and every statement takes the whole batch as arrays
+//! over up to 4,096 messages at a time, and every statement takes the whole batch as arrays
 //! (`UNNEST`) instead of one statement per message.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::time::Duration;
@@ -15,7 +14,9 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::{Appended, NewMessage, Page, Store, StoreError, message_from_row, page_from_rows};
+use super::{
+    Appended, NewMessage, Page, Store, StoreError, message_from_row, page_from_rows, storable_text,
+};
 use crate::domain::{Message, RoomName};
 
 /// One node's connections, shared by the writer and every reader. The writer holds at most
@@ -67,17 +68,6 @@ impl PostgresStore {
 
 fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-/// PostgreSQL's TEXT cannot hold U+0000, and one such message would fail its whole batch (every
-/// other user's messages with it). The edge lets NUL through today, so it is replaced here, and
-/// the stored message, which is what gets broadcast, carries the replacement.
-fn storable_text(text: &str) -> Cow<'_, str> {
-    if text.contains('\0') {
-        Cow::Owned(text.replace('\0', "\u{FFFD}"))
-    } else {
-        Cow::Borrowed(text)
-    }
 }
 
 /// The de-duplication key: one message per (room, user, client_id).

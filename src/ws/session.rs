@@ -278,6 +278,15 @@ impl Session {
         };
         match self.state.writer.append(message, self.conn).await {
             Ok(reply) => Some(wait_for_commit(reply, reference).boxed()),
+            Err(AppendError::Overloaded { retry_after_ms }) => {
+                self.send(server::error_with_retry(
+                    ErrorCode::Overloaded,
+                    "the server cannot store messages this fast; nothing was stored",
+                    reference.as_ref(),
+                    Some(retry_after_ms),
+                ));
+                None
+            }
             Err(error) => {
                 self.error(
                     ErrorCode::Unavailable,

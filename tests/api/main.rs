@@ -12,6 +12,7 @@ mod lobby;
 mod messages;
 mod names;
 mod origin;
+mod overload;
 mod parse;
 mod presence;
 mod rate_limits;

@@ -9,6 +9,7 @@
 //! - [`cluster`]: a `rooms` load spread over several nodes, cross-node latency on its own.
 //! - [`burst`]: a stalled reader, a flooding sender and members that keep reading.
 //! - [`soak`]: a long `rooms` load with churn, sampled for drift in RSS and descriptors.
+//! - [`persist`]: many one-member rooms, stored messages/s (one node or a cluster).
 
 mod burst;
 mod cluster;
@@ -16,6 +17,7 @@ mod fanout;
 mod idle;
 mod joins;
 mod load;
+mod persist;
 mod rooms;
 mod slow;
 mod soak;
@@ -39,6 +41,14 @@ use crate::target::Server;
 pub async fn run(cli: &Cli, target: &TargetArgs, nofile: u64) -> anyhow::Result<Report> {
     let servers = match &cli.scenario {
         Scenario::Cluster(args) => cluster::start_nodes(target, args).await?,
+        Scenario::Persist(args) if args.nodes > 1 || !args.also_url.is_empty() => {
+            let cluster = crate::cli::ClusterArgs {
+                load: persist::load_args(args),
+                nodes: args.nodes,
+                also_url: args.also_url.clone(),
+            };
+            cluster::start_nodes(target, &cluster).await?
+        }
         _ => vec![Server::start(target).await?],
     };
     let bench = Arc::new(Bench::new(cli, &servers));
@@ -52,6 +62,7 @@ pub async fn run(cli: &Cli, target: &TargetArgs, nofile: u64) -> anyhow::Result<
         Scenario::Cluster(args) => cluster::run(&bench, args).await,
         Scenario::Burst(args) => burst::run(&bench, args).await,
         Scenario::Soak(args) => soak::run(&bench, args).await,
+        Scenario::Persist(args) => persist::run(&bench, args).await,
     };
     progress.abort();
     let logs: Vec<String> = servers

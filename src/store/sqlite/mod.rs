@@ -1,0 +1,202 @@
+//! The embedded default: SQLite in WAL mode in the data folder. One connection writes (SQLite
+//! has one writer anyway, and a single owner never meets `SQLITE_BUSY`), synchronously on the
+//! message writer's thread ([`write`]); a small sqlx pool reads concurrently beside it, which
+//! WAL allows.
+
+mod write;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::{Appended, NewMessage, Page, Store, StoreError, page_from_rows};
+use crate::domain::RoomName;
+use write::{Checkpointer, WriteSide};
+
+const DATABASE_FILE: &str = "confab.db";
+const READERS: u32 = 4;
+
+pub struct SqliteStore {
+    /// The one write connection, `None` once closed. A std mutex: it is taken only by the
+    /// writer (one batch at a time) and never held across an await, so it is never contended
+    /// in a running server.
+    write: Mutex<Option<WriteSide>>,
+    /// Stopped (and joined) on close, before the write connection goes.
+    checkpointer: Mutex<Option<Checkpointer>>,
+    readers: SqlitePool,
+    /// One sqlx connection for the rare writes outside messages (session revocations): they
+    /// touch no room, so the writer's in-memory counters stay true, and the writer's busy
+    /// timeout covers the moment either holds SQLite's write lock.
+    admin: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `confab.db` in `data_dir` and brings its schema up to date.
+    pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir)?;
+        let path = data_dir.join(DATABASE_FILE);
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // In WAL mode NORMAL loses nothing on a process crash (kill -9): a commit is in the
+            // WAL file before it returns. Only an OS crash or power cut can drop the last commits.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        // sqlx creates the file, sets WAL and migrates; then the write side takes over messages.
+        let admin = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&admin).await?;
+        let write = WriteSide::open(&path)?;
+        let checkpointer = Checkpointer::start(&path)?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self {
+            write: Mutex::new(Some(write)),
+            checkpointer: Mutex::new(Some(checkpointer)),
+            readers,
+            admin,
+        })
+    }
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    /// Runs on the calling thread: the writer calls it from a thread of its own, and a batch
+    /// is microseconds to milliseconds of SQLite work with nothing to wait for in between.
+    async fn append(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
+        let mut write = self.write.lock().unwrap_or_else(PoisonError::into_inner);
+        match write.as_mut() {
+            Some(write) => write.append(batch),
+            None => Err(StoreError::Closed),
+        }
+    }
+
+    async fn latest(&self, room: &RoomName, limit: u32) -> Result<Page, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, id, ts, user_id, user_name, text, client_id FROM messages
+             WHERE room = ? ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(room.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        page_from_rows(room, &rows)
+    }
+
+    async fn after(&self, room: &RoomName, since: u64, cap: u32) -> Result<Page, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, id, ts, user_id, user_name, text, client_id FROM messages
+             WHERE room = ? AND seq > ? ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(room.as_str())
+        .bind(to_i64(since))
+        .bind(i64::from(cap))
+        .fetch_all(&self.readers)
+        .await?;
+        page_from_rows(room, &rows)
+    }
+
+    async fn before(&self, room: &RoomName, before: u64, limit: u32) -> Result<Page, StoreError> {
+        let before = if before == 0 {
+            i64::MAX
+        } else {
+            to_i64(before)
+        };
+        let rows = sqlx::query(
+            "SELECT seq, id, ts, user_id, user_name, text, client_id FROM messages
+             WHERE room = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(room.as_str())
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        page_from_rows(room, &rows)
+    }
+
+    async fn recent_rooms(&self, limit: u32) -> Result<Vec<RoomName>, StoreError> {
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM rooms ORDER BY last_active DESC LIMIT ?")
+                .bind(i64::from(limit))
+                .fetch_all(&self.readers)
+                .await?;
+        names
+            .iter()
+            .map(|name| {
+                RoomName::parse(name)
+                    .map_err(|_| StoreError::Corrupt(format!("bad stored room {name:?}")))
+            })
+            .collect()
+    }
+
+    async fn room_activity(&self, limit: u32) -> Result<Vec<(RoomName, i64)>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT name, last_active FROM rooms ORDER BY last_active DESC LIMIT ?")
+                .bind(i64::from(limit))
+                .fetch_all(&self.readers)
+                .await?;
+        super::activity_from_rows(rows)
+    }
+
+    async fn close(&self) {
+        self.readers.close().await;
+        self.admin.close().await;
+        drop(
+            self.checkpointer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        // Dropping the connection checkpoints the WAL and releases the file.
+        drop(
+            self.write
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+    }
+}
+
+#[async_trait]
+impl super::Sessions for SqliteStore {
+    async fn revoke_session(&self, sid: &str, expires_at: i64) -> Result<(), StoreError> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+        sqlx::query("DELETE FROM revoked_sessions WHERE expires_at < ?")
+            .bind(now)
+            .execute(&self.admin)
+            .await?;
+        sqlx::query(
+            "INSERT INTO revoked_sessions (sid, expires_at) VALUES (?, ?) ON CONFLICT (sid) DO NOTHING",
+        )
+        .bind(sid)
+        .bind(expires_at)
+        .execute(&self.admin)
+        .await?;
+        Ok(())
+    }
+
+    async fn is_session_revoked(&self, sid: &str) -> Result<bool, StoreError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT expires_at FROM revoked_sessions WHERE sid = ?")
+                .bind(sid)
+                .fetch_optional(&self.readers)
+                .await?;
+        Ok(found.is_some())
+    }
+}

@@ -1,0 +1,430 @@
+//! SQLite's write side: one rusqlite connection driven synchronously by the caller of `append`
+//! (the message writer's own thread), with every room's last seq kept in memory.
+//!
+//! Why not sqlx here: sqlx runs each SQLite statement on a worker thread and answers through a
+//! channel, so a batch touching 1,000 rooms paid thousands of thread hops for what SQLite does
+//! in microseconds. Here a batch is a few prepared statements run in place:
+//! one multi-row insert per 128 messages, one multi-row counter upsert per 128 rooms, and a
+//! `SELECT last_seq` only the first time a room is written after the process started.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{
+    CachedStatement, Connection, OpenFlags, OptionalExtension, Statement, TransactionBehavior,
+};
+
+use crate::domain::{Message, RoomName};
+use crate::store::{Appended, NewMessage, StoreError, StoredRow, storable_text, stored_message};
+
+/// Rows per multi-row statement are taken from these sizes, largest first, so a batch of any
+/// length uses at most 8 distinct statements per table and every one stays prepared in the
+/// connection's statement cache. 128 rows × 8 parameters is far under SQLite's 32,766.
+const CHUNKS: [usize; 8] = [128, 64, 32, 16, 8, 4, 2, 1];
+/// Prepared statements kept: 8 insert shapes, 8 upsert shapes and the few single statements.
+const STATEMENT_CACHE: usize = 32;
+/// Rooms whose last seq is kept in memory. Past this the whole map is forgotten and refilled
+/// from disk on demand (one indexed read per room), so a server that has seen millions of
+/// rooms holds at most this many entries (about 100 bytes each).
+const MAX_KNOWN_ROOMS: usize = 100_000;
+
+const INSERT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?)";
+const COUNTER_ROW: &str = "(?, ?, ?, ?)";
+
+pub(super) struct WriteSide {
+    conn: Connection,
+    /// Each room's last committed seq. This connection is the only writer of the database (the
+    /// store opens it once per data folder), so once read the value stays true until this side
+    /// moves it, which it does only after a commit: a failed batch burns no seq (and its rooms
+    /// are read again from the file next time).
+    last_seq: HashMap<RoomName, i64>,
+}
+
+/// How often the checkpointer copies the WAL back into the database file. The WAL holds about
+/// this much of the writer's output (at 100,000 messages/s of 100 bytes, some tens of MiB).
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Checkpoints the WAL on a thread of its own, so the writer never waits for one. PASSIVE
+/// checkpoints copy what they can without blocking the writer or readers; the writer starts
+/// the WAL over once a checkpoint has caught up with it.
+pub(super) struct Checkpointer {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    pub(super) fn start(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        // After a checkpoint the WAL file is cut back to this size instead of staying as large
+        // as the busiest second made it.
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("confab-checkpoint".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(CHECKPOINT_EVERY)
+                {
+                    if let Err(error) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+                        tracing::warn!(%error, "WAL checkpoint failed; retrying in a second");
+                    }
+                }
+            })?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A room's numbering while its batch is being stored.
+struct Numbering {
+    last_seq: i64,
+    /// The ts of the newest message this batch stores in the room; `None` while it has only
+    /// duplicates there, which are not activity and leave the room's row alone.
+    last_active: Option<i64>,
+}
+
+impl WriteSide {
+    /// Opens the database file (already created and migrated through sqlx).
+    pub(super) fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        // The journal mode (WAL) is a property of the file, set when sqlx created it. NORMAL
+        // loses nothing on a process crash (kill -9) in WAL mode: a commit is in the WAL file
+        // before it returns. Only an OS crash or power cut can drop the last commits.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // A batch over 1,000 rooms touches a leaf page per room in the messages table and
+        // another in its client_id index: with SQLite's default 2 MiB cache those pages were
+        // read back from the file and spilled mid-transaction on every batch (the profile of a
+        // 300-room load was mostly `readDbPage` and `pagerStress`). 64 MiB keeps them.
+        conn.pragma_update(None, "cache_size", -65_536)?;
+        // The savepoint of the fast path journals every page it changes; in memory, not in a
+        // temporary file.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        // Checkpoints (copying the WAL back into the database, with an fsync) run on a thread
+        // of their own ([`Checkpointer`]), not in whichever commit crosses SQLite's default
+        // 1,000-page mark: a batch over 1,000 rooms dirties about 2,000 pages, so every commit
+        // paid a checkpoint. This limit is only a backstop if that thread falls far behind.
+        conn.pragma_update(None, "wal_autocheckpoint", 100_000)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(Self {
+            conn,
+            last_seq: HashMap::new(),
+        })
+    }
+
+    /// Stores a batch in one transaction; see [`crate::store::Store::append`].
+    pub(super) fn append(&mut self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
+        let stored = self.append_in_transaction(batch);
+        if stored.is_err() {
+            // Memory did not move, so no seq is burnt. The batch's rooms are also forgotten, to
+            // be read again from the file: if the failure came from the file changing under
+            // this connection (another process, a restored backup), a stale counter would
+            // otherwise fail every later batch of those rooms too.
+            for new in batch {
+                self.last_seq.remove(&new.room);
+            }
+        }
+        stored
+    }
+
+    fn append_in_transaction(&mut self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        // IMMEDIATE: take the write lock up front instead of upgrading half way through.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut rooms: HashMap<&RoomName, Numbering> = HashMap::new();
+        for new in batch {
+            if rooms.contains_key(&new.room) {
+                continue;
+            }
+            let last_seq = match self.last_seq.get(&new.room) {
+                Some(&known) => known,
+                None => load_last_seq(&tx, &new.room)?,
+            };
+            rooms.insert(
+                &new.room,
+                Numbering {
+                    last_seq,
+                    last_active: None,
+                },
+            );
+        }
+
+        let outcomes = if has_repeated_key(batch) {
+            append_one_by_one(&tx, batch, &mut rooms)?
+        } else {
+            // The common case: every row in a few multi-row statements. A client_id stored by
+            // an earlier batch makes them insert fewer rows than asked; then they are undone and
+            // the batch goes row by row, which tells stored from duplicate exactly.
+            tx.execute_batch("SAVEPOINT fast")?;
+            let saved: Vec<(&RoomName, i64)> =
+                rooms.iter().map(|(r, n)| (*r, n.last_seq)).collect();
+            match append_at_once(&tx, batch, &mut rooms)? {
+                Some(outcomes) => {
+                    tx.execute_batch("RELEASE fast")?;
+                    outcomes
+                }
+                None => {
+                    tx.execute_batch("ROLLBACK TO fast; RELEASE fast")?;
+                    for (room, last_seq) in saved {
+                        if let Some(numbering) = rooms.get_mut(room) {
+                            numbering.last_seq = last_seq;
+                            numbering.last_active = None;
+                        }
+                    }
+                    append_one_by_one(&tx, batch, &mut rooms)?
+                }
+            }
+        };
+        save_counters(&tx, &rooms, batch)?;
+        tx.commit()?;
+
+        // Committed: only now does memory move (a failure above returned early, and dropping
+        // the transaction rolled it back).
+        if self.last_seq.len() + rooms.len() > MAX_KNOWN_ROOMS {
+            self.last_seq.clear();
+        }
+        for (room, numbering) in rooms {
+            self.last_seq.insert(room.clone(), numbering.last_seq);
+        }
+        Ok(outcomes)
+    }
+}
+
+fn load_last_seq(conn: &Connection, room: &RoomName) -> Result<i64, StoreError> {
+    let last = conn
+        .prepare_cached("SELECT last_seq FROM rooms WHERE name = ?")?
+        .query_row([room.as_str()], |row| row.get::<_, i64>(0))
+        .optional()?;
+    Ok(last.unwrap_or(0))
+}
+
+type Key<'a> = (&'a str, &'a str, &'a str);
+
+fn key(new: &NewMessage) -> Key<'_> {
+    (
+        new.room.as_str(),
+        new.user.id.as_str(),
+        new.client_id.as_str(),
+    )
+}
+
+fn has_repeated_key(batch: &[NewMessage]) -> bool {
+    let mut seen = HashSet::with_capacity(batch.len());
+    !batch.iter().all(|new| seen.insert(key(new)))
+}
+
+fn next_seq(
+    rooms: &mut HashMap<&RoomName, Numbering>,
+    new: &NewMessage,
+) -> Result<i64, StoreError> {
+    let numbering = rooms
+        .get_mut(&new.room)
+        .ok_or_else(|| StoreError::Corrupt(format!("room {} was not numbered", new.room)))?;
+    numbering.last_seq += 1;
+    numbering.last_active = Some(new.ts);
+    Ok(numbering.last_seq)
+}
+
+fn to_seq(seq: i64) -> Result<u64, StoreError> {
+    u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("negative seq {seq}")))
+}
+
+/// The SQL of one multi-row statement: `head`, `rows` copies of `row`, then `tail`.
+fn multi_row(head: &str, row: &str, rows: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(head.len() + rows * (row.len() + 2) + tail.len());
+    sql.push_str(head);
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(row);
+    }
+    sql.push_str(tail);
+    sql
+}
+
+/// Splits `len` rows into runs of the [`CHUNKS`] sizes, largest first.
+fn chunk_sizes(mut len: usize) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        let size = CHUNKS.into_iter().find(|&size| size <= len)?;
+        len -= size;
+        Some(size)
+    })
+}
+
+fn insert_statement(conn: &Connection, rows: usize) -> rusqlite::Result<CachedStatement<'_>> {
+    conn.prepare_cached(&multi_row(
+        "INSERT INTO messages (room, seq, id, ts, user_id, user_name, text, client_id) VALUES ",
+        INSERT_ROW,
+        rows,
+        " ON CONFLICT (room, user_id, client_id) DO NOTHING",
+    ))
+}
+
+/// Binds one message's 8 columns starting at parameter `at` (1-based).
+fn bind_message(
+    statement: &mut Statement<'_>,
+    at: usize,
+    new: &NewMessage,
+    seq: i64,
+    text: &str,
+) -> rusqlite::Result<()> {
+    statement.raw_bind_parameter(at, new.room.as_str())?;
+    statement.raw_bind_parameter(at + 1, seq)?;
+    statement.raw_bind_parameter(at + 2, new.id.as_str())?;
+    statement.raw_bind_parameter(at + 3, new.ts)?;
+    statement.raw_bind_parameter(at + 4, new.user.id.as_str())?;
+    statement.raw_bind_parameter(at + 5, new.user.name.as_str())?;
+    statement.raw_bind_parameter(at + 6, text)?;
+    statement.raw_bind_parameter(at + 7, new.client_id.as_str())
+}
+
+/// Stores the whole batch assuming no client_id of it is stored yet; `None` if one was
+/// (the caller undoes what was inserted).
+fn append_at_once(
+    conn: &Connection,
+    batch: &[NewMessage],
+    rooms: &mut HashMap<&RoomName, Numbering>,
+) -> Result<Option<Vec<Appended>>, StoreError> {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut rest = batch;
+    for size in chunk_sizes(batch.len()) {
+        let (chunk, after) = rest.split_at(size);
+        rest = after;
+        let mut statement = insert_statement(conn, size)?;
+        let mut messages = Vec::with_capacity(size);
+        for (i, new) in chunk.iter().enumerate() {
+            let seq = next_seq(rooms, new)?;
+            let text = storable_text(&new.text);
+            bind_message(&mut statement, 1 + i * 8, new, seq, &text)?;
+            messages.push(stored_message(new, to_seq(seq)?, text.into_owned()));
+        }
+        if statement.raw_execute()? != size {
+            return Ok(None);
+        }
+        outcomes.extend(messages.into_iter().map(Appended::Stored));
+    }
+    Ok(Some(outcomes))
+}
+
+/// Row by row: tells a stored message from a repeated client_id, in this batch or before it.
+fn append_one_by_one(
+    conn: &Connection,
+    batch: &[NewMessage],
+    rooms: &mut HashMap<&RoomName, Numbering>,
+) -> Result<Vec<Appended>, StoreError> {
+    let mut earlier: HashMap<Key<'_>, Message> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for new in batch {
+        if let Some(original) = earlier.get(&key(new)) {
+            outcomes.push(Appended::Duplicate(original.clone()));
+            continue;
+        }
+        let numbering = rooms
+            .get(&new.room)
+            .ok_or_else(|| StoreError::Corrupt(format!("room {} was not numbered", new.room)))?;
+        let seq = numbering.last_seq + 1;
+        let text = storable_text(&new.text);
+        let mut statement = insert_statement(conn, 1)?;
+        bind_message(&mut statement, 1, new, seq, &text)?;
+        let outcome = if statement.raw_execute()? == 1 {
+            next_seq(rooms, new)?;
+            Appended::Stored(stored_message(new, to_seq(seq)?, text.into_owned()))
+        } else {
+            Appended::Duplicate(original(conn, new)?)
+        };
+        let (Appended::Stored(message) | Appended::Duplicate(message)) = &outcome;
+        earlier.insert(key(new), message.clone());
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// The message already stored under `new`'s (room, user, client_id).
+fn original(conn: &Connection, new: &NewMessage) -> Result<Message, StoreError> {
+    let row = conn
+        .prepare_cached(
+            "SELECT seq, id, ts, user_id, user_name, text, client_id FROM messages
+             WHERE room = ? AND user_id = ? AND client_id = ?",
+        )?
+        .query_row(
+            [
+                new.room.as_str(),
+                new.user.id.as_str(),
+                new.client_id.as_str(),
+            ],
+            |row| {
+                Ok(StoredRow {
+                    seq: row.get(0)?,
+                    id: row.get(1)?,
+                    ts: row.get(2)?,
+                    user_id: row.get(3)?,
+                    user_name: row.get(4)?,
+                    text: row.get(5)?,
+                    client_id: row.get(6)?,
+                })
+            },
+        )?;
+    row.into_message(&new.room)
+}
+
+/// Moves the counters of every room the batch stored into, in multi-row upserts.
+fn save_counters(
+    conn: &Connection,
+    rooms: &HashMap<&RoomName, Numbering>,
+    batch: &[NewMessage],
+) -> Result<(), StoreError> {
+    let moved: Vec<(&RoomName, i64, i64)> = rooms
+        .iter()
+        .filter_map(|(room, n)| Some((*room, n.last_seq, n.last_active?)))
+        .collect();
+    // A new room's created_at is its first message's ts; batch[0] is as good a bound as any
+    // for rooms that already exist, where the value is ignored.
+    let created = batch.first().map_or(0, |new| new.ts);
+    let mut rest = moved.as_slice();
+    for size in chunk_sizes(moved.len()) {
+        let (chunk, after) = rest.split_at(size);
+        rest = after;
+        let mut statement = conn.prepare_cached(&multi_row(
+            "INSERT INTO rooms (name, last_seq, created_at, last_active) VALUES ",
+            COUNTER_ROW,
+            size,
+            " ON CONFLICT (name) DO UPDATE
+              SET last_seq = excluded.last_seq, last_active = excluded.last_active",
+        ))?;
+        for (i, &(room, last_seq, last_active)) in chunk.iter().enumerate() {
+            let at = 1 + i * 4;
+            statement.raw_bind_parameter(at, room.as_str())?;
+            statement.raw_bind_parameter(at + 1, last_seq)?;
+            statement.raw_bind_parameter(at + 2, created.min(last_active))?;
+            statement.raw_bind_parameter(at + 3, last_active)?;
+        }
+        statement.raw_execute()?;
+    }
+    Ok(())
+}

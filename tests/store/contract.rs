@@ -1,0 +1,361 @@
+//! The contract every store keeps, whatever the engine: gapless seqs per room in batch order,
+//! duplicates answered with the original, all-or-nothing batches that burn no seq, history
+//! paging, the rooms list, and counters that survive a restart. Each test runs on every backend
+//! of [`Backend::all`].
+
+use confab::store::{Appended, NewMessage};
+
+use crate::{Backend, message, room, seqs, stored};
+
+#[tokio::test]
+async fn append_numbers_each_room_from_one_in_batch_order() {
+    for backend in Backend::all().await {
+        // Shown with the failure: which backend broke the contract.
+        println!("backend: {}", backend.name());
+        let store = backend.open().await;
+
+        let first = store
+            .append(&[
+                message("a", "ann", "1", 10),
+                message("b", "ann", "2", 11),
+                message("a", "bob", "3", 12),
+            ])
+            .await
+            .unwrap();
+        let second = store
+            .append(&[message("a", "ann", "4", 13), message("b", "bob", "5", 14)])
+            .await
+            .unwrap();
+
+        let numbered: Vec<(&str, u64, &str)> = first
+            .iter()
+            .chain(&second)
+            .map(|o| {
+                let m = stored(o);
+                (m.room.as_str(), m.seq, m.client_id.as_str())
+            })
+            .collect();
+        assert_eq!(
+            numbered,
+            [
+                ("a", 1, "1"),
+                ("b", 1, "2"),
+                ("a", 2, "3"),
+                ("a", 3, "4"),
+                ("b", 2, "5")
+            ]
+        );
+        let page = store.latest(&room("a"), 10).await.unwrap();
+        assert_eq!(seqs(&page.messages), [1, 2, 3]);
+        assert_eq!(page.messages[1], *stored(&first[2]), "stored as returned");
+        assert!(store.append(&[]).await.unwrap().is_empty());
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_client_id_returns_the_original_and_takes_no_seq() {
+    for backend in Backend::all().await {
+        // Shown with the failure: which backend broke the contract.
+        println!("backend: {}", backend.name());
+        let store = backend.open().await;
+        let original = store.append(&[message("r", "ann", "c1", 1)]).await.unwrap();
+        let original = stored(&original[0]).clone();
+
+        // Across batches, and within one batch: only the first of each key is stored.
+        let mut retry = message("r", "ann", "c1", 2);
+        retry.text = "a different text".into();
+        let outcomes = store
+            .append(&[
+                retry,
+                message("r", "ann", "c2", 3),
+                message("r", "ann", "c2", 4),
+                message("r", "bob", "c1", 5), // another user may use the same client_id
+            ])
+            .await
+            .unwrap();
+
+        assert_eq!(outcomes[0], Appended::Duplicate(original));
+        let c2 = stored(&outcomes[1]).clone();
+        assert_eq!(c2.seq, 2);
+        assert_eq!(outcomes[2], Appended::Duplicate(c2));
+        assert_eq!(stored(&outcomes[3]).seq, 3);
+        let next = store.append(&[message("r", "ann", "c3", 6)]).await.unwrap();
+        assert_eq!(stored(&next[0]).seq, 4, "no seq was burnt by a duplicate");
+        assert_eq!(
+            seqs(&store.latest(&room("r"), 10).await.unwrap().messages),
+            [1, 2, 3, 4]
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_failed_batch_is_stored_not_at_all_and_burns_no_seq() {
+    for backend in Backend::all().await {
+        // Shown with the failure: which backend broke the contract.
+        println!("backend: {}", backend.name());
+        let store = backend.open().await;
+        store.append(&[message("r", "ann", "1", 1)]).await.unwrap();
+        // Arrange a failure in the middle of the storing transaction.
+        backend.refuse_text("poison").await;
+        let mut poison = message("r", "ann", "3", 3);
+        poison.text = "poison".into();
+
+        let failed = store
+            .append(&[
+                message("r", "ann", "2", 2),
+                poison,
+                message("q", "ann", "4", 4),
+            ])
+            .await;
+
+        assert!(failed.is_err());
+        let next = store
+            .append(&[message("r", "ann", "2", 5), message("q", "ann", "4", 6)])
+            .await
+            .unwrap();
+        assert_eq!(stored(&next[0]).seq, 2);
+        assert_eq!(stored(&next[1]).seq, 1);
+        assert_eq!(
+            seqs(&store.latest(&room("r"), 10).await.unwrap().messages),
+            [1, 2]
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn text_with_a_nul_character_is_stored_with_a_replacement_instead_of_failing_the_batch() {
+    for backend in Backend::all().await {
+        // Shown with the failure: which backend broke the contract.
+        println!("backend: {}", backend.name());
+        let store = backend.open().await;
+        let mut nul = message("r", "ann", "2", 2);
+        nul.text = "a\0b".into();
+
+        let outcomes = store
+            .append(&[message("r", "ann", "1", 1), nul])
+            .await
+            .unwrap();
+
+        assert_eq!(stored(&outcomes[1]).text, "a\u{FFFD}b");
+        let page = store.latest(&room("r"), 10).await.unwrap();
+        assert_eq!(page.messages[1], *stored(&outcomes[1]));
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn history_pages_go_back_from_the_newest_and_say_whether_more_exist() {
+    for backend in Backend::all().await {
+        // Shown with the failure: which backend broke the contract.
+        println!("backend: {}", backend.name());
+        let store = backend.open().await;
+        let batch: Vec<NewMessage> = (1..=10)
+            .map(|i| message("h", "ann", &i.to_string(), i))
+            .collect();
+        store.append(&batch).await.unwrap();
+        store
+            .append(&[message("other", "ann", "x", 11)])
+            .await
+            .unwrap();
+        let h = room("h");
+
+        let latest = store.latest(&h, 3).await.unwrap();
+        assert_eq!(seqs(&latest.messages), [8, 9, 10]);
+        assert!(latest.has_more);
+        assert_eq!(latest.last_seq(), Some(10));
+
+        let all = store.latest(&h, 50).await.unwrap();
+        assert_eq!(seqs(&all.messages), (1..=10).collect::<Vec<_>>());
+        assert!(!all.has_more);
+
+        let before = store.before(&h, 8, 3).await.unwrap();
+        assert_eq!(seqs(&before.messages), [5, 6, 7]);
+        assert!(before.has_more);
+        let oldest = store.before(&h, 3, 5).await.unwrap();
+        assert_eq!(seqs(&oldest.messages), [1, 2]);
+        assert!(!oldest.has_more);
+        let from_newest = store.before(&h, 0, 2).await.unwrap();
+        assert_eq!(seqs(&from_newest.messages), [9, 10]);
+
+        let missed = store.after(&h, 7, 10).await.unwrap();
+        assert_eq!(seqs(&missed.messages), [8, 9, 10]);
+        assert!(missed.has_more);
+        let capped = store.after(&h, 2, 3).await.unwrap();
+        assert_eq!(seqs(&capped.messages), [8, 9, 10], "only the newest cap");
+        let everything = store.after(&h, 0, 100).await.unwrap();
+        assert_eq!(everything.messages.len(), 10);
+        assert!(!everything.has_more);
+        let nothing_new = store.after(&h, 10, 10).await.unwrap();
+        assert!(nothing_new.messages.is_empty());
+        assert!(!nothing_new.has_more);
+
+        let empty = store.latest(&room("nobody-here"), 10).await.unwrap();
+        assert!(empty.messages.is_empty());
+        assert!(!empty.has_more);
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn rooms_are_listed_most_recently_active_first() {
+    for backend in Backend::all().await {
+        // Shown with the failure: which backend broke the contract.
+        println!("backend: {}", backend.name());
+        let store = backend.open().await;
+        assert!(store.recent_rooms(10).await.unwrap().is_empty());
+        store
+            .append(&[message("old", "ann", "1", 100)])
+            .await
+            .unwrap();
+        store
+            .append(&[message("middle", "ann", "2", 200)])
+            .await
+            .unwrap();
+        store
+            .append(&[message("new", "ann", "3", 300)])
+            .await
+            .unwrap();
+        store
+            .append(&[message("old", "ann", "4", 400)])
+            .await
+            .unwrap();
+        // A duplicate is not activity.
+        store
+            .append(&[message("middle", "ann", "2", 500)])
+            .await
+            .unwrap();
+
+        let rooms = store.recent_rooms(10).await.unwrap();
+
+        assert_eq!(rooms, [room("old"), room("new"), room("middle")]);
+        assert_eq!(store.recent_rooms(2).await.unwrap().len(), 2);
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_failed_batch_with_repeats_in_it_burns_no_seq_either() {
+    for backend in Backend::all().await {
+        println!("backend: {}", backend.name());
+        let store = backend.open().await;
+        let first = store.append(&[message("r", "ann", "1", 1)]).await.unwrap();
+        backend.refuse_text("poison").await;
+        let mut poison = message("r", "bob", "p", 4);
+        poison.text = "poison".into();
+
+        // A repeat of a stored client_id and one within the batch: SQLite takes its row-by-row
+        // path here, which must roll back as wholly as the fast one.
+        let failed = store
+            .append(&[
+                message("r", "ann", "1", 2),
+                message("r", "ann", "2", 3),
+                message("r", "ann", "2", 3),
+                poison,
+            ])
+            .await;
+
+        assert!(failed.is_err());
+        let next = store
+            .append(&[message("r", "ann", "2", 5), message("r", "ann", "1", 6)])
+            .await
+            .unwrap();
+        assert_eq!(stored(&next[0]).seq, 2);
+        assert_eq!(
+            next[1],
+            Appended::Duplicate(stored(&first[0]).clone()),
+            "the original, not a new seq"
+        );
+        assert_eq!(
+            seqs(&store.latest(&room("r"), 10).await.unwrap().messages),
+            [1, 2]
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_batch_over_a_thousand_rooms_with_repeats_numbers_every_room_without_gaps() {
+    const ROOMS: usize = 1000;
+    for backend in Backend::all().await {
+        println!("backend: {}", backend.name());
+        let store = backend.open().await;
+        let first: Vec<NewMessage> = (0..ROOMS)
+            .map(|i| message(&format!("room-{i}"), "ann", "a", 1))
+            .collect();
+        let first = store.append(&first).await.unwrap();
+        assert!(first.iter().all(|o| stored(o).seq == 1));
+
+        // Per room: a new message; every 10th room also repeats the earlier batch's client_id,
+        // every 7th sends its new one twice in this batch.
+        let mut second = Vec::new();
+        for i in 0..ROOMS {
+            let name = format!("room-{i}");
+            if i % 10 == 0 {
+                second.push(message(&name, "ann", "a", 2));
+            }
+            second.push(message(&name, "ann", "b", 2));
+            if i % 7 == 0 {
+                second.push(message(&name, "ann", "b", 3));
+            }
+        }
+        let outcomes = store.append(&second).await.unwrap();
+
+        assert_eq!(outcomes.len(), second.len());
+        let mut new_in_room = std::collections::HashMap::new();
+        for (sent, outcome) in second.iter().zip(&outcomes) {
+            match (sent.client_id.as_str(), outcome) {
+                ("a", Appended::Duplicate(original)) => assert_eq!(original.seq, 1),
+                ("b", Appended::Stored(m)) => {
+                    assert_eq!(m.seq, 2, "room {}", sent.room);
+                    assert!(new_in_room.insert(sent.room.clone(), m.clone()).is_none());
+                }
+                ("b", Appended::Duplicate(original)) => {
+                    assert_eq!(Some(original), new_in_room.get(&sent.room));
+                }
+                other => panic!("unexpected outcome {other:?}"),
+            }
+        }
+        assert_eq!(new_in_room.len(), ROOMS);
+        for i in [0, 7, 999] {
+            let page = store.latest(&room(&format!("room-{i}")), 10).await.unwrap();
+            assert_eq!(seqs(&page.messages), [1, 2], "room-{i}");
+        }
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn counters_and_duplicates_survive_a_restart() {
+    for backend in Backend::all().await {
+        println!("backend: {}", backend.name());
+        let store = backend.open().await;
+        let batch: Vec<NewMessage> = (1..=3)
+            .map(|i| message("r", "ann", &i.to_string(), i))
+            .chain([message("s", "ann", "1", 4)])
+            .collect();
+        let before = store.append(&batch).await.unwrap();
+        store.close().await;
+
+        let store = backend.open().await;
+        let after = store
+            .append(&[
+                message("r", "ann", "4", 5),
+                message("s", "ann", "2", 6),
+                message("r", "ann", "2", 7),
+            ])
+            .await
+            .unwrap();
+
+        assert_eq!(stored(&after[0]).seq, 4);
+        assert_eq!(stored(&after[1]).seq, 2);
+        assert_eq!(after[2], Appended::Duplicate(stored(&before[1]).clone()));
+        assert_eq!(
+            seqs(&store.latest(&room("r"), 10).await.unwrap().messages),
+            [1, 2, 3, 4]
+        );
+        store.close().await;
+    }
+}

@@ -25,6 +25,8 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("the store is closed")]
     Closed,
+    #[error("{0} is in use by another confab process (one server per data folder)")]
+    InUse(std::path::PathBuf),
     #[error("the database did not answer within {0:?}")]
     TimedOut(std::time::Duration),
 }

@@ -177,3 +177,16 @@ async fn sigterm_closes_every_busy_connection_with_1012_after_answering_what_it_
         );
     }
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_folder_refuses_to_start() {
+    let server = TestServer::start().await;
+    let config = confab::Config::ephemeral(server.data_dir());
+    let second = confab::Server::build(config).await;
+    let error = second.err().expect("the folder is taken").to_string();
+    assert!(error.contains("in use"), "{error}");
+    // The first one is unharmed.
+    let mut ann = server.client("ann").await;
+    ann.join("r").await;
+    ann.say("r", "still here").await;
+}

@@ -20,6 +20,8 @@ use crate::domain::RoomName;
 use write::{Checkpointer, WriteSide};
 
 const DATABASE_FILE: &str = "confab.db";
+/// Held locked (an OS file lock) while a server uses the data folder.
+const LOCK_FILE: &str = "confab.lock";
 const READERS: u32 = 4;
 
 pub struct SqliteStore {
@@ -34,12 +36,24 @@ pub struct SqliteStore {
     /// touch no room, so the writer's in-memory counters stay true, and the writer's busy
     /// timeout covers the moment either holds SQLite's write lock.
     admin: SqlitePool,
+    /// The data folder's lock, released on close: the writer keeps each room's next seq in
+    /// memory, so a second process writing the same file would hand out seqs this one does not
+    /// know of.
+    lock: Mutex<Option<std::fs::File>>,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) `confab.db` in `data_dir` and brings its schema up to date.
     pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let lock = options.open(data_dir.join(LOCK_FILE))?;
+        if lock.try_lock().is_err() {
+            return Err(StoreError::InUse(data_dir.to_path_buf()));
+        }
         let path = data_dir.join(DATABASE_FILE);
         let options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(&path)
@@ -67,6 +81,7 @@ impl SqliteStore {
             checkpointer: Mutex::new(Some(checkpointer)),
             readers,
             admin,
+            lock: Mutex::new(Some(lock)),
         })
     }
 }
@@ -166,6 +181,12 @@ impl Store for SqliteStore {
         // Dropping the connection checkpoints the WAL and releases the file.
         drop(
             self.write
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        drop(
+            self.lock
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .take(),

@@ -21,7 +21,7 @@ use crate::http::tls::{self, TlsError};
 use crate::identity::{self, KeyError};
 use crate::rooms::hub::Hub;
 use crate::rooms::writer::Writer;
-use crate::state::AppState;
+use crate::state::{AppState, Shared};
 use crate::store::advisory::AdvisoryLocks;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
@@ -200,7 +200,7 @@ impl Server {
             addr: config.addr,
             source,
         })?;
-        let state = AppState {
+        let state = AppState::new(Shared {
             hub,
             store,
             broker,
@@ -212,7 +212,7 @@ impl Server {
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
             limits: crate::limits::Limits::new(&config),
-        };
+        });
         let options = ServeOptions {
             header_timeout: config.header_timeout(),
             body_timeout: config.body_timeout(),

@@ -1,5 +1,6 @@
 //! What every request and connection shares: the room hub, the store, the message writer, the
-//! signing key and the shutdown signal. Cloning is a handful of refcounts.
+//! signing key and the shutdown signal. Cloning is one refcount: every connection holds a
+//! clone for its whole life, so its size is part of every idle connection's memory.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,23 @@ use crate::rooms::writer::Writer;
 use crate::store::Store;
 
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub hub: Arc<Hub>,
     pub store: Arc<dyn Store>,
     pub broker: Arc<dyn Broker>,
@@ -26,7 +43,7 @@ pub struct AppState {
     pub stall_timeout: Duration,
     /// How long a graceful stop waits for in-flight sends before closing connections.
     pub shutdown_timeout: Duration,
-    /// Cancelled when the server starts shutting down; sessions close with 1001.
+    /// Cancelled when the server starts shutting down; sessions close with 1012.
     pub shutdown: CancellationToken,
     /// Every WebSocket session, so shutdown can wait for them to finish.
     pub sessions: TaskTracker,

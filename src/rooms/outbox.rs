@@ -153,8 +153,8 @@ impl Mailbox {
             into.push_back(frame.wire().clone());
         }
         state.bytes -= taken;
-        if state.frames.is_empty() && state.frames.capacity() > 64 {
-            // A burst's buffer is not kept for the life of an idle connection.
+        if state.frames.is_empty() && state.frames.capacity() > 0 {
+            // An idle connection keeps no buffer; the next frame allocates a small one.
             state.frames = VecDeque::new();
         }
         taken
@@ -162,7 +162,14 @@ impl Mailbox {
 
     /// Rooms that signalled messages since the last call, appended to `into`.
     pub fn take_rooms(&self, into: &mut Vec<RoomName>) {
-        into.append(&mut self.0.state().rooms);
+        let mut state = self.0.state();
+        if into.is_empty() {
+            // Swapped rather than copied, so neither side keeps a buffer it no longer needs.
+            std::mem::swap(into, &mut state.rooms);
+            state.rooms = Vec::new();
+        } else {
+            into.append(&mut state.rooms);
+        }
     }
 
     /// Bytes of frames waiting: what the connection checks against [`REPLY_BUDGET`].

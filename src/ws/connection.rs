@@ -37,9 +37,6 @@ const MAX_SLICES: usize = 128;
 const CATCH_UP_PAGE: u32 = 64;
 /// How long a goodbye (what is queued, then the close frame, then the peer's close) may take.
 const GOODBYE: Duration = Duration::from_secs(2);
-/// A read buffer at least this big is given back once it is empty, so an idle connection does
-/// not keep the buffer of its largest frame.
-const KEEP_READ_BUFFER: usize = 4096;
 
 /// Why the connection ends.
 enum End {
@@ -53,25 +50,36 @@ enum End {
     Echo(Option<u16>),
 }
 
-pub async fn run<R, W>(
+/// Sets up a connection and returns the future that serves it until it ends. Not an `async
+/// fn`: everything is moved into the connection before the future is made, so the future
+/// holds each piece once (an `async fn` keeps its parameters beside what they were moved into,
+/// and the task's size is every idle connection's memory).
+pub fn run<R, W>(
     reader: R,
     writer: W,
     leftover: Bytes,
     user: User,
     limits: limits::Connection,
     state: AppState,
-) where
-    R: AsyncRead + Unpin + Send,
+) -> impl Future<Output = ()> + Send
+where
+    R: ReadHalf,
     W: AsyncWrite + Unpin + Send,
 {
     let conn = ConnectionId::next();
-    let span = tracing::info_span!("ws", conn = conn.0, user = %user.id.as_str());
+    // A debug-level span: at the default level it costs nothing (an enabled span per
+    // connection was 0.5 KiB of every idle connection's memory); events that matter at info
+    // and above name the connection and user themselves.
+    let span = tracing::debug_span!("ws", conn = conn.0, user = %user.id.as_str());
     let (outbox, mailbox) = outbox::outbox();
     outbox.push(server::hello(&user, state.idle_timeout.as_secs()));
     let session = Session::new(conn, user, limits, state, outbox);
     let mut connection = Connection {
         reader,
         writer,
+        // What the client sent after its upgrade request, copied out: `leftover` is a slice
+        // of the HTTP connection's read buffer (8 KiB or more), which must not live as long as
+        // this connection does.
         read_buf: BytesMut::from(&leftover[..]),
         decoder: Decoder::new(MAX_FRAME_BYTES),
         out: VecDeque::new(),
@@ -85,11 +93,11 @@ pub async fn run<R, W>(
     async move {
         tracing::debug!("connected");
         let end = connection.serve().await;
-        connection.finish(end).await;
+        // Boxed like the other rare paths, to keep them out of the idle task's size.
+        Box::pin(connection.finish(end)).await;
         tracing::debug!("disconnected");
     }
     .instrument(span)
-    .await;
 }
 
 struct Connection<R, W> {
@@ -122,14 +130,16 @@ enum Event {
 
 impl<R, W> Connection<R, W>
 where
-    R: AsyncRead + Unpin + Send,
+    R: ReadHalf,
     W: AsyncWrite + Unpin + Send,
 {
     async fn serve(&mut self) -> End {
-        let state = self.session.state().clone();
-        let idle = state.idle_timeout;
+        // Only what the loop needs, not a clone of the whole state: everything held across an
+        // await here is part of every connection's resident memory.
+        let shutdown = self.session.state().shutdown.clone();
+        let idle = self.session.state().idle_timeout;
         let ping_every = (idle / 3).max(Duration::from_millis(100));
-        let stall = state.stall_timeout;
+        let stall = self.session.state().stall_timeout;
         let mut last_heard = Instant::now();
         let mut next_ping = last_heard + ping_every;
         loop {
@@ -139,7 +149,7 @@ where
                 } else {
                     "resync"
                 };
-                tracing::info!(code, "cut off: {reason}");
+                tracing::info!(conn = self.session.conn().0, user = %self.session.user().id.as_str(), code, "cut off: {reason}");
                 return End::Abort(code, reason);
             }
             // Requests are read only while the replies waiting fit the budget: a client that
@@ -160,11 +170,11 @@ where
             if let Some(since) = self.stalled_since
                 && now >= since + stall
             {
-                tracing::info!("cut off: no write progress for {stall:?}");
+                tracing::info!(conn = self.session.conn().0, user = %self.session.user().id.as_str(), "cut off: no write progress for {stall:?}");
                 return End::Abort(close::TOO_SLOW, "too slow");
             }
             if now >= last_heard + idle {
-                tracing::info!("idle timeout");
+                tracing::info!(conn = self.session.conn().0, user = %self.session.user().id.as_str(), "idle timeout");
                 return End::Close(close::IDLE_TIMEOUT, "idle timeout");
             }
             if now >= next_ping {
@@ -189,7 +199,7 @@ where
                 let waiting_sends = !sends.is_empty();
                 tokio::select! {
                     biased;
-                    () = state.shutdown.cancelled() => Event::Shutdown,
+                    () = shutdown.cancelled() => Event::Shutdown,
                     written = self.writer.write_vectored(&slices), if writing => Event::Wrote(written),
                     Some(sent) = sends.next(), if waiting_sends => Event::Sent(sent),
                     read = read_some(&mut self.reader, &mut self.read_buf), if can_read => Event::Read(read),
@@ -203,6 +213,10 @@ where
                 Event::Wrote(Ok(written)) => {
                     self.consume(written);
                     self.stalled_since = (!self.out.is_empty()).then(Instant::now);
+                    if self.out.is_empty() && self.out.capacity() > 0 {
+                        // Nothing in flight: an idle connection keeps no buffers.
+                        self.out = VecDeque::new();
+                    }
                 }
                 Event::Read(Ok(_)) => last_heard = Instant::now(),
                 Event::Sent((outcome, reference)) => {
@@ -226,7 +240,9 @@ where
                 }
             };
             match incoming {
-                Incoming::Text(text) => match self.session.handle(&text).await {
+                // Boxed: a request's future (a join reads the store) is large, and unboxed it
+                // would be part of every idle connection's task.
+                Incoming::Text(text) => match Box::pin(self.session.handle(&text)).await {
                     After::Nothing => {}
                     After::Commit(pending) => self.sends.push_back(pending),
                     After::Close(code, reason) => return Some(End::Close(code, reason)),
@@ -239,7 +255,8 @@ where
                 Incoming::Close(code) => return Some(End::Echo(code)),
             }
         }
-        if self.read_buf.is_empty() && self.read_buf.capacity() >= KEEP_READ_BUFFER {
+        // An idle connection keeps no buffer: the next read allocates a small one again.
+        if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
             self.read_buf = BytesMut::new();
         }
         None
@@ -265,10 +282,14 @@ where
             match take {
                 Take::Done | Take::Gone => {
                     self.rooms.swap_remove(index);
+                    if self.rooms.is_empty() {
+                        self.rooms = Vec::new(); // an idle connection keeps no buffer
+                    }
                 }
                 Take::More => index += 1,
                 Take::Behind(after) => {
-                    budget = budget.saturating_sub(self.catch_up(&room, after).await?);
+                    let queued = Box::pin(self.catch_up(&room, after)).await?;
+                    budget = budget.saturating_sub(queued);
                 }
             }
         }
@@ -287,7 +308,7 @@ where
         let messages = match page {
             Ok(page) => page.messages,
             Err(error) => {
-                tracing::error!(%error, room = %room, "catching a reader up from the store failed");
+                tracing::error!(%error, conn = self.session.conn().0, room = %room, "catching a reader up from the store failed");
                 return Err(End::Close(close::RESYNC, "resync"));
             }
         };
@@ -298,7 +319,7 @@ where
             .all(|(i, m)| m.seq == expected + i as u64);
         let Some(last) = messages.last().map(|m| m.seq).filter(|_| contiguous) else {
             // The log is ahead of what the store shows: nothing this connection can repair.
-            tracing::warn!(room = %room, after, "store does not have what the log skipped");
+            tracing::warn!(conn = self.session.conn().0, room = %room, after, "store does not have what the log skipped");
             return Err(End::Close(close::RESYNC, "resync"));
         };
         if !state.hub.advance(room, self.session.conn(), after, last) {
@@ -438,11 +459,27 @@ fn slices(out: &VecDeque<Bytes>, written_of_front: usize) -> Vec<IoSlice<'_>> {
         .collect()
 }
 
-/// Reads what the socket has into `buf`, growing it a little first if it is full.
-async fn read_some<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    buf: &mut BytesMut,
-) -> std::io::Result<usize> {
+/// A connection's reading half. Waiting for data and reading it are separate, so that an idle
+/// connection waits without holding a read buffer.
+pub trait ReadHalf: AsyncRead + Unpin + Send {
+    /// Resolves once a read would find data (or the end). By default at once: the read itself
+    /// waits, with its buffer.
+    fn ready(&self) -> impl Future<Output = std::io::Result<()>> + Send {
+        std::future::ready(Ok(()))
+    }
+}
+
+impl ReadHalf for tokio::net::tcp::OwnedReadHalf {
+    fn ready(&self) -> impl Future<Output = std::io::Result<()>> + Send {
+        self.readable()
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Send> ReadHalf for tokio::io::ReadHalf<T> {}
+
+/// Waits for data, then reads what the socket has into `buf`, growing it first if it is full.
+async fn read_some<R: ReadHalf>(reader: &mut R, buf: &mut BytesMut) -> std::io::Result<usize> {
+    reader.ready().await?;
     if buf.capacity() - buf.len() < 512 {
         buf.reserve(2048);
     }

@@ -113,7 +113,7 @@ impl Session {
             );
             self.send(error);
             if refusal.close {
-                tracing::info!("closed: kept going past its rate limits");
+                tracing::info!(conn = self.conn.0, user = %self.user.id.as_str(), "closed: kept going past its rate limits");
                 return After::Close(close::POLICY_VIOLATION, "rate limits ignored");
             }
             return After::Nothing;
@@ -168,7 +168,9 @@ impl Session {
         match self.state.broker.remote_members(&room).await {
             Ok(members) => self.state.hub.merge_remote(&room, members),
             // Other nodes' members show up as their events arrive and at the next reconcile.
-            Err(error) => tracing::warn!(%error, room = %room, "cannot read other nodes' members"),
+            Err(error) => {
+                tracing::warn!(%error, conn = self.conn.0, room = %room, "cannot read other nodes' members")
+            }
         }
         // Most joins ask for what the room holds in memory; only the rest read the store.
         let activation = Activation {
@@ -192,7 +194,7 @@ impl Session {
                 self.state.hub.activate(activation, page);
             }
             Err(error) => {
-                tracing::error!(%error, room = %room, "reading history for a join failed");
+                tracing::error!(%error, conn = self.conn.0, room = %room, "reading history for a join failed");
                 self.state.hub.unsubscribe(&room, self.conn);
                 self.rooms.remove(&room);
                 self.error(
@@ -327,7 +329,7 @@ impl Session {
                 page.has_more,
             )),
             Err(error) => {
-                tracing::error!(%error, room = %room, "reading history failed");
+                tracing::error!(%error, conn = self.conn.0, room = %room, "reading history failed");
                 self.error(
                     ErrorCode::Unavailable,
                     "storage is unavailable; try again",
@@ -349,7 +351,7 @@ impl Session {
         {
             Ok(rooms) => self.send(server::rooms(&rooms, true)),
             Err(error) => {
-                tracing::error!(%error, "reading the room list failed");
+                tracing::error!(%error, conn = self.conn.0, "reading the room list failed");
                 self.error(
                     ErrorCode::Unavailable,
                     "storage is unavailable; try again",

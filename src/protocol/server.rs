@@ -165,7 +165,7 @@ pub fn message(message: &Message, with_client_id: bool) -> Frame {
 pub struct Joined<'a> {
     pub room: &'a RoomName,
     /// The first members by id (at most 100); `members` pages the rest.
-    pub members: &'a [User],
+    pub members: &'a [&'a User],
     pub member_count: usize,
     /// More members exist than `members` lists.
     pub more_members: bool,
@@ -185,7 +185,7 @@ pub fn joined(joined: &Joined<'_>) -> Frame {
         #[serde(rename = "type")]
         kind: &'static str,
         room: &'a RoomName,
-        members: &'a [User],
+        members: &'a [&'a User],
         member_count: usize,
         more_members: bool,
         messages: Vec<MessageView<'a>>,
@@ -246,13 +246,13 @@ pub fn presence(
 }
 
 /// A page of a room's members (the answer to `members`).
-pub fn members(room: &RoomName, members: &[User], member_count: usize, has_more: bool) -> Frame {
+pub fn members(room: &RoomName, members: &[&User], member_count: usize, has_more: bool) -> Frame {
     #[derive(Serialize)]
     struct View<'a> {
         #[serde(rename = "type")]
         kind: &'static str,
         room: &'a RoomName,
-        members: &'a [User],
+        members: &'a [&'a User],
         member_count: usize,
         has_more: bool,
     }

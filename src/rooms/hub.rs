@@ -27,7 +27,7 @@ use super::outbox::Outbox;
 use super::presence::{Elsewhere, RoomPresence, TICK};
 use crate::broker::{Announce, Deliver, NodeId, PresenceChange, Published};
 use crate::domain::{ConnectionId, Message, RoomName, User, UserId};
-use crate::protocol::server::{self, Joined, RoomCount};
+use crate::protocol::server::{self, Frame, Joined, RoomCount};
 use crate::store::Page;
 
 /// Members listed in `joined`; the rest are paged with `members`.
@@ -271,18 +271,14 @@ impl Hub {
         }
     }
 
-    /// Up to `limit` members of `room` with an id above `after`, whether more follow, and the
-    /// member count; `None` if this node does not host the room.
-    pub fn members(
-        &self,
-        room: &RoomName,
-        after: Option<&UserId>,
-        limit: usize,
-    ) -> Option<(Vec<User>, bool, usize)> {
+    /// The `members` frame for up to `limit` members of `room` with an id above `after`;
+    /// `None` if this node does not host the room. Encoded under the room's lock, from
+    /// borrowed members.
+    pub fn members(&self, room: &RoomName, after: Option<&UserId>, limit: usize) -> Option<Frame> {
         let cell = self.room(room)?;
         let state = lock(&cell);
         let (users, more) = state.presence.page(after, limit);
-        Some((users, more, state.presence.count()))
+        Some(server::members(room, &users, state.presence.count(), more))
     }
 
     fn announce(&self, room: &RoomName, user: &User, present: bool) {
@@ -857,10 +853,11 @@ mod tests {
         let joined = &drain(&hub, ConnectionId(0), &boxes[0])[0];
         assert_eq!(joined["members"].as_array().unwrap().len(), JOINED_MEMBERS);
         assert_eq!(joined["member_count"], 150);
-        let (rest, more, count) = hub.members(&room(), Some(&user("u099").id), 100).unwrap();
-        assert_eq!(rest.len(), 50);
-        assert!(!more);
-        assert_eq!(count, 150);
+        let frame = hub.members(&room(), Some(&user("u099").id), 100).unwrap();
+        let rest: Value = serde_json::from_str(frame.json()).unwrap();
+        assert_eq!(rest["members"].as_array().unwrap().len(), 50);
+        assert_eq!(rest["has_more"], false);
+        assert_eq!(rest["member_count"], 150);
     }
 
     #[test]

@@ -60,23 +60,31 @@ impl Entry {
 pub struct Log {
     entries: VecDeque<Entry>,
     bytes: usize,
+    /// The newest seq the room is known to have (0: known empty; `None`: not known yet). The
+    /// log covers everything after `first_seq() - 1` up to it, even when it holds no entry,
+    /// so that joins of a quiet or empty room need no store read either.
+    end: Option<u64>,
 }
 
 impl Log {
     /// The oldest seq held, if any.
     pub fn first_seq(&self) -> Option<u64> {
-        self.entries.front().map(|e| e.message.seq)
+        match self.entries.front() {
+            Some(entry) => Some(entry.message.seq),
+            None => self.end.map(|end| end + 1),
+        }
     }
 
+    /// The newest seq the room is known to have.
     pub fn last_seq(&self) -> Option<u64> {
-        self.entries.back().map(|e| e.message.seq)
+        self.end
     }
 
     /// Appends the next message. One the log already holds (seeded from a join's read before
     /// its fan-out arrived) is skipped; one that does not follow the newest starts the log
     /// afresh (the missing ones are in the store; members behind read them there).
     pub fn push(&mut self, entry: Entry) {
-        match self.last_seq() {
+        match self.end {
             Some(last) if entry.message.seq <= last => return,
             Some(last) if entry.message.seq != last + 1 => {
                 self.entries.clear();
@@ -84,6 +92,7 @@ impl Log {
             }
             _ => {}
         }
+        self.end = Some(entry.message.seq);
         self.bytes += entry.cost();
         self.entries.push_back(entry);
         while self.bytes > LOG_BYTES && self.entries.len() > 1 {
@@ -93,10 +102,14 @@ impl Log {
         }
     }
 
-    /// Starts an empty log from a page that is the room's newest messages (read for a join).
+    /// Starts a log that knows nothing yet from a page that is the room's newest messages
+    /// (read for a join); an empty page says the room is empty.
     pub fn seed(&mut self, newest: &[Message]) {
-        if !self.entries.is_empty() {
+        if self.end.is_some() {
             return;
+        }
+        if newest.is_empty() {
+            self.end = Some(0);
         }
         for message in newest {
             self.push(Entry::new(Arc::new(message.clone()), None));

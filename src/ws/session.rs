@@ -242,8 +242,8 @@ impl Session {
             );
         }
         let limit = usize::try_from(limit).unwrap_or(JOINED_MEMBERS);
-        if let Some((members, has_more, count)) = self.state.hub.members(room, after, limit) {
-            self.send(server::members(room, &members, count, has_more));
+        if let Some(frame) = self.state.hub.members(room, after, limit) {
+            self.send(frame);
         }
     }
 

@@ -236,7 +236,7 @@ impl RoomPresence {
     }
 
     /// Up to `limit` members with an id above `after`, in id order, and whether more follow.
-    pub fn page(&self, after: Option<&UserId>, limit: usize) -> (Vec<User>, bool) {
+    pub fn page(&self, after: Option<&UserId>, limit: usize) -> (Vec<&User>, bool) {
         let mut users = Vec::with_capacity(limit.min(self.members.len()));
         let mut iter = match after {
             Some(after) => self
@@ -245,7 +245,7 @@ impl RoomPresence {
             None => self.members.range::<UserId, _>(..),
         };
         for (_, member) in iter.by_ref().take(limit) {
-            users.push(member.user.clone());
+            users.push(&member.user);
         }
         (users, iter.next().is_some())
     }
@@ -338,10 +338,10 @@ mod tests {
             room.connect(&user(name));
         }
         let (first, more) = room.page(None, 2);
-        assert_eq!(first, [user("a"), user("b")]);
+        assert_eq!(first, [&user("a"), &user("b")]);
         assert!(more);
         let (rest, more) = room.page(Some(&user("b").id), 10);
-        assert_eq!(rest, [user("c"), user("d"), user("e")]);
+        assert_eq!(rest, [&user("c"), &user("d"), &user("e")]);
         assert!(!more);
     }
 

@@ -53,7 +53,7 @@ fn fan_out(c: &mut Criterion) {
             let (sender, receiver) = outbox();
             let conn = ConnectionId(n as u64);
             let viewer = user(n).id;
-            hub.subscribe(&room, conn, &user(n), sender);
+            hub.subscribe(&room, conn, &user(n), sender).unwrap();
             let join = Activation {
                 room: &room,
                 conn,

@@ -166,6 +166,12 @@ pub struct Config {
     #[arg(long, env = "CONFAB_WRITER_QUEUE", default_value_t = 8192,
           value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     pub writer_queue: u32,
+
+    /// Rooms one user may be in at once on this node, across all their connections; a join
+    /// past it gets `too_many_rooms`.
+    #[arg(long, env = "CONFAB_MAX_ROOMS_PER_USER", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_rooms_per_user: u32,
 }
 
 /// An origin `--allowed-origins` admits: any, or one `scheme://host[:port]`, kept lowercase and
@@ -245,6 +251,7 @@ impl Config {
             limit_session_ip: default_rate(limits::defaults::SESSION_IP),
             limit_refusals: default_rate(limits::defaults::REFUSALS),
             writer_queue: 8192,
+            max_rooms_per_user: 100,
         }
     }
 

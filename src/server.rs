@@ -185,6 +185,7 @@ impl Server {
         if let Some(announcer) = broker.presence_out() {
             hub.announce_to(announcer);
         }
+        hub.limit_rooms_per_user(config.max_rooms_per_user as usize);
         let (writer, writer_task) = Writer::spawn_bounded(
             store.clone(),
             broker.clone(),

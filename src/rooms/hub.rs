@@ -9,8 +9,9 @@
 //!
 //! Locking: one std `Mutex` for the room map (held only to find, create or drop a room) and one
 //! per room (held for a fan-out, a take, or a membership change). Always map before room, never
-//! the other way; neither is ever held across an `.await`. Frames are encoded before the room
-//! lock is taken, so the lock covers only refcounts and cursors.
+//! the other way; neither is ever held across an `.await`; the per-user room counts are locked
+//! last. Frames are encoded before the room lock is taken, so the lock covers only refcounts
+//! and cursors.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -48,7 +49,15 @@ pub struct Hub {
     /// Rooms with presence changes for the next tick.
     presence_dirty: Mutex<HashSet<RoomName>>,
     presence_ready: Notify,
+    /// How many rooms each user is in on this node (across their connections), and the most
+    /// they may be in (`--max-rooms-per-user`; no limit until set). Locked after a room's lock.
+    rooms_per_user: Mutex<HashMap<UserId, usize>>,
+    max_rooms_per_user: OnceLock<usize>,
 }
+
+/// A user is already in as many rooms as they may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManyRooms(pub usize);
 
 struct Room {
     subscribers: HashMap<ConnectionId, Subscriber>,
@@ -112,10 +121,38 @@ impl Hub {
         lock(&self.rooms).get(room).cloned()
     }
 
+    /// Limits how many rooms one user may be in at once, across their connections.
+    pub fn limit_rooms_per_user(&self, max: usize) {
+        let _ = self.max_rooms_per_user.set(max);
+    }
+
     /// Adds a connection to a room. It receives nothing of the room until [`Hub::activate`].
-    /// Subscribing before reading history is what makes the join race-free.
-    pub fn subscribe(&self, room: &RoomName, conn: ConnectionId, user: &User, outbox: Outbox) {
-        let cell = lock(&self.rooms)
+    /// Subscribing before reading history is what makes the join race-free. Refused, with
+    /// nothing changed, when it would put the user in more rooms than they may be in.
+    pub fn subscribe(
+        &self,
+        room: &RoomName,
+        conn: ConnectionId,
+        user: &User,
+        outbox: Outbox,
+    ) -> Result<(), TooManyRooms> {
+        let mut rooms = lock(&self.rooms);
+        let already_in = rooms
+            .get(room)
+            .is_some_and(|cell| lock(cell).presence.has_local(&user.id));
+        if !already_in {
+            let max = self.max_rooms_per_user.get().copied().unwrap_or(usize::MAX);
+            let mut counts = lock(&self.rooms_per_user);
+            let count = counts.entry(user.id.clone()).or_default();
+            if *count >= max {
+                if *count == 0 {
+                    counts.remove(&user.id);
+                }
+                return Err(TooManyRooms(max));
+            }
+            *count += 1;
+        }
+        let cell = rooms
             .entry(room.clone())
             .or_insert_with(|| {
                 Arc::new(Mutex::new(Room {
@@ -126,6 +163,7 @@ impl Hub {
                 }))
             })
             .clone();
+        drop(rooms);
         let mut state = lock(&cell);
         state.subscribers.insert(
             conn,
@@ -144,6 +182,7 @@ impl Hub {
         if transition.changed {
             self.presence_changed(room);
         }
+        Ok(())
     }
 
     /// Sends `joined` (the history read, plus whatever the log has after it) and starts live
@@ -246,10 +285,17 @@ impl Hub {
         };
         let user = state.presence.user(&subscriber.user).cloned();
         let transition = state.presence.disconnect(&subscriber.user);
-        if transition.local
-            && let Some(user) = &user
-        {
-            self.announce(room, user, false);
+        if transition.local {
+            if let Some(user) = &user {
+                self.announce(room, user, false);
+            }
+            let mut counts = lock(&self.rooms_per_user);
+            if let Some(count) = counts.get_mut(&subscriber.user) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    counts.remove(&subscriber.user);
+                }
+            }
         }
         if transition.changed {
             self.presence_changed(room);
@@ -674,7 +720,7 @@ mod tests {
         let hub = Hub::default();
         let (outbox, mailbox) = outbox();
         let conn = ConnectionId(1);
-        hub.subscribe(&room(), conn, &user("ann"), outbox);
+        hub.subscribe(&room(), conn, &user("ann"), outbox).unwrap();
         // 3 and 4 commit while history is read; the read saw 1..=3.
         publish(&hub, 3, None);
         publish(&hub, 4, None);
@@ -699,7 +745,7 @@ mod tests {
         let (a, a_box) = outbox();
         let (b, b_box) = outbox();
         for (conn, outbox, who) in [(ConnectionId(1), a, "ann"), (ConnectionId(2), b, "ben")] {
-            hub.subscribe(&room(), conn, &user(who), outbox);
+            hub.subscribe(&room(), conn, &user(who), outbox).unwrap();
             hub.activate(join(conn, who).0, Page::default());
         }
         drain(&hub, ConnectionId(1), &a_box);
@@ -720,7 +766,8 @@ mod tests {
         let stop = CancellationToken::new();
         let ticker = tokio::spawn(hub.clone().run_presence(stop.clone()));
         let (watch, watch_box) = outbox();
-        hub.subscribe(&room(), ConnectionId(9), &user("ben"), watch);
+        hub.subscribe(&room(), ConnectionId(9), &user("ben"), watch)
+            .unwrap();
         hub.activate(join(ConnectionId(9), "ben").0, Page::default());
         tokio::time::sleep(TICK * 3).await; // ben's own arrival goes out on its own tick
         drain(&hub, ConnectionId(9), &watch_box);
@@ -728,9 +775,12 @@ mod tests {
         let (tab1, _box1) = outbox();
         let (tab2, _box2) = outbox();
         let (cat, _box3) = outbox();
-        hub.subscribe(&room(), ConnectionId(1), &user("ann"), tab1);
-        hub.subscribe(&room(), ConnectionId(2), &user("ann"), tab2);
-        hub.subscribe(&room(), ConnectionId(3), &user("cat"), cat);
+        hub.subscribe(&room(), ConnectionId(1), &user("ann"), tab1)
+            .unwrap();
+        hub.subscribe(&room(), ConnectionId(2), &user("ann"), tab2)
+            .unwrap();
+        hub.subscribe(&room(), ConnectionId(3), &user("cat"), cat)
+            .unwrap();
         assert_eq!(hub.online(&room()), 3);
         tokio::time::sleep(TICK * 3).await;
         let frames = drain(&hub, ConnectionId(9), &watch_box);
@@ -764,12 +814,14 @@ mod tests {
         let stop = CancellationToken::new();
         let ticker = tokio::spawn(hub.clone().run_presence(stop.clone()));
         let (watch, watch_box) = outbox();
-        hub.subscribe(&room(), ConnectionId(0), &user("watcher"), watch);
+        hub.subscribe(&room(), ConnectionId(0), &user("watcher"), watch)
+            .unwrap();
         hub.activate(join(ConnectionId(0), "watcher").0, Page::default());
         let mut boxes = Vec::new();
         for i in 1..=LISTED_PRESENCE_MAX as u64 {
             let (outbox, mailbox) = outbox();
-            hub.subscribe(&room(), ConnectionId(i), &user(&format!("u{i}")), outbox);
+            hub.subscribe(&room(), ConnectionId(i), &user(&format!("u{i}")), outbox)
+                .unwrap();
             boxes.push(mailbox);
         }
         tokio::time::sleep(TICK * 3).await;
@@ -787,9 +839,11 @@ mod tests {
         let hub = Hub::default();
         let (slow, slow_box) = outbox();
         let (fast, fast_box) = outbox();
-        hub.subscribe(&room(), ConnectionId(1), &user("slow"), slow);
+        hub.subscribe(&room(), ConnectionId(1), &user("slow"), slow)
+            .unwrap();
         hub.activate(join(ConnectionId(1), "slow").0, Page::default());
-        hub.subscribe(&room(), ConnectionId(2), &user("fast"), fast);
+        hub.subscribe(&room(), ConnectionId(2), &user("fast"), fast)
+            .unwrap();
         hub.activate(join(ConnectionId(2), "fast").0, Page::default());
         drain(&hub, ConnectionId(1), &slow_box);
         drain(&hub, ConnectionId(2), &fast_box);
@@ -819,7 +873,8 @@ mod tests {
     fn joins_are_served_from_the_log_once_it_reaches_back_far_enough() {
         let hub = Hub::default();
         let (first, _first_box) = outbox();
-        hub.subscribe(&room(), ConnectionId(1), &user("ann"), first);
+        hub.subscribe(&room(), ConnectionId(1), &user("ann"), first)
+            .unwrap();
         // Nothing known yet: the first join must read the store.
         assert!(!hub.activate_from_log(join(ConnectionId(1), "ann").0));
         hub.activate(join(ConnectionId(1), "ann").0, page(1..=3));
@@ -827,7 +882,8 @@ mod tests {
         publish(&hub, 5, None);
 
         let (second, second_box) = outbox();
-        hub.subscribe(&room(), ConnectionId(2), &user("ben"), second);
+        hub.subscribe(&room(), ConnectionId(2), &user("ben"), second)
+            .unwrap();
         let mut resume = join(ConnectionId(2), "ben").0;
         resume.since = Some(2);
         assert!(hub.activate_from_log(resume));
@@ -846,7 +902,8 @@ mod tests {
         let mut boxes = Vec::new();
         for i in 0..150 {
             let (outbox, mailbox) = outbox();
-            hub.subscribe(&room(), ConnectionId(i), &user(&format!("u{i:03}")), outbox);
+            hub.subscribe(&room(), ConnectionId(i), &user(&format!("u{i:03}")), outbox)
+                .unwrap();
             boxes.push(mailbox);
         }
         hub.activate(join(ConnectionId(0), "u000").0, Page::default());
@@ -864,7 +921,8 @@ mod tests {
     fn an_empty_room_is_forgotten() {
         let hub = Hub::default();
         let (outbox, _mailbox) = outbox();
-        hub.subscribe(&room(), ConnectionId(1), &user("ann"), outbox);
+        hub.subscribe(&room(), ConnectionId(1), &user("ann"), outbox)
+            .unwrap();
         assert_eq!(hub.occupied_rooms().len(), 1);
         hub.unsubscribe(&room(), ConnectionId(1));
         assert!(hub.occupied_rooms().is_empty());

@@ -13,7 +13,7 @@ use crate::limits;
 use crate::protocol::client::{self, ClientFrame, Ref};
 use crate::protocol::server::{self, Frame};
 use crate::protocol::{ErrorCode, JOIN_PAGE, MAX_ROOMS_PER_CONNECTION, RESUME_CAP, close};
-use crate::rooms::hub::{Activation, JOINED_MEMBERS};
+use crate::rooms::hub::{Activation, JOINED_MEMBERS, TooManyRooms};
 use crate::rooms::outbox::Outbox;
 use crate::rooms::writer::{AppendError, AppendReply, Sent};
 use crate::state::AppState;
@@ -161,9 +161,14 @@ impl Session {
             return self.error(ErrorCode::TooManyRooms, &message, reference);
         }
         // Subscribe first, then read: whatever commits in between waits in the subscription.
-        self.state
-            .hub
-            .subscribe(&room, self.conn, &self.user, self.outbox.clone());
+        if let Err(TooManyRooms(max)) =
+            self.state
+                .hub
+                .subscribe(&room, self.conn, &self.user, self.outbox.clone())
+        {
+            let message = format!("a user may be in at most {max} rooms at once");
+            return self.error(ErrorCode::TooManyRooms, &message, reference);
+        }
         self.rooms.insert(room.clone());
         match self.state.broker.remote_members(&room).await {
             Ok(members) => self.state.hub.merge_remote(&room, members),

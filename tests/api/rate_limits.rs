@@ -308,3 +308,28 @@ async fn the_default_limits_let_a_lively_person_chat() {
     tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
     ann.say("r", "after waiting as told").await;
 }
+
+#[tokio::test]
+async fn a_user_may_be_in_only_so_many_rooms_across_all_their_connections() {
+    let server = TestServer::start_with(|c| c.max_rooms_per_user = 2).await;
+    let cookie = server.sign_in("ann").await;
+    let mut first = server.client_with_cookie(&cookie).await;
+    let mut second = server.client_with_cookie(&cookie).await;
+    first.join("a").await;
+    first.join("b").await;
+    // A room the user is already in costs nothing more, from any connection.
+    second.join("a").await;
+    second
+        .send(json!({"type":"join","room":"c","ref":"c"}))
+        .await;
+    let error = second.recv_until("error").await;
+    assert_eq!(error["code"], "too_many_rooms", "{error}");
+    assert_eq!(error["ref"], "c");
+    // Leaving a room makes room for another; another user has a count of their own.
+    first.send(json!({"type":"leave","room":"b"})).await;
+    first.recv_until("left").await;
+    second.join("c").await;
+    let mut ben = server.client("ben").await;
+    ben.join("a").await;
+    ben.join("b").await;
+}

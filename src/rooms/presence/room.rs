@@ -143,6 +143,11 @@ impl RoomPresence {
         }
     }
 
+    /// Whether the user has a connection to this room on this node.
+    pub fn has_local(&self, user: &UserId) -> bool {
+        self.members.get(user).is_some_and(|m| m.connections > 0)
+    }
+
     /// The user behind a local connection, for announcing a local transition.
     pub fn user(&self, id: &UserId) -> Option<&User> {
         self.members.get(id).map(|m| &m.user)

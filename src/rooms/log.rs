@@ -17,6 +17,13 @@ use crate::protocol::{JOIN_PAGE, RESUME_CAP};
 /// Bytes a room's log may hold (frames and texts). A busy room keeps about this much of its
 /// newest traffic; a member further behind reads the store.
 pub const LOG_BYTES: usize = 1024 * 1024;
+/// Messages older than this (by their `ts`) are dropped once more than [`LOG_MIN_ENTRIES`] are
+/// held: a reader a minute behind reads the store anyway, and without an age bound a quiet
+/// room's log would grow for an hour towards [`LOG_BYTES`], so a server's memory would keep
+/// climbing long after its load stopped changing.
+pub const LOG_KEEP_MS: i64 = 60_000;
+/// Messages always kept, whatever their age: a plain join (50) and short resumes.
+pub const LOG_MIN_ENTRIES: usize = 64;
 /// What an entry costs beyond its frames and text: the message's other fields and the deque slot.
 const ENTRY_OVERHEAD: usize = 160;
 
@@ -95,7 +102,14 @@ impl Log {
         self.end = Some(entry.message.seq);
         self.bytes += entry.cost();
         self.entries.push_back(entry);
-        while self.bytes > LOG_BYTES && self.entries.len() > 1 {
+        let newest_ts = self.entries.back().map_or(0, |e| e.message.ts);
+        while let Some(oldest) = self.entries.front() {
+            let too_big = self.bytes > LOG_BYTES && self.entries.len() > 1;
+            let too_old = self.entries.len() > LOG_MIN_ENTRIES
+                && oldest.message.ts < newest_ts.saturating_sub(LOG_KEEP_MS);
+            if !(too_big || too_old) {
+                break;
+            }
             if let Some(old) = self.entries.pop_front() {
                 self.bytes -= old.cost();
             }
@@ -185,6 +199,25 @@ mod tests {
         assert!(log.covers(first - 1));
         let seqs: Vec<u64> = log.after(first + 5).map(|e| e.message.seq).collect();
         assert_eq!(seqs, (first + 6..=1000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn old_messages_go_once_the_newest_sixty_four_are_kept() {
+        let mut log = Log::default();
+        for seq in 1..=200 {
+            let mut message = (*message(seq, 10)).clone();
+            message.ts = i64::try_from(seq).unwrap() * 500; // two a second
+            log.push(Entry::new(Arc::new(message), None));
+        }
+        // The newest minute (seqs 80..=200), which is more than the 64 always kept.
+        assert_eq!((log.first_seq(), log.last_seq()), (Some(80), Some(200)));
+        let mut log = Log::default();
+        for seq in 1..=100 {
+            let mut message = (*message(seq, 10)).clone();
+            message.ts = i64::try_from(seq).unwrap() * 60_000; // one a minute
+            log.push(Entry::new(Arc::new(message), None));
+        }
+        assert_eq!(log.first_seq(), Some(37), "64 kept however old");
     }
 
     #[test]

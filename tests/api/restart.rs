@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{Client, Event, TestServer, seqs, spawn_binary};
+use crate::support::{Client, Event, TestServer, seqs, spawn_binary, spawn_unlimited_binary};
 
 #[tokio::test]
 async fn a_restart_keeps_history_and_seqs_continue() {
@@ -110,14 +110,7 @@ async fn a_graceful_stop_answers_every_send_then_closes_with_1012_and_keeps_what
 
 #[tokio::test]
 async fn sigterm_closes_every_busy_connection_with_1012_after_answering_what_it_accepted() {
-    let data = tempfile::TempDir::new().unwrap();
-    let (child, host) = spawn_binary(&[
-        "--data-dir",
-        data.path().to_str().unwrap(),
-        "--rate-limits",
-        "off",
-    ])
-    .await;
+    let (_data, child, host) = spawn_unlimited_binary().await;
     let url = format!("ws://{host}/ws");
     let mut senders = Vec::new();
     for i in 0..16 {

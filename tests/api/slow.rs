@@ -10,7 +10,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{Client, Event, PATIENCE, TestServer, rss_kib, seqs, spawn_binary};
+use crate::support::{Client, Event, PATIENCE, TestServer, rss_kib, seqs, spawn_unlimited_binary};
 
 const BURST: u64 = 5000;
 
@@ -200,14 +200,7 @@ async fn members_reading_slower_than_a_flood_get_everything_late_but_whole() {
 
 #[tokio::test]
 async fn asking_for_history_faster_than_reading_does_not_grow_the_server() {
-    let data = tempfile::TempDir::new().unwrap();
-    let (child, host) = spawn_binary(&[
-        "--data-dir",
-        data.path().to_str().unwrap(),
-        "--rate-limits",
-        "off",
-    ])
-    .await;
+    let (_data, child, host) = spawn_unlimited_binary().await;
     let pid = child.id().expect("server pid");
     let url = format!("ws://{host}/ws");
     let mut writer = Client::connect(&format!("{url}?name=writer")).await;

@@ -330,6 +330,15 @@ fn uuid_like() -> String {
     )
 }
 
+/// The real `confab` binary on a fresh data folder with rate limits off (tests that load it
+/// from one address): the folder, the process and the `host:port` it serves.
+pub async fn spawn_unlimited_binary() -> (TempDir, tokio::process::Child, String) {
+    let data = TempDir::new().expect("temp dir");
+    let dir = data.path().to_str().expect("a UTF-8 temp path").to_owned();
+    let (child, host) = spawn_binary(&["--data-dir", &dir, "--rate-limits", "off"]).await;
+    (data, child, host)
+}
+
 /// Starts the real `confab` binary with `args` (plus a free port) and returns it with the
 /// `host:port` it serves, read from the line it logs once it is ready.
 pub async fn spawn_binary(args: &[&str]) -> (tokio::process::Child, String) {

@@ -21,6 +21,7 @@ fn user(n: usize) -> User {
     User {
         id: UserId::from_trusted(format!("user-{n}")),
         name: DisplayName::parse(&format!("user {n}")).unwrap(),
+        guest: true,
     }
 }
 

@@ -9,6 +9,27 @@ use clap::Parser;
 
 use crate::limits::{self, Rate};
 
+/// Maintenance commands. They work on the same storage as the server (`--data-dir` or
+/// `--database-url`), also while it runs.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Manage accounts.
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum AdminAction {
+    /// Make USERNAME a server administrator (a moderator of every room).
+    Grant { username: String },
+    /// Take server administration away from USERNAME.
+    Revoke { username: String },
+    /// Give USERNAME a new random password (printed once) and end all their sessions.
+    ResetPassword { username: String },
+}
+
 /// Smallest secret accepted from `CONFAB_SECRET`: 64 characters of key material.
 pub const MIN_SECRET_CHARS: usize = 64;
 
@@ -19,6 +40,10 @@ pub const MIN_SECRET_CHARS: usize = 64;
     about = "A real-time chat server: rooms, live presence, nothing lost."
 )]
 pub struct Config {
+    /// Run a maintenance command instead of the server.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to listen on (use port 0 for any free port).
     #[arg(long, env = "CONFAB_ADDR", default_value = "127.0.0.1:8000")]
     pub addr: SocketAddr,
@@ -157,6 +182,14 @@ pub struct Config {
     #[arg(long, env = "CONFAB_LIMIT_SESSION_IP", default_value = limits::defaults::SESSION_IP)]
     pub limit_session_ip: Rate,
 
+    /// Sign-in and registration attempts per IP (`POST /api/login`, `POST /api/register`).
+    #[arg(long, env = "CONFAB_LIMIT_SIGN_IN_IP", default_value = limits::defaults::SIGN_IN_IP)]
+    pub limit_sign_in_ip: Rate,
+
+    /// Sign-in and registration attempts per username, from anywhere.
+    #[arg(long, env = "CONFAB_LIMIT_SIGN_IN_USER", default_value = limits::defaults::SIGN_IN_USER)]
+    pub limit_sign_in_user: Rate,
+
     /// Refused requests a connection may make before it is closed with 1008.
     #[arg(long, env = "CONFAB_LIMIT_REFUSALS", default_value = limits::defaults::REFUSALS)]
     pub limit_refusals: Rate,
@@ -220,6 +253,7 @@ impl Config {
     /// A configuration for an embedded server: any free port on loopback, the given data folder.
     pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Self {
         Self {
+            command: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data_dir.into(),
             idle_timeout: 45,
@@ -249,6 +283,8 @@ impl Config {
             limit_room_create: default_rate(limits::defaults::ROOM_CREATE),
             limit_room_create_ip: default_rate(limits::defaults::ROOM_CREATE_IP),
             limit_session_ip: default_rate(limits::defaults::SESSION_IP),
+            limit_sign_in_ip: default_rate(limits::defaults::SIGN_IN_IP),
+            limit_sign_in_user: default_rate(limits::defaults::SIGN_IN_USER),
             limit_refusals: default_rate(limits::defaults::REFUSALS),
             writer_queue: 8192,
             max_rooms_per_user: 100,

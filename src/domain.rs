@@ -23,6 +23,10 @@ pub enum InvalidValue {
     Text,
     #[error("client_id is 1-64 characters without control characters")]
     ClientId,
+    #[error("usernames are 3-32 characters of a-z, 0-9, _, . and - (any case; stored lowercase)")]
+    Username,
+    #[error("passwords are 8-256 characters")]
+    Password,
 }
 
 const MAX_ROOM_LEN: usize = 64;
@@ -131,6 +135,54 @@ fn is_invisible(c: char) -> bool {
         )
 }
 
+/// An account's sign-in name: 3-32 of `[a-z0-9_.-]` once lowercased, so `DANA` is `dana`.
+/// Unique across accounts; people see display names, and find each other by username.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let lower = raw.to_ascii_lowercase();
+        let ok = (3..=32).contains(&lower.len())
+            && lower
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
+        if ok {
+            Ok(Self(lower))
+        } else {
+            Err(InvalidValue::Username)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A password as typed: 8-256 characters (counted as characters, not bytes). Never stored or
+/// logged; only its argon2id hash is kept.
+pub struct Password(String);
+
+impl Password {
+    pub fn parse(raw: String) -> Result<Self, InvalidValue> {
+        if (8..=256).contains(&raw.chars().count()) {
+            Ok(Self(raw))
+        } else {
+            Err(InvalidValue::Password)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(..)")
+    }
+}
+
 /// Message text: 1-4000 characters, not only whitespace. Kept exactly as typed (newlines too).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageText(String);
@@ -197,6 +249,25 @@ impl UserId {
 pub struct User {
     pub id: UserId,
     pub name: DisplayName,
+    /// A visitor without an account. Everything from before accounts existed was a guest, so
+    /// that is what a missing field means.
+    #[serde(default = "guest_by_default")]
+    pub guest: bool,
+}
+
+fn guest_by_default() -> bool {
+    true
+}
+
+impl User {
+    /// A new guest: a fresh id and the name they picked.
+    pub fn new_guest(name: DisplayName) -> Self {
+        Self {
+            id: UserId::generate(),
+            name,
+            guest: true,
+        }
+    }
 }
 
 /// A stored message, as every reader sees it.
@@ -334,6 +405,19 @@ mod tests {
             MessageText::parse("line\nnext".into()).unwrap().as_str(),
             "line\nnext"
         );
+    }
+
+    #[test]
+    fn usernames_are_lowercased_and_bounded() {
+        assert_eq!(Username::parse("DANA").unwrap().as_str(), "dana");
+        assert_eq!(Username::parse("a.b_c-9").unwrap().as_str(), "a.b_c-9");
+        for bad in ["ab", &"x".repeat(33), "dana!", "dàna", "da na", ""] {
+            assert_eq!(Username::parse(bad), Err(InvalidValue::Username), "{bad:?}");
+        }
+        assert!(Password::parse("x".repeat(8)).is_ok());
+        assert!(Password::parse("é".repeat(256)).is_ok());
+        assert!(Password::parse("x".repeat(7)).is_err());
+        assert!(Password::parse("x".repeat(257)).is_err());
     }
 
     #[test]

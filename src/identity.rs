@@ -165,6 +165,7 @@ mod tests {
         let user = User {
             id: UserId::generate(),
             name: DisplayName::parse("zoë").unwrap(),
+            guest: true,
         };
         let session = Session::start(user.clone());
         let jar = SignedCookieJar::new(key.clone()).add(cookie_for(&session, false));
@@ -180,6 +181,7 @@ mod tests {
         let user = User {
             id: UserId::generate(),
             name: DisplayName::parse("zoë").unwrap(),
+            guest: true,
         };
         let mut expired = Session::start(user.clone());
         expired.exp = now_ms() - 1;

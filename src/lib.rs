@@ -15,6 +15,7 @@
 //! - [`config`], [`state`]: options and the state every request shares.
 //! - [`limits`]: rate limits (token buckets per user and per IP), checked at the edges.
 
+pub mod accounts;
 pub mod broker;
 pub mod config;
 pub mod domain;

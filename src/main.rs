@@ -9,6 +9,13 @@ async fn main() -> anyhow::Result<()> {
     let config = confab::Config::parse();
     let filter = EnvFilter::try_new(&config.log).context("invalid --log filter")?;
     tracing_subscriber::fmt().with_env_filter(filter).init();
+    if let Some(confab::config::Command::Admin { action }) = &config.command {
+        let said = confab::accounts::admin::run(&config, action)
+            .await
+            .context("admin command failed")?;
+        println!("{said}");
+        return Ok(());
+    }
     let server = confab::Server::build(config)
         .await
         .context("cannot start confab")?;

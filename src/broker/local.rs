@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{Announce, Broker, BrokerError, Deliver, NodeId, Published};
+use super::{Announce, Broker, BrokerError, Control, Deliver, NodeId, Published};
 use crate::domain::{RoomName, User};
 
 pub struct LocalBroker {
@@ -24,6 +24,11 @@ impl Broker for LocalBroker {
         for published in batch {
             self.sink.deliver(published);
         }
+        Ok(())
+    }
+
+    async fn control(&self, control: Control) -> Result<(), BrokerError> {
+        self.sink.control(&control);
         Ok(())
     }
 

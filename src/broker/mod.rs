@@ -44,6 +44,40 @@ pub struct PresenceChange {
     pub present: bool,
 }
 
+/// Why a user was removed from a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Removal {
+    Kicked,
+    Banned,
+}
+
+impl Removal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Kicked => "kicked",
+            Self::Banned => "banned",
+        }
+    }
+}
+
+/// A change every node must apply to its own connections, within a second of it being made
+/// on any node.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "c", rename_all = "snake_case")]
+pub enum Control {
+    /// A session was signed out or revoked: its connections close with 4003.
+    SessionEnded { sid: String },
+    /// A user was kicked or banned from a room: their connections leave it and are told so.
+    Removed {
+        room: RoomName,
+        user: UserId,
+        reason: Removal,
+    },
+    /// A room's visibility, members or bans changed: forget what is cached about it.
+    AccessChanged { room: RoomName },
+}
+
 /// Where a broker hands what it receives: this node's rooms.
 pub trait Deliver: Send + Sync + 'static {
     /// A committed message, in seq order per room.
@@ -61,6 +95,8 @@ pub trait Deliver: Send + Sync + 'static {
     fn local_presence(&self) -> Vec<(RoomName, Vec<User>)>;
     /// Rooms hosted here with the last seq each has fanned out (to catch up after a gap).
     fn hosted_seqs(&self) -> Vec<(RoomName, Option<u64>)>;
+    /// A change to apply to this node's connections (from any node, this one included).
+    fn control(&self, control: &Control);
 }
 
 /// Where this node's presence changes go when other nodes must hear of them. It must not wait:
@@ -74,6 +110,10 @@ pub trait Broker: Send + Sync + 'static {
     /// Publishes committed messages, in seq order per room. Returns once every node will see
     /// them in that order.
     async fn publish(&self, batch: Vec<Published>) -> Result<(), BrokerError>;
+
+    /// Applies `control` on this node at once, then on every other node. An error means other
+    /// nodes may not have heard; this node has applied it.
+    async fn control(&self, control: Control) -> Result<(), BrokerError>;
 
     /// Where this node's presence changes go; `None` when there are no other nodes.
     fn presence_out(&self) -> Option<Arc<dyn Announce>>;

@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum_extra::extract::SignedCookieJar;
 
 use super::ApiError;
+use crate::accounts::{self, Caller};
 use crate::config::{AllowedOrigin, Cidr, Config, RateLimits, normalize_origin};
 use crate::identity;
 use crate::state::AppState;
@@ -289,10 +290,14 @@ pub async fn guard(State(guard): State<Guard>, mut request: Request, next: Next)
         tracing::info!(?origin, client = %client.0, "refused a cross-origin request");
         return with_hsts(ApiError::ForbiddenOrigin.into_response(), secure);
     }
-    if (is_ws || is_api)
-        && let Err(response) = drop_revoked_session(&app, request.headers_mut()).await
-    {
-        return with_hsts(response, secure);
+    if is_ws || is_api {
+        match caller(&app, request.headers_mut()).await {
+            Ok(Some(caller)) => {
+                request.extensions_mut().insert(caller);
+            }
+            Ok(None) => {}
+            Err(response) => return with_hsts(response, secure),
+        }
     }
     if is_ws {
         match edge.connections.admit(client) {
@@ -322,19 +327,25 @@ fn with_hsts(mut response: Response, secure: bool) -> Response {
     response
 }
 
-/// Removes an authentic but revoked session cookie from the request, so that every route sees
-/// a client without a session. Asking the store each time keeps revocation exact on every
-/// node; it is one indexed lookup, and only for `/api/*` and `/ws` requests with a cookie.
-async fn drop_revoked_session(app: &AppState, headers: &mut HeaderMap) -> Result<(), Response> {
+/// The caller the session cookie names, if its session is live; a cookie naming a dead one
+/// (signed out, revoked on any node, expired) is removed from the request, so that every
+/// route sees a client without a session. Asking the store each time keeps revocation exact
+/// on every node; it is one indexed lookup, and only for `/api/*` and `/ws` requests with a
+/// cookie.
+async fn caller(app: &AppState, headers: &mut HeaderMap) -> Result<Option<Caller>, Response> {
     let jar = SignedCookieJar::from_headers(headers, app.key.clone());
     let Some(session) = identity::session_from(&jar) else {
-        return Ok(());
+        return Ok(None);
     };
-    match app.store.is_session_revoked(&session.sid).await {
-        Ok(false) => Ok(()),
-        Ok(true) => {
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    match accounts::resolve(app.store.as_ref(), session, user_agent).await {
+        Ok(Some(caller)) => Ok(Some(caller)),
+        Ok(None) => {
             strip_cookie(headers, identity::COOKIE);
-            Ok(())
+            Ok(None)
         }
         Err(error) => Err(ApiError::Unavailable(error).into_response()),
     }

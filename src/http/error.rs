@@ -12,7 +12,7 @@ pub enum ApiError {
     InvalidName(String),
     #[error("{0}")]
     BadRequest(String),
-    #[error("no session: post a name to /api/session, or connect with ?name=")]
+    #[error("no session: sign in, post a name to /api/session, or connect with ?name=")]
     Unauthenticated,
     #[error("storage is unavailable")]
     Unavailable(#[source] crate::store::StoreError),
@@ -26,6 +26,22 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("the request body did not arrive in time")]
     BodyTimedOut,
+    #[error("{0}")]
+    InvalidUsername(String),
+    #[error("{0}")]
+    InvalidPassword(String),
+    #[error("that username is taken")]
+    UsernameTaken,
+    #[error("wrong username or password")]
+    InvalidCredentials,
+    #[error("the current password is wrong")]
+    WrongPassword,
+    #[error("this needs an account: sign up first")]
+    AccountRequired,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{0}")]
+    NotFound(&'static str),
     /// Over a rate limit; nothing was done. Carries the milliseconds to wait.
     #[error("too many requests; retry after {0} ms")]
     RateLimited(u64),
@@ -44,6 +60,14 @@ impl ApiError {
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Self::BodyTimedOut => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::InvalidUsername(_) => (StatusCode::BAD_REQUEST, "invalid_username"),
+            Self::InvalidPassword(_) => (StatusCode::BAD_REQUEST, "invalid_password"),
+            Self::UsernameTaken => (StatusCode::CONFLICT, "username_taken"),
+            Self::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            Self::WrongPassword => (StatusCode::FORBIDDEN, "wrong_password"),
+            Self::AccountRequired => (StatusCode::FORBIDDEN, "account_required"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! tracing, panic containment, security headers), and the accept loop that serves it
 //! ([`serve`], over TCP or [`tls`]).
 
+mod accounts;
 mod api;
 pub mod edge;
 mod error;
@@ -40,6 +41,7 @@ pub fn router(state: AppState, edge: Arc<Edge>, ws: Router<AppState>) -> Router 
     };
     Router::new()
         .merge(api::router())
+        .merge(accounts::router())
         .merge(pages::router())
         .merge(ws)
         .layer(body_limit)

@@ -48,6 +48,11 @@ pub mod defaults {
     pub const ROOM_CREATE_IP: &str = "30+10/min";
     /// New guest sessions (`POST /api/session` without a session) from one IP.
     pub const SESSION_IP: &str = "20+20/min";
+    /// Sign-in and registration attempts from one IP.
+    pub const SIGN_IN_IP: &str = "20+20/min";
+    /// Sign-in and registration attempts on one username: a password guesser gets ten tries,
+    /// then one every ten seconds.
+    pub const SIGN_IN_USER: &str = "10+6/min";
     /// Refused requests a connection may make before it is closed with 1008.
     pub const REFUSALS: &str = "20+1/s";
 }
@@ -95,6 +100,7 @@ impl Kind {
 pub enum IpKind {
     RoomCreate,
     Session,
+    SignIn,
 }
 
 /// Whose buckets a connection pays from.
@@ -128,6 +134,8 @@ struct Buckets {
     room_create: DefaultKeyedRateLimiter<Payer>,
     room_create_ip: DefaultKeyedRateLimiter<IpAddr>,
     session_ip: DefaultKeyedRateLimiter<IpAddr>,
+    sign_in_ip: DefaultKeyedRateLimiter<IpAddr>,
+    sign_in_user: DefaultKeyedRateLimiter<String>,
     refusals: Rate,
     clock: DefaultClock,
 }
@@ -161,6 +169,8 @@ impl Limits {
             room_create: keyed(config.limit_room_create),
             room_create_ip: keyed(config.limit_room_create_ip),
             session_ip: keyed(config.limit_session_ip),
+            sign_in_ip: keyed(config.limit_sign_in_ip),
+            sign_in_user: keyed(config.limit_sign_in_user),
             refusals: config.limit_refusals,
             clock: DefaultClock::default(),
         }))
@@ -190,8 +200,17 @@ impl Limits {
         let bucket = match kind {
             IpKind::RoomCreate => &buckets.room_create_ip,
             IpKind::Session => &buckets.session_ip,
+            IpKind::SignIn => &buckets.sign_in_ip,
         };
         buckets.take(bucket, &ip)
+    }
+
+    /// Takes a token from the sign-in bucket of `username` (lowercase), whoever is trying.
+    pub fn check_username(&self, username: &str) -> Result<(), RetryAfter> {
+        let Some(buckets) = &self.0 else {
+            return Ok(());
+        };
+        buckets.take(&buckets.sign_in_user, &username.to_owned())
     }
 
     fn sweep_once(&self) {
@@ -204,6 +223,8 @@ impl Limits {
             buckets.room_create.retain_recent();
             buckets.room_create_ip.retain_recent();
             buckets.session_ip.retain_recent();
+            buckets.sign_in_ip.retain_recent();
+            buckets.sign_in_user.retain_recent();
         }
     }
 }

@@ -39,6 +39,8 @@ pub mod close {
     /// A room's live stream had a hole (e.g. a node died between commit and publish); resume
     /// with `since` and the store fills it.
     pub const RESYNC: u16 = 4002;
+    /// The connection's session was signed out or revoked (on any node): sign in again.
+    pub const SESSION_REVOKED: u16 = 4003;
 }
 
 /// The stable `code` of an `error` frame.
@@ -62,6 +64,10 @@ pub enum ErrorCode {
     Overloaded,
     /// Over a rate limit; the request had no effect. Comes with `retry_after_ms`.
     RateLimited,
+    /// The caller may not do this here (a private room they are not in, a ban, a role).
+    Forbidden,
+    /// The thing named does not exist (or the caller may not know it does).
+    NotFound,
 }
 
 impl ErrorCode {
@@ -82,6 +88,8 @@ impl ErrorCode {
             Self::Internal => "internal",
             Self::Overloaded => "overloaded",
             Self::RateLimited => "rate_limited",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
         }
     }
 }
@@ -94,6 +102,8 @@ impl From<crate::domain::InvalidValue> for ErrorCode {
             InvalidValue::Name => Self::InvalidName,
             InvalidValue::Text => Self::InvalidText,
             InvalidValue::ClientId => Self::InvalidClientId,
+            // Not part of any frame today; HTTP routes give them their own codes.
+            InvalidValue::Username | InvalidValue::Password => Self::BadFrame,
         }
     }
 }

@@ -265,6 +265,22 @@ pub fn members(room: &RoomName, members: &[&User], member_count: usize, has_more
     })
 }
 
+/// The connection was removed from `room` by a moderator: it receives nothing more from it.
+pub fn removed(room: &RoomName, reason: &str) -> Frame {
+    #[derive(Serialize)]
+    struct View<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        room: &'a RoomName,
+        reason: &'a str,
+    }
+    encode(&View {
+        kind: "removed",
+        room,
+        reason,
+    })
+}
+
 pub fn left(room: &RoomName) -> Frame {
     #[derive(Serialize)]
     struct View<'a> {
@@ -358,6 +374,7 @@ mod tests {
             user: User {
                 id: UserId::from_trusted("u-1".into()),
                 name: DisplayName::parse("ann").unwrap(),
+                guest: true,
             },
             text: "<b>hi</b>".into(),
             client_id: "c-1".into(),
@@ -395,7 +412,7 @@ mod tests {
         assert_eq!(
             shared,
             json!({"type":"message","room":"general","seq":7,"id":"m-1","ts":1_700_000_000_000_i64,
-                   "user":{"id":"u-1","name":"ann"},"text":"<b>hi</b>"})
+                   "user":{"id":"u-1","name":"ann","guest":true},"text":"<b>hi</b>"})
         );
         assert_eq!(json_of(&super::message(&message, true))["client_id"], "c-1");
     }

@@ -26,7 +26,8 @@ use super::lobby::Lobby;
 use super::log::{Entry, Log};
 use super::outbox::Outbox;
 use super::presence::{Elsewhere, RoomPresence, TICK};
-use crate::broker::{Announce, Deliver, NodeId, PresenceChange, Published};
+use super::registry::Registry;
+use crate::broker::{Announce, Control, Deliver, NodeId, PresenceChange, Published, Removal};
 use crate::domain::{ConnectionId, Message, RoomName, User, UserId};
 use crate::protocol::server::{self, Frame, Joined, RoomCount};
 use crate::store::Page;
@@ -53,6 +54,8 @@ pub struct Hub {
     /// they may be in (`--max-rooms-per-user`; no limit until set). Locked after a room's lock.
     rooms_per_user: Mutex<HashMap<UserId, usize>>,
     max_rooms_per_user: OnceLock<usize>,
+    /// This node's connections by session.
+    pub connections: Registry,
 }
 
 /// A user is already in as many rooms as they may be.
@@ -303,6 +306,29 @@ impl Hub {
         if state.subscribers.is_empty() {
             drop(state);
             rooms.remove(room);
+        }
+    }
+
+    /// Takes every connection of `user` out of `room` (a kick or a ban): each is told
+    /// `removed`, receives nothing more from the room, and its session forgets the room.
+    pub fn remove_user(&self, room: &RoomName, user: &UserId, reason: Removal) {
+        let Some(cell) = self.room(room) else {
+            return;
+        };
+        let conns: Vec<(ConnectionId, Outbox)> = lock(&cell)
+            .subscribers
+            .iter()
+            .filter(|(_, subscriber)| subscriber.user == *user)
+            .map(|(conn, subscriber)| (*conn, subscriber.outbox.clone()))
+            .collect();
+        if conns.is_empty() {
+            return;
+        }
+        let frame = server::removed(room, reason.as_str());
+        for (conn, outbox) in conns {
+            outbox.evict(room);
+            self.unsubscribe(room, conn);
+            outbox.push(frame.clone());
         }
     }
 
@@ -611,6 +637,18 @@ impl Deliver for Hub {
         }
     }
 
+    fn control(&self, control: &Control) {
+        match control {
+            Control::SessionEnded { sid } => {
+                self.connections
+                    .close_session(sid, crate::protocol::close::SESSION_REVOKED);
+            }
+            Control::Removed { room, user, reason } => self.remove_user(room, user, *reason),
+            // Nothing about rooms' access is cached on a node yet.
+            Control::AccessChanged { .. } => {}
+        }
+    }
+
     fn hosted_seqs(&self) -> Vec<(RoomName, Option<u64>)> {
         self.all_rooms()
             .into_iter()
@@ -640,6 +678,7 @@ mod tests {
         User {
             id: UserId::from_trusted(format!("id-{name}")),
             name: DisplayName::parse(name).unwrap(),
+            guest: true,
         }
     }
 

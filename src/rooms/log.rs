@@ -179,6 +179,7 @@ mod tests {
             user: User {
                 id: UserId::from_trusted("u".into()),
                 name: DisplayName::parse("ann").unwrap(),
+                guest: true,
             },
             text: "x".repeat(text_len),
             client_id: format!("c{seq}"),

@@ -1,11 +1,13 @@
 //! Rooms on this node: the hub ([`hub`]: who subscribes to what, fan-out into each room's
 //! [`log`] of encoded messages), who is present where, here and on other nodes
 //! ([`presence`]), the lobby's live counts ([`lobby`]), each connection's mailbox ([`outbox`]),
-//! and the path of a sent message: group commit, then publish ([`writer`]).
+//! connections by session ([`registry`]), and the path of a sent message: group commit, then
+//! publish ([`writer`]).
 
 pub mod hub;
 pub mod lobby;
 pub mod log;
 pub mod outbox;
 pub mod presence;
+pub mod registry;
 pub mod writer;

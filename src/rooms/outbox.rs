@@ -42,6 +42,9 @@ struct State {
     /// Rooms whose log has messages for this connection. Each room appears at most once: the
     /// room flags the subscriber as notified until it has taken everything.
     rooms: Vec<RoomName>,
+    /// Rooms the connection was removed from (kicked, banned) that its session has not yet
+    /// forgotten.
+    evicted: Vec<RoomName>,
     /// The connection is gone: pushes are refused.
     closed: bool,
 }
@@ -102,6 +105,20 @@ impl Outbox {
         state.rooms.push(room.clone());
         drop(state);
         self.0.ready.notify_one();
+    }
+
+    /// Records that the connection no longer belongs in `room`; its session forgets the room
+    /// before it handles another request (see [`Outbox::take_evicted`]).
+    pub fn evict(&self, room: &RoomName) {
+        let mut state = self.0.state();
+        if !state.closed {
+            state.evicted.push(room.clone());
+        }
+    }
+
+    /// Rooms the connection was removed from since the last call.
+    pub fn take_evicted(&self) -> Vec<RoomName> {
+        std::mem::take(&mut self.0.state().evicted)
     }
 
     /// Marks the connection as unable to keep up; it closes with 4001.

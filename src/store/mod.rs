@@ -1,6 +1,7 @@
 //! Message storage behind one small trait, one module per backend. Everything above this
 //! module talks to `Arc<dyn Store>` and never knows which engine holds the rows.
 
+pub mod accounts;
 pub mod advisory;
 pub mod postgres;
 pub mod sqlite;
@@ -79,6 +80,7 @@ pub(crate) struct StoredRow {
     pub ts: i64,
     pub user_id: String,
     pub user_name: String,
+    pub user_guest: bool,
     pub text: String,
     pub client_id: String,
 }
@@ -98,6 +100,7 @@ impl StoredRow {
             user: User {
                 id: UserId::from_trusted(self.user_id),
                 name,
+                guest: self.user_guest,
             },
             text: self.text,
             client_id: self.client_id,
@@ -105,14 +108,15 @@ impl StoredRow {
     }
 }
 
-/// One `messages` row read through sqlx (columns `seq, id, ts, user_id, user_name, text,
-/// client_id`).
+/// One `messages` row read through sqlx (columns `seq, id, ts, user_id, user_name, user_guest,
+/// text, client_id`).
 pub(crate) fn message_from_row<'r, R>(room: &RoomName, row: &'r R) -> Result<Message, StoreError>
 where
     R: sqlx::Row,
     &'r str: sqlx::ColumnIndex<R>,
     i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     StoredRow {
         seq: row.try_get("seq")?,
@@ -120,6 +124,7 @@ where
         ts: row.try_get("ts")?,
         user_id: row.try_get("user_id")?,
         user_name: row.try_get("user_name")?,
+        user_guest: row.try_get("user_guest")?,
         text: row.try_get("text")?,
         client_id: row.try_get("client_id")?,
     }
@@ -158,6 +163,7 @@ where
     &'r str: sqlx::ColumnIndex<R>,
     i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     let messages = rows
         .iter()
@@ -182,7 +188,7 @@ pub trait OrderHold: Send {
 /// Where messages live. Implementations must keep each room's seqs gapless and unique even
 /// when several writers (nodes) append at once, and must store a batch all or nothing.
 #[async_trait]
-pub trait Store: Sessions + Send + Sync + 'static {
+pub trait Store: Sessions + accounts::Accounts + Send + Sync + 'static {
     /// Stores a batch in one transaction, assigning each new message its room's next seq in
     /// batch order. Returns one outcome per input, in input order.
     async fn append(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError>;

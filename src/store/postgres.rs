@@ -145,7 +145,7 @@ impl Store for PostgresStore {
         let (key_rooms, (key_users, key_clients)): (Vec<&str>, (Vec<&str>, Vec<&str>)) =
             keys.iter().map(|&(r, u, c)| (r, (u, c))).unzip();
         let rows = sqlx::query(
-            "SELECT m.room, m.seq, m.id, m.ts, m.user_id, m.user_name, m.text, m.client_id
+            "SELECT m.room, m.seq, m.id, m.ts, m.user_id, m.user_name, m.user_guest, m.text, m.client_id
              FROM UNNEST($1::text[], $2::text[], $3::text[]) AS k(room, user_id, client_id)
              JOIN messages m
                ON m.room = k.room AND m.user_id = k.user_id AND m.client_id = k.client_id",
@@ -222,15 +222,16 @@ impl Store for PostgresStore {
                     .unzip();
             sqlx::query(
                 "WITH stored AS (
-                     INSERT INTO messages (room, seq, id, ts, user_id, user_name, text, client_id)
+                     INSERT INTO messages (room, seq, id, ts, user_id, user_name, user_guest, text, client_id)
                      SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[],
-                                          $5::text[], $6::text[], $7::text[], $8::text[])
+                                          $5::text[], $6::text[], $7::boolean[], $8::text[],
+                                          $9::text[])
                  )
                  UPDATE rooms
                  SET last_seq = t.last_seq,
                      -- nodes' clocks may disagree: activity only moves forward
                      last_active = GREATEST(rooms.last_active, t.last_active)
-                 FROM UNNEST($9::text[], $10::bigint[], $11::bigint[])
+                 FROM UNNEST($10::text[], $11::bigint[], $12::bigint[])
                      AS t(name, last_seq, last_active)
                  WHERE rooms.name = t.name",
             )
@@ -240,6 +241,7 @@ impl Store for PostgresStore {
             .bind(&columns.ts)
             .bind(&columns.user_id)
             .bind(&columns.user_name)
+            .bind(&columns.user_guest)
             .bind(&columns.text)
             .bind(&columns.client_id)
             .bind(&moved_rooms)
@@ -255,7 +257,7 @@ impl Store for PostgresStore {
 
     async fn latest(&self, room: &RoomName, limit: u32) -> Result<Page, StoreError> {
         let rows = sqlx::query(
-            "SELECT room, seq, id, ts, user_id, user_name, text, client_id FROM messages
+            "SELECT room, seq, id, ts, user_id, user_name, user_guest, text, client_id FROM messages
              WHERE room = $1 ORDER BY seq DESC LIMIT $2",
         )
         .bind(room.as_str())
@@ -267,7 +269,7 @@ impl Store for PostgresStore {
 
     async fn after(&self, room: &RoomName, since: u64, cap: u32) -> Result<Page, StoreError> {
         let rows = sqlx::query(
-            "SELECT room, seq, id, ts, user_id, user_name, text, client_id FROM messages
+            "SELECT room, seq, id, ts, user_id, user_name, user_guest, text, client_id FROM messages
              WHERE room = $1 AND seq > $2 ORDER BY seq DESC LIMIT $3",
         )
         .bind(room.as_str())
@@ -286,7 +288,7 @@ impl Store for PostgresStore {
             to_i64(before)
         };
         let rows = sqlx::query(
-            "SELECT room, seq, id, ts, user_id, user_name, text, client_id FROM messages
+            "SELECT room, seq, id, ts, user_id, user_name, user_guest, text, client_id FROM messages
              WHERE room = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
         )
         .bind(room.as_str())
@@ -349,6 +351,7 @@ struct MessageColumns<'a> {
     ts: Vec<i64>,
     user_id: Vec<&'a str>,
     user_name: Vec<&'a str>,
+    user_guest: Vec<bool>,
     text: Vec<&'a str>,
     client_id: Vec<&'a str>,
 }
@@ -362,6 +365,7 @@ impl<'a> MessageColumns<'a> {
             ts: Vec::with_capacity(capacity),
             user_id: Vec::with_capacity(capacity),
             user_name: Vec::with_capacity(capacity),
+            user_guest: Vec::with_capacity(capacity),
             text: Vec::with_capacity(capacity),
             client_id: Vec::with_capacity(capacity),
         }
@@ -374,10 +378,13 @@ impl<'a> MessageColumns<'a> {
         self.ts.push(message.ts);
         self.user_id.push(message.user.id.as_str());
         self.user_name.push(message.user.name.as_str());
+        self.user_guest.push(message.user.guest);
         self.text.push(&message.text);
         self.client_id.push(&message.client_id);
     }
 }
+
+super::accounts::sql_accounts!(PostgresStore, read: pool, write: pool);
 
 #[async_trait]
 impl super::Sessions for PostgresStore {

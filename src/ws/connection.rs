@@ -59,6 +59,7 @@ pub fn run<R, W>(
     writer: W,
     leftover: Bytes,
     user: User,
+    sid: Option<String>,
     limits: limits::Connection,
     state: AppState,
 ) -> impl Future<Output = ()> + Send
@@ -73,7 +74,7 @@ where
     let span = tracing::debug_span!("ws", conn = conn.0, user = %user.id.as_str());
     let (outbox, mailbox) = outbox::outbox();
     outbox.push(server::hello(&user, state.idle_timeout.as_secs()));
-    let session = Session::new(conn, user, limits, state, outbox);
+    let session = Session::new(conn, user, sid, limits, state, outbox);
     let mut connection = Connection {
         reader,
         writer,
@@ -144,10 +145,10 @@ where
         let mut next_ping = last_heard + ping_every;
         loop {
             if let Some(code) = self.mailbox.cut_code() {
-                let reason = if code == close::TOO_SLOW {
-                    "too slow"
-                } else {
-                    "resync"
+                let reason = match code {
+                    close::TOO_SLOW => "too slow",
+                    close::SESSION_REVOKED => "session revoked",
+                    _ => "resync",
                 };
                 tracing::info!(conn = self.session.conn().0, user = %self.session.user().id.as_str(), code, "cut off: {reason}");
                 return End::Abort(code, reason);

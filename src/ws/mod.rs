@@ -16,16 +16,15 @@ use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum_extra::extract::SignedCookieJar;
 use base64::Engine;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use sha1::{Digest, Sha1};
 use tokio::net::TcpStream;
 
-use crate::domain::{DisplayName, User, UserId};
+use crate::accounts::Caller;
+use crate::domain::{DisplayName, User};
 use crate::http::{ApiError, ClientAddr, ConnectionPermit};
-use crate::identity;
 use crate::limits::{self, Payer};
 use crate::state::AppState;
 
@@ -44,25 +43,19 @@ struct Params {
 async fn upgrade(
     State(state): State<AppState>,
     client: ClientAddr,
-    jar: SignedCookieJar,
+    caller: Option<Caller>,
     Query(params): Query<Params>,
     mut request: Request,
 ) -> Response {
     let ip = client.bucket();
-    let (user, payer) = match (identity::user_from(&jar), params.name) {
-        (Some(user), _) => {
-            let payer = Payer::User(user.id.clone());
-            (user, payer)
+    let (user, sid, payer) = match (caller, params.name) {
+        (Some(caller), _) => {
+            let payer = Payer::User(caller.user.id.clone());
+            (caller.user, Some(caller.session.sid), payer)
         }
         // A new id on every connect: the IP pays, so reconnecting buys no fresh burst.
         (None, Some(name)) => match DisplayName::parse(&name) {
-            Ok(name) => (
-                User {
-                    id: UserId::generate(),
-                    name,
-                },
-                Payer::Anonymous(ip),
-            ),
+            Ok(name) => (User::new_guest(name), None, Payer::Anonymous(ip)),
             Err(invalid) => return ApiError::InvalidName(invalid.to_string()).into_response(),
         },
         (None, None) => return ApiError::Unauthenticated.into_response(),
@@ -99,11 +92,12 @@ async fn upgrade(
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
                 let (reader, writer) = parts.io.into_inner().into_split();
-                connection::run(reader, writer, parts.read_buf, user, limits, state).await;
+                connection::run(reader, writer, parts.read_buf, user, sid, limits, state).await;
             }
             Err(upgraded) => {
                 let (reader, writer) = tokio::io::split(TokioIo::new(upgraded));
-                connection::run(reader, writer, bytes::Bytes::new(), user, limits, state).await;
+                let leftover = bytes::Bytes::new();
+                connection::run(reader, writer, leftover, user, sid, limits, state).await;
             }
         }
     });

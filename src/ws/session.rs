@@ -37,6 +37,9 @@ pub enum After {
 pub struct Session {
     conn: ConnectionId,
     user: User,
+    /// The session the connection was opened with (none for `/ws?name=`): its end closes the
+    /// connection (4003).
+    sid: Option<String>,
     state: AppState,
     outbox: Outbox,
     rooms: HashSet<RoomName>,
@@ -48,13 +51,18 @@ impl Session {
     pub fn new(
         conn: ConnectionId,
         user: User,
+        sid: Option<String>,
         limits: limits::Connection,
         state: AppState,
         outbox: Outbox,
     ) -> Self {
+        if let Some(sid) = &sid {
+            state.hub.connections.add(sid, conn, outbox.clone());
+        }
         Self {
             conn,
             user,
+            sid,
             state,
             outbox,
             rooms: HashSet::new(),
@@ -87,6 +95,11 @@ impl Session {
     /// so one connection can have many messages in one group commit. Returns a close the
     /// connection must make, if any.
     pub async fn handle(&mut self, text: &str) -> After {
+        // Rooms a moderator removed this connection from are forgotten before anything else:
+        // no request may reach a room the connection was taken out of.
+        for room in self.outbox.take_evicted() {
+            self.rooms.remove(&room);
+        }
         let (frame, reference) = match client::parse(text) {
             Ok(parsed) => parsed,
             Err(rejection) => {
@@ -367,6 +380,9 @@ impl Session {
     }
 
     pub fn leave_everything(&mut self) {
+        if let Some(sid) = self.sid.take() {
+            self.state.hub.connections.remove(&sid, self.conn);
+        }
         for room in self.rooms.drain() {
             self.state.hub.unsubscribe(&room, self.conn);
         }

@@ -156,6 +156,7 @@ pub(crate) fn user(name: &str) -> User {
     User {
         id: UserId::from_trusted(format!("user-{name}")),
         name: DisplayName::parse(name).unwrap(),
+        guest: true,
     }
 }
 

@@ -121,6 +121,12 @@ impl Shared {
                     self.sink.node_gone(&NodeId::from(node));
                 }
             }
+            Event::Control { node, control } => {
+                // This node applied its own before publishing.
+                if node != *self.node {
+                    self.sink.control(&control);
+                }
+            }
             Event::Resync { node } => {
                 if node != *self.node
                     && let Err(error) = self.reconcile().await

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use self::wire::{Event, Keys, WireMessage, json};
-use super::{Announce, Broker, BrokerError, Deliver, NodeId, PresenceChange, Published};
+use super::{Announce, Broker, BrokerError, Control, Deliver, NodeId, PresenceChange, Published};
 use crate::domain::{ConnectionId, RoomName, User};
 use crate::store::Store;
 
@@ -178,6 +178,15 @@ impl Broker for RedisBroker {
                 Err(redis_error(error))
             }
         }
+    }
+
+    async fn control(&self, control: Control) -> Result<(), BrokerError> {
+        self.shared.sink.control(&control);
+        let event = Event::Control {
+            node: self.shared.node.to_string(),
+            control,
+        };
+        self.shared.publish_event(&event).await.map_err(redis_error)
     }
 
     async fn remote_members(&self, room: &RoomName) -> Result<Vec<(NodeId, User)>, BrokerError> {

@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::broker::Control;
 use crate::domain::{Message, RoomName, User};
 
 /// What travels on the channel.
@@ -31,6 +32,10 @@ pub(super) enum Event {
     },
     Resync {
         node: String,
+    },
+    Control {
+        node: String,
+        control: Control,
     },
 }
 

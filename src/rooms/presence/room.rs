@@ -308,6 +308,7 @@ mod tests {
         User {
             id: UserId::from_trusted(format!("id-{name}")),
             name: DisplayName::parse(name).unwrap(),
+            guest: true,
         }
     }
 

@@ -86,6 +86,51 @@ impl SqliteStore {
     }
 }
 
+/// The data folder's database for maintenance commands beside a running server: accounts only,
+/// without the folder's lock (messages stay the server's alone: their seqs live in its memory).
+pub struct SqliteAccounts {
+    pool: SqlitePool,
+}
+
+impl SqliteAccounts {
+    /// Opens `confab.db` in `data_dir`, which a server must have created.
+    pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let path = data_dir.join(DATABASE_FILE);
+        if !path.exists() {
+            return Err(StoreError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "{} does not exist: start the server once first",
+                    path.display()
+                ),
+            )));
+        }
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(&path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+super::accounts::sql_accounts!(SqliteAccounts, read: pool, write: pool);
+
+#[async_trait]
+impl super::Sessions for SqliteAccounts {
+    async fn revoke_session(&self, sid: &str, expires_at: i64) -> Result<(), StoreError> {
+        revoke(&self.pool, sid, expires_at).await
+    }
+
+    async fn is_session_revoked(&self, sid: &str) -> Result<bool, StoreError> {
+        is_revoked(&self.pool, sid).await
+    }
+}
+
 fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
@@ -104,7 +149,7 @@ impl Store for SqliteStore {
 
     async fn latest(&self, room: &RoomName, limit: u32) -> Result<Page, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, id, ts, user_id, user_name, text, client_id FROM messages
+            "SELECT seq, id, ts, user_id, user_name, user_guest, text, client_id FROM messages
              WHERE room = ? ORDER BY seq DESC LIMIT ?",
         )
         .bind(room.as_str())
@@ -116,7 +161,7 @@ impl Store for SqliteStore {
 
     async fn after(&self, room: &RoomName, since: u64, cap: u32) -> Result<Page, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, id, ts, user_id, user_name, text, client_id FROM messages
+            "SELECT seq, id, ts, user_id, user_name, user_guest, text, client_id FROM messages
              WHERE room = ? AND seq > ? ORDER BY seq DESC LIMIT ?",
         )
         .bind(room.as_str())
@@ -134,7 +179,7 @@ impl Store for SqliteStore {
             to_i64(before)
         };
         let rows = sqlx::query(
-            "SELECT seq, id, ts, user_id, user_name, text, client_id FROM messages
+            "SELECT seq, id, ts, user_id, user_name, user_guest, text, client_id FROM messages
              WHERE room = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
         )
         .bind(room.as_str())
@@ -194,30 +239,41 @@ impl Store for SqliteStore {
     }
 }
 
+// Users and sessions: read beside the writer, written through the admin connection.
+super::accounts::sql_accounts!(SqliteStore, read: readers, write: admin);
+
 #[async_trait]
 impl super::Sessions for SqliteStore {
     async fn revoke_session(&self, sid: &str, expires_at: i64) -> Result<(), StoreError> {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
-        sqlx::query("DELETE FROM revoked_sessions WHERE expires_at < ?")
-            .bind(now)
-            .execute(&self.admin)
-            .await?;
-        sqlx::query(
-            "INSERT INTO revoked_sessions (sid, expires_at) VALUES (?, ?) ON CONFLICT (sid) DO NOTHING",
-        )
-        .bind(sid)
-        .bind(expires_at)
-        .execute(&self.admin)
-        .await?;
-        Ok(())
+        revoke(&self.admin, sid, expires_at).await
     }
 
     async fn is_session_revoked(&self, sid: &str) -> Result<bool, StoreError> {
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT expires_at FROM revoked_sessions WHERE sid = ?")
-                .bind(sid)
-                .fetch_optional(&self.readers)
-                .await?;
-        Ok(found.is_some())
+        is_revoked(&self.readers, sid).await
     }
+}
+
+async fn revoke(pool: &SqlitePool, sid: &str, expires_at: i64) -> Result<(), StoreError> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    sqlx::query("DELETE FROM revoked_sessions WHERE expires_at < ?")
+        .bind(now)
+        .execute(pool)
+        .await?;
+    sqlx::query(
+        "INSERT INTO revoked_sessions (sid, expires_at) VALUES (?, ?) ON CONFLICT (sid) DO NOTHING",
+    )
+    .bind(sid)
+    .bind(expires_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+async fn is_revoked(pool: &SqlitePool, sid: &str) -> Result<bool, StoreError> {
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT expires_at FROM revoked_sessions WHERE sid = ?")
+            .bind(sid)
+            .fetch_optional(pool)
+            .await?;
+    Ok(found.is_some())
 }

@@ -22,7 +22,7 @@ use crate::store::{Appended, NewMessage, StoreError, StoredRow, storable_text, s
 
 /// Rows per multi-row statement are taken from these sizes, largest first, so a batch of any
 /// length uses at most 8 distinct statements per table and every one stays prepared in the
-/// connection's statement cache. 128 rows × 8 parameters is far under SQLite's 32,766.
+/// connection's statement cache. 128 rows × 9 parameters is far under SQLite's 32,766.
 const CHUNKS: [usize; 8] = [128, 64, 32, 16, 8, 4, 2, 1];
 /// Prepared statements kept: 8 insert shapes, 8 upsert shapes and the few single statements.
 const STATEMENT_CACHE: usize = 32;
@@ -31,7 +31,9 @@ const STATEMENT_CACHE: usize = 32;
 /// rooms holds at most this many entries (about 100 bytes each).
 const MAX_KNOWN_ROOMS: usize = 100_000;
 
-const INSERT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?)";
+/// Columns of one `messages` row, as [`INSERT_ROW`] binds them.
+const COLUMNS: usize = 9;
+const INSERT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
 const COUNTER_ROW: &str = "(?, ?, ?, ?)";
 
 pub(super) struct WriteSide {
@@ -282,14 +284,14 @@ fn chunk_sizes(mut len: usize) -> impl Iterator<Item = usize> {
 
 fn insert_statement(conn: &Connection, rows: usize) -> rusqlite::Result<CachedStatement<'_>> {
     conn.prepare_cached(&multi_row(
-        "INSERT INTO messages (room, seq, id, ts, user_id, user_name, text, client_id) VALUES ",
+        "INSERT INTO messages (room, seq, id, ts, user_id, user_name, user_guest, text, client_id) VALUES ",
         INSERT_ROW,
         rows,
         " ON CONFLICT (room, user_id, client_id) DO NOTHING",
     ))
 }
 
-/// Binds one message's 8 columns starting at parameter `at` (1-based).
+/// Binds one message's 9 columns starting at parameter `at` (1-based).
 fn bind_message(
     statement: &mut Statement<'_>,
     at: usize,
@@ -303,8 +305,9 @@ fn bind_message(
     statement.raw_bind_parameter(at + 3, new.ts)?;
     statement.raw_bind_parameter(at + 4, new.user.id.as_str())?;
     statement.raw_bind_parameter(at + 5, new.user.name.as_str())?;
-    statement.raw_bind_parameter(at + 6, text)?;
-    statement.raw_bind_parameter(at + 7, new.client_id.as_str())
+    statement.raw_bind_parameter(at + 6, new.user.guest)?;
+    statement.raw_bind_parameter(at + 7, text)?;
+    statement.raw_bind_parameter(at + 8, new.client_id.as_str())
 }
 
 /// Stores the whole batch assuming no client_id of it is stored yet; `None` if one was
@@ -324,7 +327,7 @@ fn append_at_once(
         for (i, new) in chunk.iter().enumerate() {
             let seq = next_seq(rooms, new)?;
             let text = storable_text(&new.text);
-            bind_message(&mut statement, 1 + i * 8, new, seq, &text)?;
+            bind_message(&mut statement, 1 + i * COLUMNS, new, seq, &text)?;
             messages.push(stored_message(new, to_seq(seq)?, text.into_owned()));
         }
         if statement.raw_execute()? != size {
@@ -372,7 +375,7 @@ fn append_one_by_one(
 fn original(conn: &Connection, new: &NewMessage) -> Result<Message, StoreError> {
     let row = conn
         .prepare_cached(
-            "SELECT seq, id, ts, user_id, user_name, text, client_id FROM messages
+            "SELECT seq, id, ts, user_id, user_name, user_guest, text, client_id FROM messages
              WHERE room = ? AND user_id = ? AND client_id = ?",
         )?
         .query_row(
@@ -388,8 +391,9 @@ fn original(conn: &Connection, new: &NewMessage) -> Result<Message, StoreError> 
                     ts: row.get(2)?,
                     user_id: row.get(3)?,
                     user_name: row.get(4)?,
-                    text: row.get(5)?,
-                    client_id: row.get(6)?,
+                    user_guest: row.get(5)?,
+                    text: row.get(6)?,
+                    client_id: row.get(7)?,
                 })
             },
         )?;

@@ -1,0 +1,68 @@
+//! This node's connections by session, so that a session signed out or revoked on any node
+//! can close its connections here (4003).
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use super::outbox::Outbox;
+use crate::domain::ConnectionId;
+
+#[derive(Default)]
+pub struct Registry {
+    by_session: Mutex<HashMap<String, Vec<(ConnectionId, Outbox)>>>,
+}
+
+impl Registry {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(ConnectionId, Outbox)>>> {
+        self.by_session
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Lists a connection under its session until [`Registry::remove`].
+    pub fn add(&self, sid: &str, conn: ConnectionId, outbox: Outbox) {
+        self.map()
+            .entry(sid.to_owned())
+            .or_default()
+            .push((conn, outbox));
+    }
+
+    pub fn remove(&self, sid: &str, conn: ConnectionId) {
+        let mut map = self.map();
+        if let Some(conns) = map.get_mut(sid) {
+            conns.retain(|(held, _)| *held != conn);
+            if conns.is_empty() {
+                map.remove(sid);
+            }
+        }
+    }
+
+    /// Asks every connection of session `sid` to close with `code`.
+    pub fn close_session(&self, sid: &str, code: u16) {
+        let conns = self.map().remove(sid).unwrap_or_default();
+        for (_, outbox) in conns {
+            outbox.close_with(code);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rooms::outbox;
+
+    #[test]
+    fn closing_a_session_closes_its_connections_only() {
+        let registry = Registry::default();
+        let (mine, my_mailbox) = outbox::outbox();
+        let (other, other_mailbox) = outbox::outbox();
+        registry.add("a", ConnectionId(1), mine);
+        registry.add("b", ConnectionId(2), other);
+        registry.close_session("a", 4003);
+        assert_eq!(my_mailbox.cut_code(), Some(4003));
+        assert_eq!(other_mailbox.cut_code(), None);
+        registry.remove("b", ConnectionId(2));
+        registry.close_session("b", 4003);
+        assert_eq!(other_mailbox.cut_code(), None);
+    }
+}

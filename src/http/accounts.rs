@@ -109,7 +109,7 @@ async fn guest(
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(body) = body.map_err(body_error)?;
     let name = parse_name(&body.name)?;
-    let (session, username) = match caller {
+    let (session, username, admin) = match caller {
         Some(caller) => {
             state
                 .store
@@ -126,6 +126,7 @@ async fn guest(
                     ..caller.session
                 },
                 caller.username,
+                caller.admin,
             )
         }
         None => {
@@ -143,10 +144,10 @@ async fn guest(
                 accounts::start_session(state.store.as_ref(), account.user, user_agent(&headers))
                     .await
                     .map_err(ApiError::Unavailable)?;
-            (session, None)
+            (session, None, false)
         }
     };
-    let user = accounts::user_json(&session.user, username.as_deref());
+    let user = accounts::user_json(&session.user, username.as_deref(), admin);
     let jar = jar.add(identity::cookie_for(&session, secure));
     Ok((jar, Json(json!({ "user": user }))))
 }
@@ -251,7 +252,7 @@ async fn register(
     let session = accounts::start_session(state.store.as_ref(), user, user_agent(&headers))
         .await
         .map_err(ApiError::Unavailable)?;
-    let user = accounts::user_json(&session.user, Some(username.as_str()));
+    let user = accounts::user_json(&session.user, Some(username.as_str()), false);
     let jar = jar.add(identity::cookie_for(&session, secure));
     Ok((StatusCode::CREATED, jar, Json(json!({ "user": user }))))
 }
@@ -299,7 +300,7 @@ async fn login(
     let session = accounts::start_session(state.store.as_ref(), account.user, user_agent(&headers))
         .await
         .map_err(ApiError::Unavailable)?;
-    let user = accounts::user_json(&session.user, account.username.as_deref());
+    let user = accounts::user_json(&session.user, account.username.as_deref(), account.admin);
     let jar = jar.add(identity::cookie_for(&session, secure));
     Ok((jar, Json(json!({ "user": user }))))
 }
@@ -377,7 +378,7 @@ async fn update_me(
         user,
         ..caller.session
     };
-    let json = accounts::user_json(&session.user, caller.username.as_deref());
+    let json = accounts::user_json(&session.user, caller.username.as_deref(), caller.admin);
     let jar = jar.add(identity::cookie_for(&session, secure));
     Ok((jar, Json(json!({ "user": json }))))
 }

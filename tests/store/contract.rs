@@ -5,7 +5,9 @@
 
 use confab::store::{Appended, NewMessage};
 
-use crate::{Backend, message, room, seqs, stored};
+use confab::domain::DisplayName;
+
+use crate::{Backend, message, room, seqs, stored, user};
 
 #[tokio::test]
 async fn append_numbers_each_room_from_one_in_batch_order() {
@@ -355,6 +357,127 @@ async fn counters_and_duplicates_survive_a_restart() {
         assert_eq!(
             seqs(&store.latest(&room("r"), 10).await.unwrap().messages),
             [1, 2, 3, 4]
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn accounts_and_sessions_keep_the_same_contract_on_every_backend() {
+    use confab::store::accounts::{Account, AccountError, SessionRow};
+    for backend in Backend::all().await {
+        println!("backend: {}", backend.name());
+        let store = backend.open().await;
+        let guest = Account {
+            user: user("ann"),
+            username: None,
+            admin: false,
+            password_hash: None,
+        };
+        store.create_user(&guest, 1).await.unwrap();
+        let found = store.account_by_id(&guest.user.id).await.unwrap().unwrap();
+        assert!(found.user.guest && found.username.is_none());
+
+        let session = |sid: &str, created: i64| SessionRow {
+            sid: sid.into(),
+            user_id: guest.user.id.clone(),
+            created,
+            last_seen: created,
+            expires_at: 1_000,
+            user_agent: "test".into(),
+        };
+        store.start_session(&session("s1", 10)).await.unwrap();
+        store.start_session(&session("s2", 20)).await.unwrap();
+        let (row, account) = store.session("s1", 15).await.unwrap().unwrap();
+        assert_eq!(
+            (row.sid.as_str(), account.user.id.clone()),
+            ("s1", guest.user.id.clone())
+        );
+        assert!(
+            store.session("s1", 1_000).await.unwrap().is_none(),
+            "expired"
+        );
+        store.touch_session("s1", 500).await.unwrap();
+        assert_eq!(
+            store.session("s1", 600).await.unwrap().unwrap().0.last_seen,
+            500
+        );
+
+        // The guest becomes an account under the same id; the username is then taken.
+        let name = DisplayName::parse("Ann B").unwrap();
+        assert!(
+            store
+                .register_guest(&guest.user.id, "ann", "hash", &name)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .register_guest(&guest.user.id, "ann2", "hash", &name)
+                .await
+                .unwrap()
+        );
+        let account = store.account_by_username("ann").await.unwrap().unwrap();
+        assert_eq!(account.user.id, guest.user.id);
+        assert!(!account.user.guest);
+        assert_eq!(account.user.name, name);
+        assert_eq!(account.password_hash.as_deref(), Some("hash"));
+        let other = Account {
+            user: user("bob"),
+            username: Some("ann".into()),
+            admin: false,
+            password_hash: Some("h".into()),
+        };
+        assert!(matches!(
+            store.create_user(&other, 2).await,
+            Err(AccountError::UsernameTaken)
+        ));
+
+        assert!(store.set_admin("ann", true).await.unwrap());
+        assert!(!store.set_admin("nobody", true).await.unwrap());
+        assert!(
+            store
+                .account_by_username("ann")
+                .await
+                .unwrap()
+                .unwrap()
+                .admin
+        );
+
+        let listed = store.sessions_of(&guest.user.id, 100).await.unwrap();
+        assert_eq!(
+            listed.iter().map(|s| s.sid.as_str()).collect::<Vec<_>>(),
+            ["s1", "s2"]
+        );
+        assert!(
+            store
+                .end_session(&other.user.id, "s1")
+                .await
+                .unwrap()
+                .is_none(),
+            "not theirs"
+        );
+        assert_eq!(
+            store
+                .end_session(&guest.user.id, "s1")
+                .await
+                .unwrap()
+                .unwrap()
+                .sid,
+            "s1"
+        );
+        store.start_session(&session("s3", 30)).await.unwrap();
+        let ended = store
+            .end_sessions_of(&guest.user.id, Some("s3"))
+            .await
+            .unwrap();
+        assert_eq!(
+            ended.iter().map(|s| s.sid.as_str()).collect::<Vec<_>>(),
+            ["s2"]
+        );
+        assert_eq!(
+            store.sessions_of(&guest.user.id, 100).await.unwrap().len(),
+            1
         );
         store.close().await;
     }

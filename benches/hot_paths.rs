@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use confab::broker::local::LocalBroker;
 use confab::broker::{Deliver, Published};
-use confab::domain::{ClientId, ConnectionId, DisplayName, Message, RoomName, User, UserId};
+use confab::domain::{ClientId, ConnectionId, DisplayName, Event, Message, RoomName, User, UserId};
 use confab::protocol::server;
 use confab::rooms::hub::{Activation, Hub, Take};
 use confab::rooms::outbox::outbox;
@@ -34,6 +34,8 @@ fn message(seq: u64) -> Message {
         user: user(0),
         text: "a chat line of about the length people type, with a little punctuation!".into(),
         client_id: "c-1".into(),
+        event: Event::Message,
+        deleted: false,
     }
 }
 
@@ -105,6 +107,8 @@ fn burst(rooms: u64, next: &mut u64) -> Vec<NewMessage> {
                 // 100 bytes, as in `confab-bench persist`.
                 text: "x".repeat(100),
                 client_id: ClientId::parse(format!("c-{next}")).unwrap(),
+                event: Event::Message,
+                moderator: false,
             }
         })
         .collect()
@@ -141,7 +145,10 @@ fn group_commit(c: &mut Criterion) {
                                 // The writer refuses while its queue holds more than it can
                                 // store soon; a client waits retry_after_ms, so does the bench.
                                 let reply = loop {
-                                    match writer.append(message.clone(), ConnectionId(0)).await {
+                                    match writer
+                                        .append(message.clone(), Some(ConnectionId(0)))
+                                        .await
+                                    {
                                         Ok(reply) => break reply,
                                         Err(AppendError::Overloaded { retry_after_ms }) => {
                                             let wait = Duration::from_millis(retry_after_ms);

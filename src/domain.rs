@@ -211,6 +211,11 @@ impl MessageText {
 pub struct ClientId(String);
 
 impl ClientId {
+    /// A key nobody else holds, for a change the client sent without one.
+    pub fn unique() -> Self {
+        Self(format!("auto-{}", uuid::Uuid::now_v7()))
+    }
+
     pub fn parse(raw: String) -> Result<Self, InvalidValue> {
         let chars = raw.chars().count();
         if chars == 0 || chars > MAX_CLIENT_ID_CHARS || raw.chars().any(char::is_control) {
@@ -270,7 +275,43 @@ impl User {
     }
 }
 
-/// A stored message, as every reader sees it.
+/// What an item of a room's stream is. Every change to a room is one of these with the room's
+/// next seq: a message, or an event about an earlier message (its `target`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Event {
+    #[default]
+    Message,
+    /// The message `target` was deleted (by its author or a moderator).
+    Deleted { target: u64 },
+}
+
+impl Event {
+    /// The stored `kind` and the frame `type`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::Message => "message",
+            Self::Deleted { .. } => "deleted",
+        }
+    }
+
+    pub fn target(self) -> Option<u64> {
+        match self {
+            Self::Message => None,
+            Self::Deleted { target } => Some(target),
+        }
+    }
+
+    /// The event stored as `kind` with `target`; `None` for anything unknown.
+    pub fn from_stored(kind: &str, target: Option<u64>) -> Option<Self> {
+        match (kind, target) {
+            ("message", _) => Some(Self::Message),
+            ("deleted", Some(target)) => Some(Self::Deleted { target }),
+            _ => None,
+        }
+    }
+}
+
+/// A stored item of a room's stream (a message or an event), as every reader sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     pub room: RoomName,
@@ -278,9 +319,14 @@ pub struct Message {
     pub id: String,
     /// Milliseconds since the Unix epoch, UTC.
     pub ts: i64,
+    /// The author of a message; whoever acted, for an event.
     pub user: User,
+    /// A message's text; empty once it is deleted, and for events without text.
     pub text: String,
     pub client_id: String,
+    pub event: Event,
+    /// A message removed by a later `deleted` event: shown as a tombstone.
+    pub deleted: bool,
 }
 
 #[cfg(test)]

@@ -42,6 +42,9 @@ pub enum ApiError {
     Forbidden(&'static str),
     #[error("{0}")]
     NotFound(&'static str),
+    /// The store cannot keep up; nothing was done. Carries the milliseconds to wait.
+    #[error("the server cannot store changes this fast; retry after {0} ms")]
+    Overloaded(u64),
     /// Over a rate limit; nothing was done. Carries the milliseconds to wait.
     #[error("too many requests; retry after {0} ms")]
     RateLimited(u64),
@@ -60,6 +63,7 @@ impl ApiError {
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Self::BodyTimedOut => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Self::InvalidUsername(_) => (StatusCode::BAD_REQUEST, "invalid_username"),
             Self::InvalidPassword(_) => (StatusCode::BAD_REQUEST, "invalid_password"),
             Self::UsernameTaken => (StatusCode::CONFLICT, "username_taken"),
@@ -79,7 +83,7 @@ impl IntoResponse for ApiError {
         }
         let (status, code) = self.status_and_code();
         let mut body = json!({"error": {"code": code, "message": self.to_string()}});
-        if let Self::RateLimited(millis) = self {
+        if let Self::RateLimited(millis) | Self::Overloaded(millis) = self {
             body["error"]["retry_after_ms"] = millis.into();
             let seconds = millis.div_ceil(1000).max(1);
             return (

@@ -7,6 +7,7 @@ mod accounts;
 mod api;
 pub mod edge;
 mod error;
+mod messages;
 mod pages;
 pub mod serve;
 pub mod tls;
@@ -42,6 +43,7 @@ pub fn router(state: AppState, edge: Arc<Edge>, ws: Router<AppState>) -> Router 
     Router::new()
         .merge(api::router())
         .merge(accounts::router())
+        .merge(messages::router())
         .merge(pages::router())
         .merge(ws)
         .layer(body_limit)

@@ -74,7 +74,8 @@ impl Kind {
     /// [`Kind::Members`] (its arm comes with the frame).
     pub fn of(frame: &ClientFrame) -> Option<Self> {
         match frame {
-            ClientFrame::Send { .. } => Some(Self::Send),
+            // A deletion is a change to the room like a message, paid from the same bucket.
+            ClientFrame::Send { .. } | ClientFrame::Delete { .. } => Some(Self::Send),
             ClientFrame::Join { .. } => Some(Self::Join),
             ClientFrame::History { .. } => Some(Self::History),
             ClientFrame::Rooms => Some(Self::Rooms),

@@ -35,6 +35,12 @@ pub enum ClientFrame {
         before: u64,
         limit: u32,
     },
+    /// Delete message `seq` of `room` (one's own, or any as a moderator).
+    Delete {
+        room: RoomName,
+        seq: u64,
+        client_id: Option<ClientId>,
+    },
     Rooms,
     Ping,
     /// A page of a room's members, in id order, after the member `after`.
@@ -53,8 +59,8 @@ pub struct Rejection {
     pub reference: Option<Ref>,
 }
 
-const KNOWN_TYPES: [&str; 7] = [
-    "join", "leave", "send", "history", "rooms", "ping", "members",
+const KNOWN_TYPES: [&str; 8] = [
+    "join", "leave", "send", "history", "rooms", "ping", "members", "delete",
 ];
 /// Longest `members.after` accepted: user ids are 36-character UUIDs.
 const MAX_USER_ID_CHARS: usize = 64;
@@ -85,6 +91,13 @@ enum Wire {
         room: String,
         before: u64,
         limit: i64,
+        #[serde(rename = "ref")]
+        reference: Option<Ref>,
+    },
+    Delete {
+        room: String,
+        seq: u64,
+        client_id: Option<String>,
         #[serde(rename = "ref")]
         reference: Option<Ref>,
     },
@@ -144,6 +157,26 @@ fn validate(wire: Wire) -> Result<(ClientFrame, Option<Ref>), Rejection> {
                 Ok(ClientFrame::Send {
                     room,
                     text,
+                    client_id,
+                })
+            });
+            match parsed {
+                Ok(frame) => Ok((frame, reference)),
+                Err(e) => Err(reject(e, reference)),
+            }
+        }
+        Wire::Delete {
+            room,
+            seq,
+            client_id,
+            reference,
+        } => {
+            let reference = reference.or_else(|| client_id.clone().map(Ref::Text));
+            let parsed = RoomName::parse(&room).and_then(|room| {
+                let client_id = client_id.map(ClientId::parse).transpose()?;
+                Ok(ClientFrame::Delete {
+                    room,
+                    seq,
                     client_id,
                 })
             });

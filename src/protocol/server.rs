@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::ErrorCode;
 use super::client::Ref;
-use crate::domain::{Message, RoomName, User, UserId};
+use crate::domain::{Event, Message, RoomName, User, UserId};
 
 /// A complete, unmasked WebSocket text frame holding one JSON object. Cloning it is a refcount
 /// increment.
@@ -95,7 +95,14 @@ struct MessageView<'a> {
     id: &'a str,
     ts: i64,
     user: &'a User,
-    text: &'a str,
+    /// A message's text; none for a deleted message or an event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    /// The message an event is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<u64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    deleted: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_id: Option<&'a str>,
 }
@@ -104,14 +111,18 @@ impl<'a> MessageView<'a> {
     /// `client_id` is shown only to its author: it is the author's own bookkeeping.
     fn new(message: &'a Message, viewer: Option<&UserId>) -> Self {
         let own = viewer == Some(&message.user.id);
+        let text =
+            (message.event == Event::Message && !message.deleted).then_some(message.text.as_str());
         Self {
-            kind: "message",
+            kind: message.event.kind(),
             room: &message.room,
             seq: message.seq,
             id: &message.id,
             ts: message.ts,
             user: &message.user,
-            text: &message.text,
+            text,
+            target: message.event.target(),
+            deleted: message.deleted,
             client_id: own.then_some(message.client_id.as_str()),
         }
     }
@@ -378,6 +389,8 @@ mod tests {
             },
             text: "<b>hi</b>".into(),
             client_id: "c-1".into(),
+            event: Event::Message,
+            deleted: false,
         }
     }
 

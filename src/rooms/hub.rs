@@ -28,7 +28,7 @@ use super::outbox::Outbox;
 use super::presence::{Elsewhere, RoomPresence, TICK};
 use super::registry::Registry;
 use crate::broker::{Announce, Control, Deliver, NodeId, PresenceChange, Published, Removal};
-use crate::domain::{ConnectionId, Message, RoomName, User, UserId};
+use crate::domain::{ConnectionId, Event, Message, RoomName, User, UserId};
 use crate::protocol::server::{self, Frame, Joined, RoomCount};
 use crate::store::Page;
 
@@ -505,9 +505,11 @@ impl Room {
     /// Starts an empty log from a join's page of the room's newest messages, if nothing newer
     /// has been fanned out here since.
     fn seed(&mut self, page: &Page) {
-        let newest = page.last_seq();
-        if self.last_seq.is_none_or(|last| newest >= Some(last)) {
-            self.log.seed(&page.messages);
+        let Some(end) = page.end_seq() else {
+            return;
+        };
+        if self.last_seq.is_none_or(|last| end >= last) {
+            self.log.seed(&page.messages, end);
         }
     }
 
@@ -525,19 +527,29 @@ impl Room {
         let (mut messages, read_up_to): (Vec<&Message>, u64) = match &history {
             History::Read(page) => (
                 page.messages.iter().collect(),
-                page.last_seq().unwrap_or(0).max(join.since.unwrap_or(0)),
+                page.end_seq().unwrap_or(0).max(join.since.unwrap_or(0)),
             ),
             History::FromLog(from) => (Vec::new(), from - 1),
         };
-        // What committed after the read: from the log when it reaches back that far, else the
-        // connection starts behind and its next take reads the store.
         let mut cursor = read_up_to;
-        if log.covers(read_up_to) {
-            for entry in log.after(read_up_to) {
-                messages.push(&entry.message);
-                cursor = entry.message.seq;
+        if join.since.is_some() || matches!(history, History::FromLog(_)) {
+            // What committed after the read (a resume lists events too), or the log's part:
+            // from the log when it reaches back that far, else the connection starts behind
+            // and its next take reads the store.
+            if log.covers(read_up_to) {
+                let plain = join.since.is_none();
+                for entry in log.after(read_up_to) {
+                    // A plain join lists messages as they are now; the log's entries already
+                    // show what later events did to them.
+                    if !plain || entry.message.event == Event::Message {
+                        messages.push(&entry.message);
+                    }
+                    cursor = entry.message.seq;
+                }
             }
         }
+        // A plain join read from the store lists only the page; anything committed since comes
+        // after `joined` as live frames (events included), from the cursor at the read.
         let has_more = messages.first().is_some_and(|first| first.seq > 1);
         let truncated = join
             .since
@@ -595,6 +607,9 @@ impl Deliver for Hub {
             _ => {}
         }
         state.last_seq = Some(seq);
+        if let Event::Deleted { target } = entry.message.event {
+            state.log.mark_deleted(target);
+        }
         state.log.push(entry);
         for subscriber in state.subscribers.values_mut() {
             subscriber.notify(&room);
@@ -695,6 +710,8 @@ mod tests {
             user: user("ann"),
             text: format!("t{seq}"),
             client_id: format!("c{seq}"),
+            event: Event::Message,
+            deleted: false,
         })
     }
 
@@ -772,10 +789,15 @@ mod tests {
         publish(&hub, 5, None);
         let frames = drain(&hub, conn, &mailbox);
         assert_eq!(frames[0]["type"], "joined");
-        assert_eq!(seqs_of(&frames[0]), [1, 2, 3, 4]);
-        assert_eq!(frames[0]["last_seq"], 4);
-        assert_eq!(frames.len(), 2);
-        assert_eq!(frames[1]["seq"], 5);
+        // A plain join lists what it read; what committed since follows as live frames.
+        assert_eq!(seqs_of(&frames[0]), [1, 2, 3]);
+        assert_eq!(frames[0]["last_seq"], 3);
+        let live: Vec<&Value> = frames[1..].iter().collect();
+        assert_eq!(live.len(), 2, "{frames:?}");
+        assert_eq!(
+            (live[0]["seq"].as_u64(), live[1]["seq"].as_u64()),
+            (Some(4), Some(5))
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::domain::{ConnectionId, Message};
+use crate::domain::{ConnectionId, Event, Message};
 use crate::protocol::server::{self, Frame};
 use crate::protocol::{JOIN_PAGE, RESUME_CAP};
 
@@ -116,10 +116,17 @@ impl Log {
         }
     }
 
-    /// Starts a log that knows nothing yet from a page that is the room's newest messages
-    /// (read for a join); an empty page says the room is empty.
-    pub fn seed(&mut self, newest: &[Message]) {
+    /// Starts a log that knows nothing yet from a join's page of the room's newest messages,
+    /// read when the room's last seq was `end`. Only a page that is the whole tail of the
+    /// stream (no event between or after its messages) can start it: the log must hold every
+    /// item from its first to `end`.
+    pub fn seed(&mut self, newest: &[Message], end: u64) {
         if self.end.is_some() {
+            return;
+        }
+        let contiguous = newest.windows(2).all(|pair| pair[1].seq == pair[0].seq + 1);
+        let reaches_end = newest.last().map_or(0, |m| m.seq) == end;
+        if !(contiguous && reaches_end) {
             return;
         }
         if newest.is_empty() {
@@ -128,6 +135,30 @@ impl Log {
         for message in newest {
             self.push(Entry::new(Arc::new(message.clone()), None));
         }
+    }
+
+    /// Turns message `target`, if held, into the tombstone a `deleted` event made of it, so
+    /// that joins served from the log show the room as it is now.
+    pub fn mark_deleted(&mut self, target: u64) {
+        let Some(first) = self.first_seq() else {
+            return;
+        };
+        let Some(at) = target
+            .checked_sub(first)
+            .and_then(|at| usize::try_from(at).ok())
+        else {
+            return;
+        };
+        let Some(entry) = self.entries.get_mut(at) else {
+            return;
+        };
+        let before = entry.cost();
+        let mut message = (*entry.message).clone();
+        message.deleted = true;
+        message.text.clear();
+        let origin = entry.own.as_ref().map(|(origin, _)| *origin);
+        *entry = Entry::new(Arc::new(message), origin);
+        self.bytes = self.bytes + entry.cost() - before;
     }
 
     /// Entries with a seq above `after`, oldest first. Empty if the log does not reach back
@@ -151,12 +182,26 @@ impl Log {
     }
 
     /// The first seq a join asks for, if the log holds everything from there to the newest
-    /// message. `None`: read the store.
+    /// item. `None`: read the store. A join without `since` asks for the newest
+    /// [`JOIN_PAGE`] messages (events do not count: it shows none).
     pub fn join_start(&self, since: Option<u64>) -> Option<u64> {
         let first = self.first_seq()?;
         let end = self.last_seq()? + 1; // one past the newest
         let from = match since {
-            None => end.saturating_sub(u64::from(JOIN_PAGE)).max(1),
+            None => {
+                let page = usize::try_from(JOIN_PAGE).unwrap_or(usize::MAX);
+                let mut messages = self
+                    .entries
+                    .iter()
+                    .rev()
+                    .filter(|entry| entry.message.event == Event::Message);
+                match messages.nth(page - 1) {
+                    Some(entry) => entry.message.seq,
+                    // Fewer than a page held: enough only if the log starts at the room's start.
+                    None if first <= 1 => 1,
+                    None => return None,
+                }
+            }
             Some(since) if since >= end => return None, // a cursor from the future: ask the store
             Some(since) if end - (since + 1) > u64::from(RESUME_CAP) => end - u64::from(RESUME_CAP),
             Some(since) => since + 1,
@@ -183,6 +228,8 @@ mod tests {
             },
             text: "x".repeat(text_len),
             client_id: format!("c{seq}"),
+            event: Event::Message,
+            deleted: false,
         })
     }
 

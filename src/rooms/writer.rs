@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::broker::{Broker, Published};
 use crate::domain::{ConnectionId, Message};
-use crate::store::{Appended, NewMessage, PublishOrder, Store};
+use crate::store::{Appended, NewMessage, PublishOrder, Refusal, Store};
 
 /// Most messages in one transaction. Large enough to amortise the commit, small enough that
 /// one batch's fan-out does not stall the next commit for long. In SQLite a batch costs about
@@ -63,6 +63,8 @@ pub enum Sent {
     Stored,
     /// The user had already stored this `client_id` here: the original, for the sender alone.
     Duplicate(Message),
+    /// An event the store would not take (its target is gone, or not the sender's to change).
+    Refused(Refusal),
 }
 
 pub type AppendReply = oneshot::Receiver<Result<Sent, AppendError>>;
@@ -70,7 +72,7 @@ pub type AppendReply = oneshot::Receiver<Result<Sent, AppendError>>;
 enum Command {
     Append {
         message: NewMessage,
-        origin: ConnectionId,
+        origin: Option<ConnectionId>,
         reply: oneshot::Sender<Result<Sent, AppendError>>,
     },
     Stop(oneshot::Sender<()>),
@@ -145,7 +147,7 @@ impl Writer {
     pub async fn append(
         &self,
         message: NewMessage,
-        origin: ConnectionId,
+        origin: Option<ConnectionId>,
     ) -> Result<AppendReply, AppendError> {
         let (reply, receiver) = oneshot::channel();
         let command = Command::Append {
@@ -188,7 +190,10 @@ impl Writer {
 }
 
 /// Who waits for each message of the batch being gathered, index for index.
-type Waiter = (ConnectionId, oneshot::Sender<Result<Sent, AppendError>>);
+type Waiter = (
+    Option<ConnectionId>,
+    oneshot::Sender<Result<Sent, AppendError>>,
+);
 
 struct Backends {
     store: Arc<dyn Store>,
@@ -265,11 +270,12 @@ async fn commit(messages: &[NewMessage], waiters: &mut Vec<Waiter>, backends: &B
                     Appended::Stored(message) => {
                         published.push(Published {
                             message: Arc::new(message),
-                            origin: Some(*origin),
+                            origin: *origin,
                         });
                         answers.push(Sent::Stored);
                     }
                     Appended::Duplicate(original) => answers.push(Sent::Duplicate(original)),
+                    Appended::Refused(refusal) => answers.push(Sent::Refused(refusal)),
                 }
             }
             if let Err(error) = backends.broker.publish(published).await {

@@ -9,7 +9,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use thiserror::Error;
 
-use crate::domain::{ClientId, DisplayName, Message, RoomName, User, UserId};
+use crate::domain::{ClientId, DisplayName, Event, Message, RoomName, User, UserId};
 
 /// A storage failure. Clients only ever learn "unavailable"; the detail goes to the log.
 #[derive(Debug, Error)]
@@ -32,40 +32,77 @@ pub enum StoreError {
     TimedOut(std::time::Duration),
 }
 
-/// A message accepted from a client, not yet stored: it has no `seq` until its batch commits.
+/// A message or event accepted from a client, not yet stored: it has no `seq` until its batch
+/// commits.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
     pub room: RoomName,
     pub id: String,
     pub ts: i64,
     pub user: User,
+    /// The message's text; empty for events without text.
     pub text: String,
     pub client_id: ClientId,
+    pub event: Event,
+    /// The user moderates the room: they may delete others' messages too. Whether the
+    /// target is theirs is checked by the store, in the transaction that deletes it.
+    pub moderator: bool,
 }
 
-/// What became of one message of a batch.
+/// Why the store refused one item of a batch (the rest of the batch is stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The event's target is not a message of the room, or is deleted already.
+    NotFound,
+    /// The target is someone else's message and the user does not moderate the room.
+    Forbidden,
+}
+
+/// What became of one item of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Appended {
     /// Newly stored with the next seq of its room.
     Stored(Message),
     /// The user already stored this `client_id` in this room: here is the original.
     Duplicate(Message),
+    /// Not stored, and no seq taken.
+    Refused(Refusal),
 }
 
-/// A run of one room's messages, oldest first.
+/// A run of one room's stream, oldest first: messages only (history), or messages and events
+/// (a resume).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Page {
     pub messages: Vec<Message>,
-    /// Messages older than the first one here exist. Seqs are gapless from 1, so this is
-    /// simply "the first seq is above 1".
+    /// Messages older than the first one here exist. Seqs are gapless from 1 and seq 1 is
+    /// always a message (events are about earlier messages), so this is simply "the first seq
+    /// is above 1".
     pub has_more: bool,
+    /// The room's last seq (of any item) as of the same read, for reads that say it: the page
+    /// may end before it when the newest items are events.
+    pub end: Option<u64>,
 }
 
 impl Page {
     pub(crate) fn from_newest_first(mut messages: Vec<Message>) -> Self {
         messages.reverse();
         let has_more = messages.first().is_some_and(|m| m.seq > 1);
-        Self { messages, has_more }
+        Self {
+            messages,
+            has_more,
+            end: None,
+        }
+    }
+
+    /// The page with the room's last seq as of its read.
+    pub(crate) fn ending_at(mut self, end: Option<i64>) -> Self {
+        self.end = Some(end.and_then(|end| u64::try_from(end).ok()).unwrap_or(0));
+        self
+    }
+
+    /// The room's last seq this page knows of: its `end`, else its newest item.
+    pub fn end_seq(&self) -> Option<u64> {
+        self.end.or_else(|| self.last_seq())
     }
 
     pub fn last_seq(&self) -> Option<u64> {
@@ -83,6 +120,9 @@ pub(crate) struct StoredRow {
     pub user_guest: bool,
     pub text: String,
     pub client_id: String,
+    pub kind: String,
+    pub target: Option<i64>,
+    pub deleted: bool,
 }
 
 impl StoredRow {
@@ -92,6 +132,9 @@ impl StoredRow {
             .map_err(|_| StoreError::Corrupt(format!("bad stored name {:?}", self.user_name)))?;
         let seq = u64::try_from(self.seq)
             .map_err(|_| StoreError::Corrupt(format!("negative seq {}", self.seq)))?;
+        let target = self.target.and_then(|target| u64::try_from(target).ok());
+        let event = Event::from_stored(&self.kind, target)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown event kind {:?}", self.kind)))?;
         Ok(Message {
             room: room.clone(),
             seq,
@@ -104,12 +147,21 @@ impl StoredRow {
             },
             text: self.text,
             client_id: self.client_id,
+            event,
+            deleted: self.deleted,
         })
     }
 }
 
-/// One `messages` row read through sqlx (columns `seq, id, ts, user_id, user_name, user_guest,
-/// text, client_id`).
+/// The columns every read of `messages` selects, for `concat!` into static SQL.
+macro_rules! row_columns {
+    () => {
+        "seq, id, ts, user_id, user_name, user_guest, text, client_id, kind, target, deleted"
+    };
+}
+pub(crate) use row_columns;
+
+/// One `messages` row read through sqlx (the columns of [`row_columns!`]).
 pub(crate) fn message_from_row<'r, R>(room: &RoomName, row: &'r R) -> Result<Message, StoreError>
 where
     R: sqlx::Row,
@@ -117,6 +169,7 @@ where
     i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     StoredRow {
         seq: row.try_get("seq")?,
@@ -127,6 +180,9 @@ where
         user_guest: row.try_get("user_guest")?,
         text: row.try_get("text")?,
         client_id: row.try_get("client_id")?,
+        kind: row.try_get("kind")?,
+        target: row.try_get("target")?,
+        deleted: row.try_get("deleted")?,
     }
     .into_message(room)
 }
@@ -153,7 +209,95 @@ pub(crate) fn stored_message(new: &NewMessage, seq: u64, text: String) -> Messag
         user: new.user.clone(),
         text,
         client_id: new.client_id.as_str().to_owned(),
+        event: new.event,
+        deleted: false,
     }
+}
+
+/// The reads of a room's stream, the same SQL on every backend (`$n` parameters, which SQLite
+/// numbers as PostgreSQL does). Pages that say the room's last seq read it in the same
+/// statement, so it is from the same snapshot as the page: a later value would let a join's
+/// cursor skip items committed between the two reads.
+pub(crate) mod reads {
+    /// `$1` room, `$2` limit: the newest messages, with `room_end`.
+    pub const LATEST: &str = concat!(
+        "SELECT (SELECT last_seq FROM rooms WHERE name = $1) AS room_end, p.*
+         FROM (SELECT 1) AS one LEFT JOIN (SELECT ",
+        row_columns!(),
+        " FROM messages WHERE room = $1 AND kind = 'message'
+          ORDER BY seq DESC LIMIT $2) AS p ON TRUE"
+    );
+    /// `$1` room, `$2` since, `$3` cap: the newest items after `since`, with `room_end`.
+    pub const AFTER: &str = concat!(
+        "SELECT (SELECT last_seq FROM rooms WHERE name = $1) AS room_end, p.*
+         FROM (SELECT 1) AS one LEFT JOIN (SELECT ",
+        row_columns!(),
+        " FROM messages WHERE room = $1 AND seq > $2
+          ORDER BY seq DESC LIMIT $3) AS p ON TRUE"
+    );
+    /// `$1` room, `$2` before, `$3` limit: messages, newest first.
+    pub const BEFORE: &str = concat!(
+        "SELECT ",
+        row_columns!(),
+        " FROM messages WHERE room = $1 AND seq < $2 AND kind = 'message'
+          ORDER BY seq DESC LIMIT $3"
+    );
+    /// `$1` room, `$2` after, `$3` limit: items, oldest first.
+    pub const STREAM_AFTER: &str = concat!(
+        "SELECT ",
+        row_columns!(),
+        " FROM messages WHERE room = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+    );
+}
+
+/// Rows of [`reads::LATEST`] or [`reads::AFTER`] (newest first, each with `room_end`; one row of
+/// NULLs when the page is empty) into a page that knows the room's last seq.
+pub(crate) fn page_with_end<'r, R>(room: &RoomName, rows: &'r [R]) -> Result<Page, StoreError>
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let end: Option<i64> = match rows.first() {
+        Some(row) => row.try_get("room_end")?,
+        None => None,
+    };
+    let mut messages = Vec::with_capacity(rows.len());
+    for row in rows {
+        let seq: Option<i64> = row.try_get("seq")?;
+        if seq.is_some() {
+            messages.push(message_from_row(room, row)?);
+        }
+    }
+    Ok(Page::from_newest_first(messages).ending_at(end))
+}
+
+/// Rows read oldest first into a page.
+pub(crate) fn page_from_oldest_first<'r, R>(
+    room: &RoomName,
+    rows: &'r [R],
+) -> Result<Page, StoreError>
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let messages = rows
+        .iter()
+        .map(|row| message_from_row(room, row))
+        .collect::<Result<Vec<_>, _>>()?;
+    let has_more = messages.first().is_some_and(|m| m.seq > 1);
+    Ok(Page {
+        messages,
+        has_more,
+        end: None,
+    })
 }
 
 /// Rows read newest first (as `ORDER BY seq DESC LIMIT n` gives them) into a page.
@@ -164,6 +308,7 @@ where
     i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     let messages = rows
         .iter()
@@ -193,14 +338,25 @@ pub trait Store: Sessions + accounts::Accounts + Send + Sync + 'static {
     /// batch order. Returns one outcome per input, in input order.
     async fn append(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError>;
 
-    /// The newest `limit` messages of a room.
+    /// The newest `limit` messages of a room (no events; deleted ones as tombstones), with the
+    /// room's last seq (`Page::end`) as of the same read.
     async fn latest(&self, room: &RoomName, limit: u32) -> Result<Page, StoreError>;
 
-    /// Messages with `seq > since`; when more than `cap`, only the newest `cap`.
+    /// Every item (messages and events) with `seq > since`; when more than `cap`, only the
+    /// newest `cap`. With the room's last seq (`Page::end`) as of the same read.
     async fn after(&self, room: &RoomName, since: u64, cap: u32) -> Result<Page, StoreError>;
 
-    /// The newest `limit` messages with `seq < before`.
+    /// The newest `limit` messages (no events) with `seq < before`.
     async fn before(&self, room: &RoomName, before: u64, limit: u32) -> Result<Page, StoreError>;
+
+    /// The first `limit` items (messages and events) with `seq > after`, oldest first: how a
+    /// reader that fell behind the room's log catches up.
+    async fn stream_after(
+        &self,
+        room: &RoomName,
+        after: u64,
+        limit: u32,
+    ) -> Result<Page, StoreError>;
 
     /// Rooms that hold messages, most recently active first.
     async fn recent_rooms(&self, limit: u32) -> Result<Vec<RoomName>, StoreError>;

@@ -15,9 +15,10 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::{
-    Appended, NewMessage, Page, Store, StoreError, message_from_row, page_from_rows, storable_text,
+    Appended, NewMessage, Page, Refusal, Store, StoreError, message_from_row,
+    page_from_oldest_first, page_from_rows, page_with_end, reads, storable_text,
 };
-use crate::domain::{Message, RoomName};
+use crate::domain::{Event, Message, RoomName};
 
 /// One node's connections, shared by the writer and every reader. The writer holds at most
 /// one at a time (it appends batch after batch); the rest serve history reads.
@@ -145,7 +146,8 @@ impl Store for PostgresStore {
         let (key_rooms, (key_users, key_clients)): (Vec<&str>, (Vec<&str>, Vec<&str>)) =
             keys.iter().map(|&(r, u, c)| (r, (u, c))).unzip();
         let rows = sqlx::query(
-            "SELECT m.room, m.seq, m.id, m.ts, m.user_id, m.user_name, m.user_guest, m.text, m.client_id
+            "SELECT m.room, m.seq, m.id, m.ts, m.user_id, m.user_name, m.user_guest, m.text,
+                    m.client_id, m.kind, m.target, m.deleted
              FROM UNNEST($1::text[], $2::text[], $3::text[]) AS k(room, user_id, client_id)
              JOIN messages m
                ON m.room = k.room AND m.user_id = k.user_id AND m.client_id = k.client_id",
@@ -165,6 +167,10 @@ impl Store for PostgresStore {
             originals.push(message_from_row(room, row)?);
         }
 
+        // 2b. The messages this batch's events are about, as stored (rooms locked: they cannot
+        //     change under us).
+        let mut targets = self.targets(&mut tx, batch).await?;
+
         // 3. Number the batch in input order. A message whose key is already stored, or stored
         //    earlier in this same batch, is a duplicate and takes no seq.
         let mut known: HashMap<DedupeKey<'_>, Message> = originals
@@ -176,6 +182,7 @@ impl Store for PostgresStore {
             .collect();
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut stored: Vec<Message> = Vec::with_capacity(batch.len());
+        let mut deletions: Vec<(&str, i64)> = Vec::new();
         for new in batch {
             let key = (
                 new.room.as_str(),
@@ -185,6 +192,33 @@ impl Store for PostgresStore {
             if let Some(original) = known.get(&key) {
                 outcomes.push(Appended::Duplicate(original.clone()));
                 continue;
+            }
+            if let Event::Deleted { target } = new.event {
+                let found = stored
+                    .iter_mut()
+                    .find(|m| m.room == new.room && m.seq == target && m.event == Event::Message)
+                    .map(|m| (m.user.id.as_str().to_owned(), &mut m.deleted))
+                    .or_else(|| {
+                        targets
+                            .get_mut(&(new.room.as_str().to_owned(), target))
+                            .map(|(author, deleted)| (author.clone(), deleted))
+                    });
+                let refusal = match found {
+                    None => Some(Refusal::NotFound),
+                    Some((_, deleted)) if *deleted => Some(Refusal::NotFound),
+                    Some((author, _)) if author != new.user.id.as_str() && !new.moderator => {
+                        Some(Refusal::Forbidden)
+                    }
+                    Some((_, deleted)) => {
+                        *deleted = true;
+                        deletions.push((new.room.as_str(), to_i64(target)));
+                        None
+                    }
+                };
+                if let Some(refusal) = refusal {
+                    outcomes.push(Appended::Refused(refusal));
+                    continue;
+                }
             }
             let counter = counters
                 .get_mut(new.room.as_str())
@@ -199,6 +233,8 @@ impl Store for PostgresStore {
                 user: new.user.clone(),
                 text: storable_text(&new.text).into_owned(),
                 client_id: new.client_id.as_str().to_owned(),
+                event: new.event,
+                deleted: false,
             };
             known.insert(key, message.clone());
             stored.push(message.clone());
@@ -222,10 +258,11 @@ impl Store for PostgresStore {
                     .unzip();
             sqlx::query(
                 "WITH stored AS (
-                     INSERT INTO messages (room, seq, id, ts, user_id, user_name, user_guest, text, client_id)
+                     INSERT INTO messages (room, seq, id, ts, user_id, user_name, user_guest, text,
+                                           client_id, kind, target, deleted)
                      SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[],
                                           $5::text[], $6::text[], $7::boolean[], $8::text[],
-                                          $9::text[])
+                                          $9::text[], $13::text[], $14::bigint[], $15::boolean[])
                  )
                  UPDATE rooms
                  SET last_seq = t.last_seq,
@@ -247,6 +284,21 @@ impl Store for PostgresStore {
             .bind(&moved_rooms)
             .bind(&moved_seqs)
             .bind(&moved_active)
+            .bind(&columns.kind)
+            .bind(&columns.target)
+            .bind(&columns.deleted)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !deletions.is_empty() {
+            let (rooms, seqs): (Vec<&str>, Vec<i64>) = deletions.into_iter().unzip();
+            sqlx::query(
+                "UPDATE messages SET deleted = TRUE, text = ''
+                 FROM UNNEST($1::text[], $2::bigint[]) AS d(room, seq)
+                 WHERE messages.room = d.room AND messages.seq = d.seq",
+            )
+            .bind(&rooms)
+            .bind(&seqs)
             .execute(&mut *tx)
             .await?;
         }
@@ -256,28 +308,22 @@ impl Store for PostgresStore {
     }
 
     async fn latest(&self, room: &RoomName, limit: u32) -> Result<Page, StoreError> {
-        let rows = sqlx::query(
-            "SELECT room, seq, id, ts, user_id, user_name, user_guest, text, client_id FROM messages
-             WHERE room = $1 ORDER BY seq DESC LIMIT $2",
-        )
-        .bind(room.as_str())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        page_from_rows(room, &rows)
+        let rows = sqlx::query(reads::LATEST)
+            .bind(room.as_str())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        page_with_end(room, &rows)
     }
 
     async fn after(&self, room: &RoomName, since: u64, cap: u32) -> Result<Page, StoreError> {
-        let rows = sqlx::query(
-            "SELECT room, seq, id, ts, user_id, user_name, user_guest, text, client_id FROM messages
-             WHERE room = $1 AND seq > $2 ORDER BY seq DESC LIMIT $3",
-        )
-        .bind(room.as_str())
-        .bind(to_i64(since))
-        .bind(i64::from(cap))
-        .fetch_all(&self.pool)
-        .await?;
-        page_from_rows(room, &rows)
+        let rows = sqlx::query(reads::AFTER)
+            .bind(room.as_str())
+            .bind(to_i64(since))
+            .bind(i64::from(cap))
+            .fetch_all(&self.pool)
+            .await?;
+        page_with_end(room, &rows)
     }
 
     async fn before(&self, room: &RoomName, before: u64, limit: u32) -> Result<Page, StoreError> {
@@ -287,16 +333,28 @@ impl Store for PostgresStore {
         } else {
             to_i64(before)
         };
-        let rows = sqlx::query(
-            "SELECT room, seq, id, ts, user_id, user_name, user_guest, text, client_id FROM messages
-             WHERE room = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
-        )
-        .bind(room.as_str())
-        .bind(before)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(reads::BEFORE)
+            .bind(room.as_str())
+            .bind(before)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
         page_from_rows(room, &rows)
+    }
+
+    async fn stream_after(
+        &self,
+        room: &RoomName,
+        after: u64,
+        limit: u32,
+    ) -> Result<Page, StoreError> {
+        let rows = sqlx::query(reads::STREAM_AFTER)
+            .bind(room.as_str())
+            .bind(to_i64(after))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        page_from_oldest_first(room, &rows)
     }
 
     async fn recent_rooms(&self, limit: u32) -> Result<Vec<RoomName>, StoreError> {
@@ -352,6 +410,9 @@ struct MessageColumns<'a> {
     user_id: Vec<&'a str>,
     user_name: Vec<&'a str>,
     user_guest: Vec<bool>,
+    kind: Vec<&'static str>,
+    target: Vec<Option<i64>>,
+    deleted: Vec<bool>,
     text: Vec<&'a str>,
     client_id: Vec<&'a str>,
 }
@@ -366,6 +427,9 @@ impl<'a> MessageColumns<'a> {
             user_id: Vec::with_capacity(capacity),
             user_name: Vec::with_capacity(capacity),
             user_guest: Vec::with_capacity(capacity),
+            kind: Vec::with_capacity(capacity),
+            target: Vec::with_capacity(capacity),
+            deleted: Vec::with_capacity(capacity),
             text: Vec::with_capacity(capacity),
             client_id: Vec::with_capacity(capacity),
         }
@@ -379,8 +443,44 @@ impl<'a> MessageColumns<'a> {
         self.user_id.push(message.user.id.as_str());
         self.user_name.push(message.user.name.as_str());
         self.user_guest.push(message.user.guest);
+        self.kind.push(message.event.kind());
+        self.target.push(message.event.target().map(to_i64));
+        self.deleted.push(message.deleted);
         self.text.push(&message.text);
         self.client_id.push(&message.client_id);
+    }
+}
+
+impl PostgresStore {
+    /// Author and deleted flag of every message the batch's events are about, by (room, seq).
+    async fn targets(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        batch: &[NewMessage],
+    ) -> Result<HashMap<(String, u64), (String, bool)>, StoreError> {
+        let (rooms, seqs): (Vec<&str>, Vec<i64>) = batch
+            .iter()
+            .filter_map(|new| Some((new.room.as_str(), to_i64(new.event.target()?))))
+            .unzip();
+        if rooms.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT m.room, m.seq, m.user_id FROM messages m
+             JOIN UNNEST($1::text[], $2::bigint[]) AS t(room, seq)
+               ON m.room = t.room AND m.seq = t.seq
+             WHERE m.kind = 'message' AND NOT m.deleted",
+        )
+        .bind(&rooms)
+        .bind(&seqs)
+        .fetch_all(&mut **tx)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(room, seq, author)| {
+                Some(((room, u64::try_from(seq).ok()?), (author, false)))
+            })
+            .collect())
     }
 }
 

@@ -20,8 +20,8 @@ use tokio::time::{Instant, sleep_until, timeout};
 use tracing::Instrument;
 
 use super::frame::{self, Decoder, Incoming, Violation};
-use super::session::{After, Pending, PendingSend, Session};
-use crate::domain::{ConnectionId, RoomName, User};
+use super::session::{After, Identity, Pending, PendingSend, Session};
+use crate::domain::{ConnectionId, RoomName};
 use crate::limits;
 use crate::protocol::{MAX_FRAME_BYTES, close, server};
 use crate::rooms::hub::Take;
@@ -58,8 +58,7 @@ pub fn run<R, W>(
     reader: R,
     writer: W,
     leftover: Bytes,
-    user: User,
-    sid: Option<String>,
+    identity: Identity,
     limits: limits::Connection,
     state: AppState,
 ) -> impl Future<Output = ()> + Send
@@ -71,10 +70,10 @@ where
     // A debug-level span: at the default level it costs nothing (an enabled span per
     // connection was 0.5 KiB of every idle connection's memory); events that matter at info
     // and above name the connection and user themselves.
-    let span = tracing::debug_span!("ws", conn = conn.0, user = %user.id.as_str());
+    let span = tracing::debug_span!("ws", conn = conn.0, user = %identity.user.id.as_str());
     let (outbox, mailbox) = outbox::outbox();
-    outbox.push(server::hello(&user, state.idle_timeout.as_secs()));
-    let session = Session::new(conn, user, sid, limits, state, outbox);
+    outbox.push(server::hello(&identity.user, state.idle_timeout.as_secs()));
+    let session = Session::new(conn, identity, limits, state, outbox);
     let mut connection = Connection {
         reader,
         writer,
@@ -301,11 +300,7 @@ where
     /// reaches back to this connection's cursor. Returns the bytes queued.
     async fn catch_up(&mut self, room: &RoomName, after: u64) -> Result<usize, End> {
         let state = self.session.state().clone();
-        // Seqs are gapless: the page below `after + PAGE + 1` is exactly what follows `after`.
-        let page = state
-            .store
-            .before(room, after + u64::from(CATCH_UP_PAGE) + 1, CATCH_UP_PAGE)
-            .await;
+        let page = state.store.stream_after(room, after, CATCH_UP_PAGE).await;
         let messages = match page {
             Ok(page) => page.messages,
             Err(error) => {

@@ -48,14 +48,14 @@ async fn upgrade(
     mut request: Request,
 ) -> Response {
     let ip = client.bucket();
-    let (user, sid, payer) = match (caller, params.name) {
+    let (user, sid, admin, payer) = match (caller, params.name) {
         (Some(caller), _) => {
             let payer = Payer::User(caller.user.id.clone());
-            (caller.user, Some(caller.session.sid), payer)
+            (caller.user, Some(caller.session.sid), caller.admin, payer)
         }
         // A new id on every connect: the IP pays, so reconnecting buys no fresh burst.
         (None, Some(name)) => match DisplayName::parse(&name) {
-            Ok(name) => (User::new_guest(name), None, Payer::Anonymous(ip)),
+            Ok(name) => (User::new_guest(name), None, false, Payer::Anonymous(ip)),
             Err(invalid) => return ApiError::InvalidName(invalid.to_string()).into_response(),
         },
         (None, None) => return ApiError::Unauthenticated.into_response(),
@@ -74,6 +74,7 @@ async fn upgrade(
         )
             .into_response();
     };
+    let identity = session::Identity { user, sid, admin };
     // The connection counts against the connection caps (`http::edge`) until it ends.
     let permit = request.extensions_mut().remove::<ConnectionPermit>();
     let sessions = state.sessions.clone();
@@ -92,12 +93,13 @@ async fn upgrade(
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
                 let (reader, writer) = parts.io.into_inner().into_split();
-                connection::run(reader, writer, parts.read_buf, user, sid, limits, state).await;
+                let leftover = parts.read_buf;
+                connection::run(reader, writer, leftover, identity, limits, state).await;
             }
             Err(upgraded) => {
                 let (reader, writer) = tokio::io::split(TokioIo::new(upgraded));
                 let leftover = bytes::Bytes::new();
-                connection::run(reader, writer, leftover, user, sid, limits, state).await;
+                connection::run(reader, writer, leftover, identity, limits, state).await;
             }
         }
     });

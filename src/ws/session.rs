@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
-use crate::domain::{ClientId, ConnectionId, MessageText, RoomName, User, UserId};
+use crate::domain::{ClientId, ConnectionId, Event, RoomName, User, UserId};
 use crate::limits;
 use crate::protocol::client::{self, ClientFrame, Ref};
 use crate::protocol::server::{self, Frame};
@@ -17,7 +17,13 @@ use crate::rooms::hub::{Activation, JOINED_MEMBERS, TooManyRooms};
 use crate::rooms::outbox::Outbox;
 use crate::rooms::writer::{AppendError, AppendReply, Sent};
 use crate::state::AppState;
-use crate::store::NewMessage;
+use crate::store::{NewMessage, Refusal};
+
+/// A change to a room a client asked for.
+enum Change {
+    Message(String),
+    Delete(u64),
+}
 
 /// A `send`'s outcome once its group commit is done, with the `ref` its answer must carry.
 pub type Pending = (Result<Sent, AppendError>, Option<Ref>);
@@ -34,12 +40,22 @@ pub enum After {
     Close(u16, &'static str),
 }
 
+/// Who a connection is: its user, the session it was opened with (none for `/ws?name=`), and
+/// whether that user was a server administrator when it connected.
+pub struct Identity {
+    pub user: User,
+    pub sid: Option<String>,
+    pub admin: bool,
+}
+
 pub struct Session {
     conn: ConnectionId,
     user: User,
     /// The session the connection was opened with (none for `/ws?name=`): its end closes the
     /// connection (4003).
     sid: Option<String>,
+    /// A server administrator (as of connecting).
+    admin: bool,
     state: AppState,
     outbox: Outbox,
     rooms: HashSet<RoomName>,
@@ -50,12 +66,12 @@ pub struct Session {
 impl Session {
     pub fn new(
         conn: ConnectionId,
-        user: User,
-        sid: Option<String>,
+        identity: Identity,
         limits: limits::Connection,
         state: AppState,
         outbox: Outbox,
     ) -> Self {
+        let Identity { user, sid, admin } = identity;
         if let Some(sid) = &sid {
             state.hub.connections.add(sid, conn, outbox.clone());
         }
@@ -63,6 +79,7 @@ impl Session {
             conn,
             user,
             sid,
+            admin,
             state,
             outbox,
             rooms: HashSet::new(),
@@ -139,7 +156,26 @@ impl Session {
                 text,
                 client_id,
             } => {
-                if let Some(pending) = self.submit(room, text, client_id, reference.cloned()).await
+                let change = Change::Message(text.into_string());
+                if let Some(pending) = self
+                    .submit(room, change, client_id, reference.cloned())
+                    .await
+                {
+                    return After::Commit(pending);
+                }
+            }
+            ClientFrame::Delete {
+                room,
+                seq,
+                client_id,
+            } => {
+                // Without a client_id a deletion is not retried safely, but still stored once:
+                // it gets a key of its own.
+                let client_id = client_id.unwrap_or_else(ClientId::unique);
+                let change = Change::Delete(seq);
+                if let Some(pending) = self
+                    .submit(room, change, client_id, reference.cloned())
+                    .await
                 {
                     return After::Commit(pending);
                 }
@@ -238,11 +274,9 @@ impl Session {
             return Ok((store.latest(room, JOIN_PAGE).await?, None));
         };
         let page = store.after(room, since, RESUME_CAP).await?;
-        if !page.messages.is_empty() || since == 0 {
-            return Ok((page, None));
-        }
-        let last = store.latest(room, 1).await?.last_seq().unwrap_or(0);
-        Ok((page, (since > last).then_some(last)))
+        let last = page.end_seq().unwrap_or(0);
+        let reset = (since > last).then_some(last);
+        Ok((page, reset))
     }
 
     fn members(
@@ -273,30 +307,41 @@ impl Session {
         self.send(server::left(room));
     }
 
+    /// Whether the user moderates `room`: server administrators moderate every room.
+    fn moderates(&self, _room: &RoomName) -> bool {
+        self.admin
+    }
+
     async fn submit(
         &mut self,
         room: RoomName,
-        text: MessageText,
+        change: Change,
         client_id: ClientId,
         reference: Option<Ref>,
     ) -> Option<PendingSend> {
         if !self.rooms.contains(&room) {
             self.error(
                 ErrorCode::NotJoined,
-                "join the room before sending to it",
+                "join the room before changing it",
                 reference.as_ref(),
             );
             return None;
         }
+        let (text, event) = match change {
+            Change::Message(text) => (text, Event::Message),
+            Change::Delete(target) => (String::new(), Event::Deleted { target }),
+        };
         let message = NewMessage {
+            moderator: self.moderates(&room),
             room,
             id: uuid::Uuid::now_v7().to_string(),
             ts: now_millis(),
             user: self.user.clone(),
-            text: text.into_string(),
+            text,
             client_id,
+            event,
         };
-        match self.state.writer.append(message, self.conn).await {
+        match self.state.writer.append(message, Some(self.conn)).await {
             Ok(reply) => Some(wait_for_commit(reply, reference).boxed()),
             Err(AppendError::Overloaded { retry_after_ms }) => {
                 self.send(server::error_with_retry(
@@ -323,6 +368,16 @@ impl Session {
             // The broadcast already brought this connection its copy.
             Ok(Sent::Stored) => {}
             Ok(Sent::Duplicate(original)) => self.send(server::message(&original, true)),
+            Ok(Sent::Refused(Refusal::NotFound)) => self.error(
+                ErrorCode::NotFound,
+                "no such message in this room (or it is deleted already)",
+                reference,
+            ),
+            Ok(Sent::Refused(Refusal::Forbidden)) => self.error(
+                ErrorCode::Forbidden,
+                "only its author or a moderator of the room may do this",
+                reference,
+            ),
             Err(error) => self.error(
                 ErrorCode::Unavailable,
                 &format!("{error}; nothing was stored"),

@@ -461,41 +461,26 @@ async fn signing_in_is_rate_limited_per_username_whatever_the_password() {
     );
 }
 
-/// Runs `confab admin …` on the server's data folder while it runs; returns what it printed.
-async fn admin(server: &TestServer, args: &[&str]) -> (bool, String) {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"))
-        .arg("--data-dir")
-        .arg(server.data_dir())
-        .arg("admin")
-        .args(args)
-        .output()
-        .await
-        .expect("run confab admin");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), text)
-}
-
 #[tokio::test]
 async fn admin_commands_work_beside_a_running_server() {
     let server = TestServer::start().await;
     let (cookie, _) = account(&server, "lena").await;
     assert_eq!(session_user(&server, &cookie).await["admin"], false);
 
-    let (ok, said) = admin(&server, &["grant", "LENA"]).await;
+    let (ok, said) = server.admin(&["grant", "LENA"]).await;
     assert!(ok, "{said}");
     assert_eq!(
         session_user(&server, &cookie).await["admin"],
         true,
         "at once, same session"
     );
-    let (ok, said) = admin(&server, &["revoke", "lena"]).await;
+    let (ok, said) = server.admin(&["revoke", "lena"]).await;
     assert!(ok, "{said}");
     assert_eq!(session_user(&server, &cookie).await["admin"], false);
-    let (ok, said) = admin(&server, &["grant", "nobody"]).await;
+    let (ok, said) = server.admin(&["grant", "nobody"]).await;
     assert!(!ok && said.contains("nobody"), "{said}");
 
-    let (ok, said) = admin(&server, &["reset-password", "lena"]).await;
+    let (ok, said) = server.admin(&["reset-password", "lena"]).await;
     assert!(ok, "{said}");
     let password = said
         .lines()

@@ -7,6 +7,7 @@ mod support;
 mod accounts;
 mod bad_input;
 mod conformance;
+mod deletion;
 mod history;
 mod limits;
 mod lobby;

@@ -59,13 +59,14 @@ struct Fields {
     before: Option<Value>,
     limit: Option<Value>,
     after: Option<Value>,
+    seq: Option<Value>,
     reference: Option<Value>,
     extra: bool,
 }
 
 fn fields() -> impl Strategy<Value = Fields> {
     let kind = prop_oneof![
-        8 => prop::sample::select(vec!["join", "leave", "send", "history", "rooms", "ping", "members"])
+        8 => prop::sample::select(vec!["join", "leave", "send", "history", "rooms", "ping", "members", "delete"])
             .prop_map(|k| Some(json!(k))),
         1 => Just(None),
         1 => prop_oneof![Just(json!("JOIN")), Just(json!("members!")), Just(json!(3))].prop_map(Some),
@@ -78,11 +79,26 @@ fn fields() -> impl Strategy<Value = Fields> {
         integer_field(),
         integer_field(),
         integer_field(),
-        (string_field(64), reference(), any::<bool>()),
+        (
+            string_field(64),
+            integer_field(),
+            reference(),
+            any::<bool>(),
+        ),
     )
         .prop_map(
-            |(kind, room, text, client_id, since, before, limit, (after, reference, extra))| {
+            |(
+                kind,
+                room,
+                text,
+                client_id,
+                since,
+                before,
+                limit,
+                (after, seq, reference, extra),
+            )| {
                 Fields {
+                    seq,
                     kind,
                     room,
                     text,
@@ -116,6 +132,9 @@ impl Fields {
         if self.kind == Some(json!("members")) {
             put("after", &self.after);
         }
+        if self.kind == Some(json!("delete")) {
+            put("seq", &self.seq);
+        }
         put("ref", &self.reference);
         if self.extra {
             object.insert("unknown_field".into(), json!({"ignored": true}));
@@ -129,7 +148,7 @@ impl Fields {
         let kind = match &self.kind {
             Some(Value::String(kind))
                 if [
-                    "join", "leave", "send", "history", "rooms", "ping", "members",
+                    "join", "leave", "send", "history", "rooms", "ping", "members", "delete",
                 ]
                 .contains(&kind.as_str()) =>
             {
@@ -165,6 +184,13 @@ impl Fields {
                         && (matches!(&self.after, None | Some(Value::Null)) || string(&self.after))
                         && (matches!(&self.limit, None | Some(Value::Null)) || limit_fits_i64)
                 }
+                // `client_id` is optional; `null` counts as absent.
+                "delete" => {
+                    string(&self.room)
+                        && unsigned(&self.seq)
+                        && (matches!(&self.client_id, None | Some(Value::Null))
+                            || string(&self.client_id))
+                }
                 _ => true,
             };
         if !well_formed {
@@ -175,7 +201,7 @@ impl Fields {
             _ => String::new(),
         };
         let mut broken = Vec::new();
-        if ["join", "leave", "send", "history", "members"].contains(&kind)
+        if ["join", "leave", "send", "history", "members", "delete"].contains(&kind)
             && !room_rule(&text_of(&self.room))
         {
             broken.push("invalid_room");
@@ -187,6 +213,12 @@ impl Fields {
             if !text_rule(&text_of(&self.text)) {
                 broken.push("invalid_text");
             }
+        }
+        if kind == "delete"
+            && let Some(Value::String(client_id)) = &self.client_id
+            && !client_id_rule(client_id)
+        {
+            broken.push("invalid_client_id");
         }
         if kind == "history" {
             let limit = self.limit.as_ref().and_then(Value::as_i64).unwrap_or(0);
@@ -282,7 +314,9 @@ fn expected_ref(frame: &Value, code: &str) -> Option<Ref> {
     };
     match frame.get("ref") {
         Some(value) => acceptable(value),
-        None if frame["type"] == "send" && !["bad_frame", "unknown_type"].contains(&code) => {
+        None if (frame["type"] == "send" || frame["type"] == "delete")
+            && !["bad_frame", "unknown_type"].contains(&code) =>
+        {
             acceptable(&frame["client_id"])
         }
         None => None,
@@ -313,6 +347,15 @@ fn matches_input(parsed: &ClientFrame, frame: &Value) -> bool {
             room.as_str() == text("room")
                 && Some(*before) == frame["before"].as_u64()
                 && Some(i64::from(*limit)) == frame["limit"].as_i64()
+        }
+        ClientFrame::Delete {
+            room,
+            seq,
+            client_id,
+        } => {
+            room.as_str() == text("room")
+                && Some(*seq) == frame["seq"].as_u64()
+                && client_id.as_ref().map(|c| c.as_str()) == frame["client_id"].as_str()
         }
         ClientFrame::Rooms => frame["type"] == "rooms",
         ClientFrame::Ping => frame["type"] == "ping",

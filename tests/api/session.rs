@@ -115,7 +115,9 @@ async fn the_cookie_names_the_websocket_user_and_survives_a_restart() {
         Client::connect_request(request)
     };
     let client = connect(&server, &cookie).await;
-    assert_eq!(client.user, body["user"]);
+    for field in ["id", "name", "guest"] {
+        assert_eq!(client.user[field], body["user"][field], "{field}");
+    }
     client.close().await;
 
     server.restart().await;
@@ -126,7 +128,9 @@ async fn the_cookie_names_the_websocket_user_and_survives_a_restart() {
         .unwrap();
     assert_eq!(current, body);
     let client = connect(&server, &cookie).await;
-    assert_eq!(client.user, body["user"]);
+    for field in ["id", "name", "guest"] {
+        assert_eq!(client.user[field], body["user"][field], "{field}");
+    }
 
     let response = reqwest::Client::new()
         .delete(format!("{}/api/session", server.base_url()))

@@ -482,3 +482,80 @@ async fn accounts_and_sessions_keep_the_same_contract_on_every_backend() {
         store.close().await;
     }
 }
+
+#[tokio::test]
+async fn a_deletion_is_an_event_that_leaves_a_tombstone_on_every_backend() {
+    use confab::domain::Event;
+    use confab::store::Refusal;
+    let deletion = |who: &str, client_id: &str, target: u64, moderator: bool| {
+        let mut new = message("d", who, client_id, 10);
+        new.text.clear();
+        new.event = Event::Deleted { target };
+        new.moderator = moderator;
+        new
+    };
+    for backend in Backend::all().await {
+        println!("backend: {}", backend.name());
+        let store = backend.open().await;
+        store
+            .append(&[message("d", "ann", "1", 1), message("d", "bob", "2", 2)])
+            .await
+            .unwrap();
+        // In one batch: a message, then its deletion, a refusal, a moderator's deletion.
+        let outcomes = store
+            .append(&[
+                message("d", "ann", "3", 3),
+                deletion("ann", "x1", 3, false),
+                deletion("ann", "x2", 2, false),
+                deletion("mod", "x3", 2, true),
+                deletion("ann", "x4", 99, false),
+                deletion("ann", "x5", 4, false),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(stored(&outcomes[0]).seq, 3);
+        let first = stored(&outcomes[1]);
+        assert_eq!((first.seq, first.event), (4, Event::Deleted { target: 3 }));
+        assert_eq!(outcomes[2], Appended::Refused(Refusal::Forbidden));
+        assert_eq!(stored(&outcomes[3]).seq, 5);
+        assert_eq!(outcomes[4], Appended::Refused(Refusal::NotFound));
+        assert_eq!(
+            outcomes[5],
+            Appended::Refused(Refusal::NotFound),
+            "an event is no target"
+        );
+        // A deleted message is deleted once; a retry of a deletion is a duplicate.
+        let again = store
+            .append(&[
+                deletion("ann", "x6", 3, false),
+                deletion("ann", "x1", 3, false),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(again[0], Appended::Refused(Refusal::NotFound));
+        assert!(matches!(&again[1], Appended::Duplicate(original) if original.seq == 4));
+
+        let latest = store.latest(&room("d"), 10).await.unwrap();
+        assert_eq!(seqs(&latest.messages), [1, 2, 3], "messages only");
+        assert_eq!(latest.end, Some(5), "the room's last seq counts events");
+        let tombstones: Vec<(u64, bool, &str)> = latest
+            .messages
+            .iter()
+            .map(|m| (m.seq, m.deleted, m.text.as_str()))
+            .collect();
+        assert_eq!(
+            tombstones,
+            [(1, false, "ann says 1"), (2, true, ""), (3, true, "")]
+        );
+        let history = store.before(&room("d"), 3, 10).await.unwrap();
+        assert_eq!(seqs(&history.messages), [1, 2]);
+        let resumed = store.after(&room("d"), 2, 10).await.unwrap();
+        assert_eq!(seqs(&resumed.messages), [3, 4, 5]);
+        assert_eq!(resumed.end, Some(5));
+        let stream = store.stream_after(&room("d"), 3, 10).await.unwrap();
+        assert_eq!(seqs(&stream.messages), [4, 5]);
+        let empty = store.after(&room("nothing"), 0, 10).await.unwrap();
+        assert_eq!((empty.messages.len(), empty.end), (0, Some(0)));
+        store.close().await;
+    }
+}

@@ -168,6 +168,8 @@ pub(crate) fn message(room_name: &str, who: &str, client_id: &str, ts: i64) -> N
         user: user(who),
         text: format!("{who} says {client_id}"),
         client_id: ClientId::parse(client_id.to_owned()).unwrap(),
+        event: confab::domain::Event::Message,
+        moderator: false,
     }
 }
 
@@ -175,6 +177,7 @@ pub(crate) fn stored(outcome: &Appended) -> &Message {
     match outcome {
         Appended::Stored(message) => message,
         Appended::Duplicate(message) => panic!("expected a new message, got duplicate {message:?}"),
+        Appended::Refused(refusal) => panic!("expected a new message, got {refusal:?}"),
     }
 }
 

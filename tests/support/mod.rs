@@ -150,6 +150,42 @@ impl TestServer {
         header.split(';').next().expect("name=value").to_owned()
     }
 
+    /// Registers an account `username` (password `hunter2hunter2`); returns the `name=value`
+    /// session cookie and the user.
+    pub async fn register(&self, username: &str) -> (String, Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/register", self.base_url()))
+            .json(&json!({"username": username, "password": "hunter2hunter2"}))
+            .send()
+            .await
+            .expect("POST /api/register");
+        assert_eq!(
+            response.status(),
+            reqwest::StatusCode::CREATED,
+            "register {username}"
+        );
+        let header = response.headers()["set-cookie"].to_str().expect("cookie");
+        let cookie = header.split(';').next().expect("name=value").to_owned();
+        let body: Value = response.json().await.expect("JSON");
+        (cookie, body["user"].clone())
+    }
+
+    /// Runs `confab admin ARGS` on this server's data folder while it runs; returns whether it
+    /// succeeded and what it printed.
+    pub async fn admin(&self, args: &[&str]) -> (bool, String) {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("admin")
+            .args(args)
+            .output()
+            .await
+            .expect("run confab admin");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        (output.status.success(), text)
+    }
+
     /// A client of the signed-in user whose session cookie is `cookie`.
     pub async fn client_with_cookie(&self, cookie: &str) -> Client {
         let mut request = self.ws_url().into_client_request().expect("request");

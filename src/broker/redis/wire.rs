@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::broker::Control;
-use crate::domain::{Message, RoomName, User};
+use crate::domain::{self, Message, RoomName, User};
 
 /// What travels on the channel.
 #[derive(Serialize, Deserialize)]
@@ -48,6 +48,17 @@ pub(super) struct WireMessage {
     user: User,
     text: String,
     client_id: String,
+    /// `message` or an event kind; what nodes from before events sent were messages.
+    #[serde(default = "message_kind")]
+    kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    deleted: bool,
+}
+
+fn message_kind() -> String {
+    "message".into()
 }
 
 impl WireMessage {
@@ -60,6 +71,9 @@ impl WireMessage {
             user: message.user.clone(),
             text: message.text.clone(),
             client_id: message.client_id.clone(),
+            kind: message.event.kind().into(),
+            target: message.event.target(),
+            deleted: message.deleted,
         }
     }
 
@@ -72,6 +86,8 @@ impl WireMessage {
             user: self.user,
             text: self.text,
             client_id: self.client_id,
+            event: domain::Event::from_stored(&self.kind, self.target)?,
+            deleted: self.deleted,
         })
     }
 }

@@ -15,7 +15,10 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::{Appended, NewMessage, Page, Store, StoreError, page_from_rows};
+use super::{
+    Appended, NewMessage, Page, Store, StoreError, page_from_oldest_first, page_from_rows,
+    page_with_end, reads,
+};
 use crate::domain::RoomName;
 use write::{Checkpointer, WriteSide};
 
@@ -148,46 +151,53 @@ impl Store for SqliteStore {
     }
 
     async fn latest(&self, room: &RoomName, limit: u32) -> Result<Page, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, id, ts, user_id, user_name, user_guest, text, client_id FROM messages
-             WHERE room = ? ORDER BY seq DESC LIMIT ?",
-        )
-        .bind(room.as_str())
-        .bind(i64::from(limit))
-        .fetch_all(&self.readers)
-        .await?;
-        page_from_rows(room, &rows)
+        let rows = sqlx::query(reads::LATEST)
+            .bind(room.as_str())
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await?;
+        page_with_end(room, &rows)
     }
 
     async fn after(&self, room: &RoomName, since: u64, cap: u32) -> Result<Page, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, id, ts, user_id, user_name, user_guest, text, client_id FROM messages
-             WHERE room = ? AND seq > ? ORDER BY seq DESC LIMIT ?",
-        )
-        .bind(room.as_str())
-        .bind(to_i64(since))
-        .bind(i64::from(cap))
-        .fetch_all(&self.readers)
-        .await?;
-        page_from_rows(room, &rows)
+        let rows = sqlx::query(reads::AFTER)
+            .bind(room.as_str())
+            .bind(to_i64(since))
+            .bind(i64::from(cap))
+            .fetch_all(&self.readers)
+            .await?;
+        page_with_end(room, &rows)
     }
 
     async fn before(&self, room: &RoomName, before: u64, limit: u32) -> Result<Page, StoreError> {
+        // 0 means "from the newest", as in every backend.
         let before = if before == 0 {
             i64::MAX
         } else {
             to_i64(before)
         };
-        let rows = sqlx::query(
-            "SELECT seq, id, ts, user_id, user_name, user_guest, text, client_id FROM messages
-             WHERE room = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-        )
-        .bind(room.as_str())
-        .bind(before)
-        .bind(i64::from(limit))
-        .fetch_all(&self.readers)
-        .await?;
+        let rows = sqlx::query(reads::BEFORE)
+            .bind(room.as_str())
+            .bind(before)
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await?;
         page_from_rows(room, &rows)
+    }
+
+    async fn stream_after(
+        &self,
+        room: &RoomName,
+        after: u64,
+        limit: u32,
+    ) -> Result<Page, StoreError> {
+        let rows = sqlx::query(reads::STREAM_AFTER)
+            .bind(room.as_str())
+            .bind(to_i64(after))
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await?;
+        page_from_oldest_first(room, &rows)
     }
 
     async fn recent_rooms(&self, limit: u32) -> Result<Vec<RoomName>, StoreError> {

@@ -17,12 +17,15 @@ use rusqlite::{
     CachedStatement, Connection, OpenFlags, OptionalExtension, Statement, TransactionBehavior,
 };
 
-use crate::domain::{Message, RoomName};
-use crate::store::{Appended, NewMessage, StoreError, StoredRow, storable_text, stored_message};
+use crate::domain::{Event, Message, RoomName};
+use crate::store::{
+    Appended, NewMessage, Refusal, StoreError, StoredRow, row_columns, storable_text,
+    stored_message,
+};
 
 /// Rows per multi-row statement are taken from these sizes, largest first, so a batch of any
 /// length uses at most 8 distinct statements per table and every one stays prepared in the
-/// connection's statement cache. 128 rows × 9 parameters is far under SQLite's 32,766.
+/// connection's statement cache. 128 rows × 11 parameters is far under SQLite's 32,766.
 const CHUNKS: [usize; 8] = [128, 64, 32, 16, 8, 4, 2, 1];
 /// Prepared statements kept: 8 insert shapes, 8 upsert shapes and the few single statements.
 const STATEMENT_CACHE: usize = 32;
@@ -32,8 +35,8 @@ const STATEMENT_CACHE: usize = 32;
 const MAX_KNOWN_ROOMS: usize = 100_000;
 
 /// Columns of one `messages` row, as [`INSERT_ROW`] binds them.
-const COLUMNS: usize = 9;
-const INSERT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const COLUMNS: usize = 11;
+const INSERT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 const COUNTER_ROW: &str = "(?, ?, ?, ?)";
 
 pub(super) struct WriteSide {
@@ -179,7 +182,10 @@ impl WriteSide {
             );
         }
 
-        let outcomes = if has_repeated_key(batch) {
+        // Events check their target first, which the multi-row path cannot: they are rare, and
+        // go row by row.
+        let outcomes = if has_repeated_key(batch) || batch.iter().any(|n| n.event != Event::Message)
+        {
             append_one_by_one(&tx, batch, &mut rooms)?
         } else {
             // The common case: every row in a few multi-row statements. A client_id stored by
@@ -284,14 +290,14 @@ fn chunk_sizes(mut len: usize) -> impl Iterator<Item = usize> {
 
 fn insert_statement(conn: &Connection, rows: usize) -> rusqlite::Result<CachedStatement<'_>> {
     conn.prepare_cached(&multi_row(
-        "INSERT INTO messages (room, seq, id, ts, user_id, user_name, user_guest, text, client_id) VALUES ",
+        "INSERT INTO messages (room, seq, id, ts, user_id, user_name, user_guest, text, client_id, kind, target) VALUES ",
         INSERT_ROW,
         rows,
         " ON CONFLICT (room, user_id, client_id) DO NOTHING",
     ))
 }
 
-/// Binds one message's 9 columns starting at parameter `at` (1-based).
+/// Binds one message's [`COLUMNS`] columns starting at parameter `at` (1-based).
 fn bind_message(
     statement: &mut Statement<'_>,
     at: usize,
@@ -307,7 +313,13 @@ fn bind_message(
     statement.raw_bind_parameter(at + 5, new.user.name.as_str())?;
     statement.raw_bind_parameter(at + 6, new.user.guest)?;
     statement.raw_bind_parameter(at + 7, text)?;
-    statement.raw_bind_parameter(at + 8, new.client_id.as_str())
+    statement.raw_bind_parameter(at + 8, new.client_id.as_str())?;
+    statement.raw_bind_parameter(at + 9, new.event.kind())?;
+    let target = new
+        .event
+        .target()
+        .map(|target| i64::try_from(target).unwrap_or(i64::MAX));
+    statement.raw_bind_parameter(at + 10, target)
 }
 
 /// Stores the whole batch assuming no client_id of it is stored yet; `None` if one was
@@ -355,6 +367,17 @@ fn append_one_by_one(
             .get(&new.room)
             .ok_or_else(|| StoreError::Corrupt(format!("room {} was not numbered", new.room)))?;
         let seq = numbering.last_seq + 1;
+        if let Event::Deleted { target } = new.event {
+            if let Some(original) = stored_by_client_id(conn, new)? {
+                earlier.insert(key(new), original.clone());
+                outcomes.push(Appended::Duplicate(original));
+                continue;
+            }
+            if let Some(refusal) = delete_target(conn, new, target)? {
+                outcomes.push(Appended::Refused(refusal));
+                continue;
+            }
+        }
         let text = storable_text(&new.text);
         let mut statement = insert_statement(conn, 1)?;
         bind_message(&mut statement, 1, new, seq, &text)?;
@@ -364,8 +387,9 @@ fn append_one_by_one(
         } else {
             Appended::Duplicate(original(conn, new)?)
         };
-        let (Appended::Stored(message) | Appended::Duplicate(message)) = &outcome;
-        earlier.insert(key(new), message.clone());
+        if let Appended::Stored(message) | Appended::Duplicate(message) = &outcome {
+            earlier.insert(key(new), message.clone());
+        }
         outcomes.push(outcome);
     }
     Ok(outcomes)
@@ -373,11 +397,17 @@ fn append_one_by_one(
 
 /// The message already stored under `new`'s (room, user, client_id).
 fn original(conn: &Connection, new: &NewMessage) -> Result<Message, StoreError> {
+    stored_by_client_id(conn, new)?
+        .ok_or_else(|| StoreError::Corrupt("a conflicting client_id vanished".into()))
+}
+
+fn stored_by_client_id(conn: &Connection, new: &NewMessage) -> Result<Option<Message>, StoreError> {
     let row = conn
-        .prepare_cached(
-            "SELECT seq, id, ts, user_id, user_name, user_guest, text, client_id FROM messages
-             WHERE room = ? AND user_id = ? AND client_id = ?",
-        )?
+        .prepare_cached(concat!(
+            "SELECT ",
+            row_columns!(),
+            " FROM messages WHERE room = ? AND user_id = ? AND client_id = ?"
+        ))?
         .query_row(
             [
                 new.room.as_str(),
@@ -394,10 +424,44 @@ fn original(conn: &Connection, new: &NewMessage) -> Result<Message, StoreError> 
                     user_guest: row.get(5)?,
                     text: row.get(6)?,
                     client_id: row.get(7)?,
+                    kind: row.get(8)?,
+                    target: row.get(9)?,
+                    deleted: row.get(10)?,
                 })
             },
-        )?;
-    row.into_message(&new.room)
+        )
+        .optional()?;
+    row.map(|row| row.into_message(&new.room)).transpose()
+}
+
+/// Deletes message `target` of `new`'s room for `new`'s user, if they may: the message turns
+/// into a tombstone (its text is gone). Returns why not, if not.
+fn delete_target(
+    conn: &Connection,
+    new: &NewMessage,
+    target: u64,
+) -> Result<Option<Refusal>, StoreError> {
+    let target = i64::try_from(target).unwrap_or(i64::MAX);
+    let found: Option<(String, String, bool)> = conn
+        .prepare_cached("SELECT user_id, kind, deleted FROM messages WHERE room = ? AND seq = ?")?
+        .query_row(rusqlite::params![new.room.as_str(), target], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .optional()?;
+    match found {
+        Some((_, kind, deleted)) if kind != "message" || deleted => Ok(Some(Refusal::NotFound)),
+        None => Ok(Some(Refusal::NotFound)),
+        Some((author, _, _)) if author != new.user.id.as_str() && !new.moderator => {
+            Ok(Some(Refusal::Forbidden))
+        }
+        Some(_) => {
+            conn.prepare_cached(
+                "UPDATE messages SET deleted = 1, text = '' WHERE room = ? AND seq = ?",
+            )?
+            .execute(rusqlite::params![new.room.as_str(), target])?;
+            Ok(None)
+        }
+    }
 }
 
 /// Moves the counters of every room the batch stored into, in multi-row upserts.

@@ -14,13 +14,15 @@
 // being refused. Should the server still say `rate_limited` (a lower limit, another tab of the
 // same user), the refused request waits `retry_after_ms` and goes again; nothing is dropped.
 
-import { Connection } from "/assets/client.js";
+import { closeAccountPanel, openAccountPanel, sessionAfterRevocation } from "/assets/account.js";
+import { Connection, SESSION_REVOKED } from "/assets/client.js";
 import {
   MAX_TEXT_CHARS,
   avatar,
   bindNameForm,
   charCount,
   fetchSession,
+  guestMark,
   isValidRoom,
   nameKey,
   newClientId,
@@ -45,6 +47,8 @@ const ui = {
   roomInvalidText: $("room-invalid-text"),
   signin: $("signin"),
   signinRoom: $("signin-room"),
+  signedOut: $("signed-out"),
+  accountOpen: $("account-open"),
   nameForm: $("name-form"),
   roomLabel: $("room-name-label"),
   status: $("status"),
@@ -154,7 +158,7 @@ function handleFrame(frame) {
   }
 }
 
-async function handleClose({ hadHello, stopped }) {
+async function handleClose({ code, hadHello, stopped }) {
   inRoom = false;
   if (historyInFlight && historyInFlight.kind === "gap") {
     // The answer is lost with the connection; say so rather than leave a silent hole.
@@ -168,18 +172,41 @@ async function handleClose({ hadHello, stopped }) {
     entry.retryTimer = null;
   }
   setStatus("reconnecting");
-  if (!hadHello && !stopped) {
+  if (stopped) return;
+  if (code === SESSION_REVOKED) {
+    await sessionEnded();
+  } else if (!hadHello) {
     // A refused upgrade (e.g. the session is gone) looks like any failed connection to a
     // script; ask the HTTP API whether we are still signed in.
     try {
-      if ((await fetchSession()) === null) {
-        conn.stop();
-        showSignIn();
-      }
+      if ((await fetchSession()) === null) signedOut();
     } catch {
       // unreachable: keep retrying with backoff
     }
   }
+}
+
+/**
+ * The server closed the socket because its session ended (4003). A sign-in or registration in
+ * another tab does that, and then the shared cookie names the new session: carry on with it
+ * (`hello` says who we are now). Otherwise this browser was signed out.
+ */
+async function sessionEnded() {
+  let user;
+  try {
+    user = await sessionAfterRevocation();
+  } catch {
+    conn.scheduleReconnect(); // unreachable: the next attempt asks again
+    return;
+  }
+  if (user === null) signedOut();
+  else conn.reconnectNow();
+}
+
+function signedOut() {
+  conn.stop();
+  closeAccountPanel();
+  showSignIn(true);
 }
 
 function handleJoined(frame) {
@@ -456,6 +483,7 @@ function buildMessage(m, pending) {
   meta.append(author);
   if (noteUser(m.user)) refreshTags();
   if (nameIsShared(m.user.name)) meta.append(tagElement(m.user.id));
+  if (m.user.guest !== false) meta.append(guestMark());
   meta.append(timeElement(m.ts));
   const text = document.createElement("div");
   text.className = "text";
@@ -784,6 +812,7 @@ function renderMembers() {
     name.textContent = user.name;
     li.append(avatar(user, "small"), name);
     if (nameIsShared(user.name)) li.append(" ", tagElement(user.id));
+    if (user.guest !== false) li.append(" ", guestMark());
     if (me && user.id === me.id) {
       li.classList.add("me");
       const you = document.createElement("span");
@@ -840,9 +869,11 @@ function showRoomInvalid(reason) {
   document.title = "Invalid room · confab";
 }
 
-function showSignIn() {
+/** The name form; `signedOut` when a session this page used has ended. */
+function showSignIn(signedOut) {
   ui.app.hidden = true;
   ui.signin.hidden = false;
+  ui.signedOut.hidden = !signedOut;
   ui.signinRoom.textContent = `#${room}`;
   $("name").focus();
 }
@@ -850,6 +881,7 @@ function showSignIn() {
 function startRoom(user) {
   me = me ?? user;
   ui.signin.hidden = true;
+  ui.signedOut.hidden = true;
   ui.app.hidden = false;
   conn.start();
   ui.composer.focus();
@@ -890,6 +922,12 @@ function wireEvents() {
     ui.membersToggle.focus();
   });
   ui.membersBackdrop.addEventListener("click", () => setMembersOpen(false));
+  ui.accountOpen.addEventListener("click", () =>
+    openAccountPanel({
+      // Reconnect so `hello` and the room see the new name (resuming with `since` loses nothing).
+      onUserChanged: () => conn.drop(),
+    }),
+  );
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible" && unseen > 0) {
       unseen = 0;
@@ -931,7 +969,7 @@ async function boot() {
     try {
       const user = await fetchSession();
       if (user) startRoom(user);
-      else showSignIn();
+      else showSignIn(false);
       return;
     } catch {
       setStatus("reconnecting");

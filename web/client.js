@@ -5,6 +5,8 @@
 // jitter. It knows nothing about rooms: pages decide what to send after `hello` and call
 // `resetBackoff()` once the connection proved useful (a `joined`, a `rooms` snapshot).
 
+/** The close code of a socket whose session was signed out or revoked (docs/protocol.md). */
+export const SESSION_REVOKED = 4003;
 const BACKOFF_BASE_MS = 300;
 const BACKOFF_CAP_MS = 8000;
 // The server drops a silent connection after `idle_timeout` (45 s by default) and pings us every
@@ -19,7 +21,8 @@ export class Connection {
    * @param {object} handlers
    * @param {(frame: object) => void} handlers.onFrame every frame except `pong`, `hello` included
    * @param {(info: {code: number, hadHello: boolean, stopped: boolean}) => void} [handlers.onClose]
-   *   the socket closed or failed to open; `stopped` when `stop()` closed it
+   *   the socket closed or failed to open; `stopped` when `stop()` closed it. After code 4003
+   *   (session ended) nothing reconnects until the handler says so (see `closed`).
    * @param {() => void} [handlers.onConnecting] a new attempt starts
    */
   constructor(handlers) {
@@ -153,7 +156,9 @@ export class Connection {
     const hadHello = this.hadHello;
     this.hadHello = false;
     this.handlers.onClose?.({ code, hadHello, stopped: this.stopped });
-    if (!this.stopped) this.scheduleReconnect();
+    // A session that ended (4003) would only be refused again: the page asks who is signed in
+    // now, then calls `reconnectNow()`, `stop()` or, when it cannot tell, `scheduleReconnect()`.
+    if (!this.stopped && code !== SESSION_REVOKED) this.scheduleReconnect();
   }
 
   scheduleReconnect() {

@@ -53,11 +53,12 @@ export function isValidRoom(name) {
   return ROOM_RULE.test(name);
 }
 
-/** Error thrown by the session API, carrying the server's `{code, message}`. */
+/** Error thrown by the HTTP API, carrying the server's `{code, message, retry_after_ms?}`. */
 export class ApiError extends Error {
-  constructor(code, message) {
+  constructor(code, message, retryAfterMs) {
     super(message);
     this.code = code;
+    this.retryAfterMs = retryAfterMs ?? null;
   }
 }
 
@@ -65,7 +66,7 @@ async function apiError(response) {
   try {
     const body = await response.json();
     if (body && body.error && typeof body.error.message === "string") {
-      return new ApiError(body.error.code ?? "error", body.error.message);
+      return new ApiError(body.error.code ?? "error", body.error.message, body.error.retry_after_ms);
     }
   } catch {
     // not JSON: fall through
@@ -73,35 +74,46 @@ async function apiError(response) {
   return new ApiError("http_" + response.status, `The server answered ${response.status}. Please try again.`);
 }
 
-/** The signed-in user `{id, name}`, or null when there is no session. Throws when unreachable. */
-export async function fetchSession() {
+/**
+ * One JSON request to the HTTP API (docs/protocol.md, "HTTP API"). Returns the parsed body, or
+ * null for `204`; throws an `ApiError` for an error answer, and one with code `offline` when the
+ * server cannot be reached.
+ */
+export async function api(method, path, body) {
+  const headers = { accept: "application/json" };
+  if (body !== undefined) headers["content-type"] = "application/json";
   let response;
   try {
-    response = await fetch("/api/session", { headers: { accept: "application/json" }, cache: "no-store" });
-  } catch {
-    throw new ApiError("offline", "Cannot reach the server. Retrying…");
-  }
-  if (response.status === 401) return null;
-  if (!response.ok) throw await apiError(response);
-  const body = await response.json();
-  return body.user;
-}
-
-/** Creates the session (or renames the current user, keeping its id). Returns the user. */
-export async function createSession(name) {
-  let response;
-  try {
-    response = await fetch("/api/session", {
-      method: "POST",
-      headers: { "content-type": "application/json", accept: "application/json" },
-      body: JSON.stringify({ name }),
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: "no-store",
     });
   } catch {
     throw new ApiError("offline", "Cannot reach the server. Check your connection and try again.");
   }
   if (!response.ok) throw await apiError(response);
-  const body = await response.json();
-  return body.user;
+  return response.status === 204 ? null : response.json();
+}
+
+/**
+ * The signed-in user `{id, name, username?, guest}`, or null when there is no session. Throws
+ * when unreachable.
+ */
+export async function fetchSession() {
+  try {
+    return (await api("GET", "/api/session")).user;
+  } catch (e) {
+    if (e.code === "unauthenticated" || e.code === "http_401") return null;
+    if (e.code === "offline") throw new ApiError("offline", "Cannot reach the server. Retrying…");
+    throw e;
+  }
+}
+
+/** Creates a guest session (or renames the current user, keeping its id). Returns the user. */
+export async function createSession(name) {
+  return (await api("POST", "/api/session", { name })).user;
 }
 
 /**
@@ -203,6 +215,18 @@ export function avatar(user, extraClass) {
   el.setAttribute("aria-hidden", "true");
   el.textContent = initials(user.name);
   return el;
+}
+
+/**
+ * The visible "guest" mark beside the name of someone without an account: words, not a colour,
+ * so screen readers say it too. Accounts get none.
+ */
+export function guestMark() {
+  const mark = document.createElement("span");
+  mark.className = "guest-mark";
+  mark.textContent = "guest";
+  mark.title = "A guest: no account, so anyone could pick this name";
+  return mark;
 }
 
 /** A `crypto.randomUUID()`, with a fallback for old browsers and non-secure origins. */

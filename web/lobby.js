@@ -1,6 +1,16 @@
-// The lobby: sign in, see the rooms with their live online counts, open a room.
+// The lobby: sign in (as a guest with a name, or with an account), see the rooms with their
+// live online counts, open a room.
 
-import { Connection } from "/assets/client.js";
+import {
+  bindLoginForm,
+  bindSignupForm,
+  closeAccountPanel,
+  errorMessage,
+  openAccountPanel,
+  sessionAfterRevocation,
+  signOut,
+} from "/assets/account.js";
+import { Connection, SESSION_REVOKED } from "/assets/client.js";
 import { avatar, bindNameForm, fetchSession, roomProblem } from "/assets/common.js";
 
 const $ = (id) => document.getElementById(id);
@@ -8,13 +18,32 @@ const $ = (id) => document.getElementById(id);
 const ui = {
   loading: $("loading"),
   signin: $("signin"),
+  signinHeading: $("signin-heading"),
+  signinLede: $("signin-lede"),
+  signedOut: $("signed-out"),
   nameForm: $("name-form"),
   nameInput: $("name"),
   nameCancel: $("name-cancel"),
   lobby: $("lobby"),
   meName: $("me-name"),
   meAvatar: $("me-avatar"),
+  meUsername: $("me-username"),
+  meGuest: $("me-guest"),
   changeName: $("change-name"),
+  accountOpen: $("account-open"),
+  signOut: $("sign-out"),
+  signOutError: $("sign-out-error"),
+  upgrade: $("upgrade"),
+  createAccount: $("create-account"),
+  auth: $("auth"),
+  authChoicesLabel: $("auth-choices-label"),
+  showLogin: $("show-login"),
+  showSignup: $("show-signup"),
+  loginSection: $("login-section"),
+  loginForm: $("login-form"),
+  signupSection: $("signup-section"),
+  signupForm: $("signup-form"),
+  signupNameHint: $("signup-name-hint"),
   roomForm: $("room-form"),
   roomInput: $("room-name"),
   roomError: $("room-error"),
@@ -51,22 +80,50 @@ const conn = new Connection({
       }
     }
   },
-  async onClose({ hadHello, stopped }) {
+  async onClose({ code, hadHello, stopped }) {
     setStatus(everConnected ? "reconnecting" : "connecting");
-    if (!hadHello && !stopped) {
+    if (stopped) return;
+    if (code === SESSION_REVOKED) {
+      await sessionEnded();
+    } else if (!hadHello) {
       // The upgrade may have been refused because the session is gone (401); a browser cannot
       // see the status of a failed upgrade, so ask the HTTP API.
       try {
-        if ((await fetchSession()) === null) {
-          conn.stop();
-          showSignIn(false);
-        }
+        if ((await fetchSession()) === null) signedOut();
       } catch {
         // server unreachable: keep retrying
       }
     }
   },
 });
+
+/**
+ * The server closed the socket because its session ended (4003). Signing in or registering
+ * here or in another tab does that too, and then the cookie names the new session: carry on
+ * with it. Otherwise this browser was signed out (from another device, or a password change).
+ */
+async function sessionEnded() {
+  let user;
+  try {
+    user = await sessionAfterRevocation();
+  } catch {
+    conn.scheduleReconnect(); // unreachable: the next attempt asks again
+    return;
+  }
+  if (user === null) {
+    signedOut();
+  } else {
+    showLobby(user);
+    conn.reconnectNow();
+  }
+}
+
+function signedOut() {
+  conn.stop();
+  closeAccountPanel();
+  me = null;
+  showSignIn("signed-out");
+}
 
 function setStatus(state) {
   ui.status.dataset.state = state;
@@ -147,15 +204,50 @@ async function loadRoomsOverHttp() {
   }
 }
 
-function showSignIn(changing) {
+/**
+ * Shows the sign-in card. `mode`: "start" (no session), "signed-out" (the same, saying the
+ * session ended), "rename" (change the display name), "upgrade" (a guest creates an account).
+ */
+function showSignIn(mode) {
+  const signedIn = mode === "rename" || mode === "upgrade";
   ui.loading.hidden = true;
   ui.signin.hidden = false;
-  ui.lobby.hidden = changing ? false : true;
-  ui.nameCancel.hidden = !changing;
-  ui.signin.querySelector("h2").textContent = changing ? "Change your display name" : "Choose a display name";
-  if (changing && me) ui.nameInput.value = me.name;
-  ui.nameInput.focus();
-  if (changing) ui.nameInput.select();
+  ui.lobby.hidden = !signedIn;
+  ui.status.hidden = !signedIn;
+  ui.signedOut.hidden = mode !== "signed-out";
+  ui.nameCancel.hidden = !signedIn;
+  ui.nameForm.hidden = mode === "upgrade";
+  ui.auth.hidden = mode === "rename";
+  ui.signinHeading.textContent =
+    mode === "rename" ? "Change your display name" : mode === "upgrade" ? "Keep your name with an account" : "Choose a display name";
+  ui.signinLede.textContent =
+    mode === "upgrade"
+      ? "Creating an account keeps your id, your name and your messages."
+      : "This is how others will see you. You can change it at any time.";
+  ui.authChoicesLabel.textContent = mode === "upgrade" ? "With an account:" : "Or with an account:";
+  ui.signupNameHint.textContent =
+    mode === "upgrade" && me ? `Leave empty to keep “${me.name}”.` : "Leave empty to use your username.";
+  if (mode === "upgrade") {
+    showAuth("signup");
+  } else {
+    showAuth(null);
+    if (mode === "rename" && me) ui.nameInput.value = me.name;
+    ui.nameInput.focus();
+    if (mode === "rename") ui.nameInput.select();
+  }
+}
+
+/** Opens the sign-in or the sign-up form ("login", "signup"), or neither (null). */
+function showAuth(which) {
+  for (const [name, button, section] of [
+    ["login", ui.showLogin, ui.loginSection],
+    ["signup", ui.showSignup, ui.signupSection],
+  ]) {
+    section.hidden = name !== which;
+    button.setAttribute("aria-expanded", String(name === which));
+  }
+  const section = which === "login" ? ui.loginSection : which === "signup" ? ui.signupSection : null;
+  section?.querySelector("input").focus();
 }
 
 function showLobby(user) {
@@ -163,9 +255,15 @@ function showLobby(user) {
   me = user;
   ui.loading.hidden = true;
   ui.signin.hidden = true;
+  ui.signedOut.hidden = true;
   ui.lobby.hidden = false;
   ui.meName.textContent = user.name;
   ui.meAvatar.replaceChildren(avatar(user, "large"));
+  ui.meUsername.hidden = user.guest !== false || !user.username;
+  ui.meUsername.textContent = user.username ? `@${user.username}` : "";
+  ui.meGuest.hidden = user.guest === false;
+  ui.upgrade.hidden = user.guest === false;
+  ui.signOutError.hidden = true;
   if (first) {
     loadRoomsOverHttp();
   }
@@ -180,10 +278,46 @@ bindNameForm(ui.nameForm, (user) => {
   else ui.roomInput.focus();
 });
 
-ui.changeName.addEventListener("click", () => showSignIn(true));
+/** Signed in or registered: the old session (if any) ended, and its socket closes with 4003. */
+function signedIn(user, form) {
+  form.reset();
+  showAuth(null);
+  showLobby(user);
+  ui.roomInput.focus();
+}
+
+bindLoginForm(ui.loginForm, (user) => signedIn(user, ui.loginForm));
+bindSignupForm(ui.signupForm, (user) => signedIn(user, ui.signupForm));
+ui.showLogin.addEventListener("click", () => showAuth(ui.showLogin.getAttribute("aria-expanded") === "true" ? null : "login"));
+ui.showSignup.addEventListener("click", () => showAuth(ui.showSignup.getAttribute("aria-expanded") === "true" ? null : "signup"));
+
+ui.changeName.addEventListener("click", () => showSignIn("rename"));
+ui.createAccount.addEventListener("click", () => showSignIn("upgrade"));
 ui.nameCancel.addEventListener("click", () => {
+  const upgrading = ui.nameForm.hidden;
   ui.signin.hidden = true;
-  ui.changeName.focus();
+  (upgrading ? ui.createAccount : ui.changeName).focus();
+});
+ui.accountOpen.addEventListener("click", () =>
+  openAccountPanel({
+    onUserChanged: (user) => showLobby(user),
+    onCreateAccount: () => showSignIn("upgrade"),
+  }),
+);
+ui.signOut.addEventListener("click", async () => {
+  ui.signOut.disabled = true;
+  conn.stop();
+  try {
+    await signOut();
+    me = null;
+    showSignIn("start");
+  } catch (e) {
+    ui.signOutError.textContent = errorMessage(e);
+    ui.signOutError.hidden = false;
+    conn.start();
+  } finally {
+    ui.signOut.disabled = false;
+  }
 });
 
 ui.roomInput.addEventListener("input", () => {
@@ -211,7 +345,8 @@ async function boot() {
     try {
       const user = await fetchSession();
       if (user) showLobby(user);
-      else showSignIn(false);
+      else showSignIn("start");
+      followHash(user);
       return;
     } catch (e) {
       ui.loading.textContent = e.message;
@@ -219,6 +354,15 @@ async function boot() {
       delay = Math.min(delay * 2, 8000);
     }
   }
+}
+
+/** `/#sign-in` and `/#create-account` (links from a room page) open those forms. */
+function followHash(user) {
+  const hash = location.hash;
+  if (hash !== "#sign-in" && hash !== "#create-account") return;
+  history.replaceState(null, "", location.pathname + location.search);
+  if (user === null) showAuth(hash === "#sign-in" ? "login" : "signup");
+  else if (user.guest && hash === "#create-account") showSignIn("upgrade");
 }
 
 boot();

@@ -42,6 +42,8 @@ pub enum ApiError {
     Forbidden(&'static str),
     #[error("{0}")]
     NotFound(&'static str),
+    #[error("a room with that name exists")]
+    RoomExists,
     /// Over a rate limit; nothing was done. Carries the milliseconds to wait.
     #[error("too many requests; retry after {0} ms")]
     RateLimited(u64),
@@ -68,6 +70,7 @@ impl ApiError {
             Self::AccountRequired => (StatusCode::FORBIDDEN, "account_required"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::RoomExists => (StatusCode::CONFLICT, "room_exists"),
         }
     }
 }

@@ -8,6 +8,7 @@ mod api;
 pub mod edge;
 mod error;
 mod pages;
+mod rooms;
 pub mod serve;
 pub mod tls;
 
@@ -42,6 +43,7 @@ pub fn router(state: AppState, edge: Arc<Edge>, ws: Router<AppState>) -> Router 
     Router::new()
         .merge(api::router())
         .merge(accounts::router())
+        .merge(rooms::router())
         .merge(pages::router())
         .merge(ws)
         .layer(body_limit)

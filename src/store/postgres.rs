@@ -385,6 +385,7 @@ impl<'a> MessageColumns<'a> {
 }
 
 super::accounts::sql_accounts!(PostgresStore, read: pool, write: pool);
+super::rooms_access::sql_rooms_access!(PostgresStore, read: pool, write: pool);
 
 #[async_trait]
 impl super::Sessions for PostgresStore {

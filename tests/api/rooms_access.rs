@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{Client, Event, TestServer};
+use crate::support::{self, Client, Event, TestServer};
 
 /// Someone who may be signed in: their cookie and how the server shows them.
 struct Person {
@@ -21,24 +21,8 @@ impl Person {
 }
 
 async fn register(server: &TestServer, username: &str) -> Person {
-    let response = reqwest::Client::new()
-        .post(format!("{}/api/register", server.base_url()))
-        .json(&json!({"username": username, "password": "correct horse battery"}))
-        .send()
-        .await
-        .expect("POST /api/register");
-    assert_eq!(
-        response.status(),
-        StatusCode::CREATED,
-        "register {username}"
-    );
-    let cookie = response.headers()["set-cookie"].to_str().expect("cookie");
-    let cookie = cookie.split(';').next().expect("name=value").to_owned();
-    let body: Value = response.json().await.expect("json");
-    Person {
-        cookie,
-        user: body["user"].clone(),
-    }
+    let (cookie, user) = support::register(&server.base_url(), username).await;
+    Person { cookie, user }
 }
 
 async fn guest(server: &TestServer, name: &str) -> Person {
@@ -51,7 +35,6 @@ async fn guest(server: &TestServer, name: &str) -> Person {
     }
 }
 
-/// One HTTP request; the status and the JSON body (`null` if none).
 async fn call(
     server: &TestServer,
     method: Method,
@@ -59,19 +42,7 @@ async fn call(
     cookie: Option<&str>,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut request =
-        reqwest::Client::new().request(method, format!("{}{path}", server.base_url()));
-    if let Some(cookie) = cookie {
-        request = request.header("cookie", cookie);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status();
-    let text = response.text().await.expect("body");
-    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-    (status, json)
+    support::http(&server.base_url(), method, path, cookie, body).await
 }
 
 async fn as_(server: &TestServer, who: &Person, method: Method, path: &str) -> (StatusCode, Value) {

@@ -168,7 +168,27 @@ async fn a_non_member_can_never_read_a_private_room() {
     let mut member = server.client_with_cookie(&alice.cookie).await;
     member.join("secret").await;
     member.say("secret", "still hush").await;
-    hears_no_message(&mut outsider, Duration::from_millis(400)).await;
+    let mut watching = server.client("watcher").await;
+    watching.send(json!({"type": "rooms"})).await;
+    watching.recv_until("rooms").await;
+    let carol = register(&server, "carol").await;
+    let path = "/api/rooms/secret/members/carol";
+    assert_eq!(
+        as_(&server, &alice, Method::PUT, path).await.0,
+        StatusCode::OK
+    );
+    let mut arriving = server.client_with_cookie(&carol.cookie).await;
+    arriving.join("secret").await;
+    arriving.join("open").await;
+    // Both counts changed; the update for `open` arrives, none ever names the private room.
+    loop {
+        let update = watching.recv_until("rooms").await;
+        assert!(!update.to_string().contains("secret"), "{update}");
+        if update.to_string().contains("open") {
+            break;
+        }
+    }
+    hears_no_message(&mut outsider, Duration::from_millis(300)).await;
 
     // A member may read it all.
     let (status, _) = as_(

@@ -329,6 +329,66 @@ pub struct Message {
     pub deleted: bool,
 }
 
+/// Who may read a room: anyone (`public`, what a room joined by name is) or its members only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    Public,
+    Private,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Private => "private",
+        }
+    }
+
+    /// As stored; anything unknown reads as private, so a bad row hides rather than exposes.
+    pub fn from_stored(raw: &str) -> Self {
+        if raw == "public" {
+            Self::Public
+        } else {
+            Self::Private
+        }
+    }
+}
+
+/// A member's role in one room, highest first: the derived order ranks them
+/// (`Owner > Moderator > Member`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Member,
+    Moderator,
+    Owner,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Moderator => "moderator",
+            Self::Member => "member",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "owner" => Some(Self::Owner),
+            "moderator" => Some(Self::Moderator),
+            "member" => Some(Self::Member),
+            _ => None,
+        }
+    }
+
+    /// May add and remove members, ban, and set the topic.
+    pub fn moderates(self) -> bool {
+        self >= Self::Moderator
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -253,8 +253,20 @@ impl Server {
             options,
         } = self;
         let lobby = tokio::spawn({
-            let (hub, shutdown) = (state.hub.clone(), state.shutdown.clone());
-            async move { hub.lobby.run(|room| hub.online(room), shutdown).await }
+            let (hub, store, shutdown) = (
+                state.hub.clone(),
+                state.store.clone(),
+                state.shutdown.clone(),
+            );
+            async move {
+                let public = |rooms| {
+                    let (hub, store) = (hub.clone(), store.clone());
+                    async move { hub.access.public_only(store.as_ref(), rooms).await }
+                };
+                hub.lobby
+                    .run(|room| hub.online(room), public, shutdown)
+                    .await;
+            }
         });
         let presence = tokio::spawn(state.hub.clone().run_presence(state.shutdown.clone()));
         let app = crate::http::router(state.clone(), edge, crate::ws::router());

@@ -43,21 +43,27 @@ impl Caller {
 
     /// How `/api/session` and the account routes show the caller.
     pub fn json(&self) -> serde_json::Value {
-        user_json(&self.user, self.username.as_deref(), self.admin)
+        self_json(&self.user, self.username.as_deref(), self.admin)
     }
 }
 
-/// `{id, name, username?, guest, admin}`: a user as the account routes show them to themselves.
-pub fn user_json(user: &User, username: Option<&str>, admin: bool) -> serde_json::Value {
+/// `{id, name, username?, guest}`: a user as HTTP routes show them.
+pub fn user_json(user: &User, username: Option<&str>) -> serde_json::Value {
     let mut json = serde_json::json!({
         "id": user.id,
         "name": user.name,
         "guest": user.guest,
-        "admin": admin,
     });
     if let Some(username) = username {
         json["username"] = username.into();
     }
+    json
+}
+
+/// A user as the account routes show them to themselves: with `admin`.
+pub fn self_json(user: &User, username: Option<&str>, admin: bool) -> serde_json::Value {
+    let mut json = user_json(user, username);
+    json["admin"] = admin.into();
     json
 }
 

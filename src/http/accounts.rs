@@ -147,7 +147,7 @@ async fn guest(
             (session, None, false)
         }
     };
-    let user = accounts::user_json(&session.user, username.as_deref(), admin);
+    let user = accounts::self_json(&session.user, username.as_deref(), admin);
     let jar = jar.add(identity::cookie_for(&session, secure));
     Ok((jar, Json(json!({ "user": user }))))
 }
@@ -252,7 +252,7 @@ async fn register(
     let session = accounts::start_session(state.store.as_ref(), user, user_agent(&headers))
         .await
         .map_err(ApiError::Unavailable)?;
-    let user = accounts::user_json(&session.user, Some(username.as_str()), false);
+    let user = accounts::self_json(&session.user, Some(username.as_str()), false);
     let jar = jar.add(identity::cookie_for(&session, secure));
     Ok((StatusCode::CREATED, jar, Json(json!({ "user": user }))))
 }
@@ -300,7 +300,7 @@ async fn login(
     let session = accounts::start_session(state.store.as_ref(), account.user, user_agent(&headers))
         .await
         .map_err(ApiError::Unavailable)?;
-    let user = accounts::user_json(&session.user, account.username.as_deref(), account.admin);
+    let user = accounts::self_json(&session.user, account.username.as_deref(), account.admin);
     let jar = jar.add(identity::cookie_for(&session, secure));
     Ok((jar, Json(json!({ "user": user }))))
 }
@@ -378,7 +378,7 @@ async fn update_me(
         user,
         ..caller.session
     };
-    let json = accounts::user_json(&session.user, caller.username.as_deref(), caller.admin);
+    let json = accounts::self_json(&session.user, caller.username.as_deref(), caller.admin);
     let jar = jar.add(identity::cookie_for(&session, secure));
     Ok((jar, Json(json!({ "user": json }))))
 }

@@ -33,10 +33,15 @@ pub(super) fn body_error(rejection: JsonRejection) -> ApiError {
     ApiError::BadRequest(rejection.body_text())
 }
 
-async fn rooms(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+/// The lobby's public rooms, and the caller's own private rooms marked `private`.
+async fn rooms(
+    State(state): State<AppState>,
+    caller: Option<crate::accounts::Caller>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let viewer = caller.as_ref().map(|caller| &caller.user.id);
     let rooms = state
         .hub
-        .lobby_snapshot(state.store.as_ref())
+        .lobby_for(state.store.as_ref(), viewer)
         .await
         .map_err(ApiError::Unavailable)?;
     Ok(Json(json!({ "rooms": rooms })))

@@ -45,6 +45,8 @@ pub enum ApiError {
     /// The store cannot keep up; nothing was done. Carries the milliseconds to wait.
     #[error("the server cannot store changes this fast; retry after {0} ms")]
     Overloaded(u64),
+    #[error("a room with that name exists")]
+    RoomExists,
     /// Over a rate limit; nothing was done. Carries the milliseconds to wait.
     #[error("too many requests; retry after {0} ms")]
     RateLimited(u64),
@@ -72,6 +74,7 @@ impl ApiError {
             Self::AccountRequired => (StatusCode::FORBIDDEN, "account_required"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::RoomExists => (StatusCode::CONFLICT, "room_exists"),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Changes to a room's messages over HTTP: `DELETE /api/rooms/{name}/messages/{seq}`, for the
-//! message's author and the room's moderators. The deletion is an event with the room's next
+//! message's author and the room's moderators (owner, moderators, server administrators). The deletion is an event with the room's next
 //! seq, stored and broadcast like a message (the WebSocket `delete` frame does the same).
 
 use axum::Router;
@@ -10,6 +10,7 @@ use axum::routing::delete;
 use super::ApiError;
 use crate::accounts::{Caller, now_ms};
 use crate::domain::{ClientId, Event, RoomName};
+use crate::rooms::access::Rank;
 use crate::rooms::writer::{AppendError, Sent};
 use crate::state::AppState;
 use crate::store::{NewMessage, Refusal};
@@ -24,6 +25,17 @@ async fn delete_message(
     Path((name, seq)): Path<(String, u64)>,
 ) -> Result<StatusCode, ApiError> {
     let room = RoomName::parse(&name).map_err(|_| ApiError::NotFound("no such room"))?;
+    let access = state
+        .hub
+        .access
+        .get(state.store.as_ref(), &room)
+        .await
+        .map_err(ApiError::Unavailable)?;
+    // A private room the caller is not in answers as if it did not exist.
+    if !access.visible_to(&caller.user.id, caller.admin) {
+        return Err(ApiError::NotFound("no such room"));
+    }
+    let moderator = access.rank(&caller.user.id, caller.admin) >= Rank::Moderator;
     let deletion = NewMessage {
         room,
         id: uuid::Uuid::now_v7().to_string(),
@@ -32,7 +44,7 @@ async fn delete_message(
         text: String::new(),
         client_id: ClientId::unique(),
         event: Event::Deleted { target: seq },
-        moderator: caller.admin,
+        moderator,
     };
     let reply = state
         .writer

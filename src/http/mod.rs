@@ -9,6 +9,7 @@ pub mod edge;
 mod error;
 mod messages;
 mod pages;
+mod rooms;
 pub mod serve;
 pub mod tls;
 
@@ -44,6 +45,7 @@ pub fn router(state: AppState, edge: Arc<Edge>, ws: Router<AppState>) -> Router 
         .merge(api::router())
         .merge(accounts::router())
         .merge(messages::router())
+        .merge(rooms::router())
         .merge(pages::router())
         .merge(ws)
         .layer(body_limit)

@@ -84,6 +84,13 @@ impl Frame {
 pub struct RoomCount {
     pub name: RoomName,
     pub online: u32,
+    /// Shown as `visibility`: only a member's own answer lists a private room.
+    #[serde(rename = "visibility", serialize_with = "visibility")]
+    pub private: bool,
+}
+
+fn visibility<S: serde::Serializer>(private: &bool, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(if *private { "private" } else { "public" })
 }
 
 #[derive(Serialize)]

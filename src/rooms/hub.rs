@@ -22,6 +22,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::access::Access;
 use super::lobby::Lobby;
 use super::log::{Entry, Log};
 use super::outbox::Outbox;
@@ -44,6 +45,8 @@ pub const LISTED_PRESENCE_MAX: usize = 1000;
 pub struct Hub {
     rooms: Mutex<HashMap<RoomName, Arc<Mutex<Room>>>>,
     pub lobby: Lobby,
+    /// Who may read each room (cached; dropped on `Control::AccessChanged`).
+    pub access: Access,
     /// Where this node's presence changes go for other nodes (the broker's port), once wired.
     announcer: OnceLock<Arc<dyn Announce>>,
     elsewhere: Elsewhere,
@@ -439,12 +442,42 @@ impl Hub {
         }
     }
 
-    /// The lobby's ranked room list (see [`Lobby::snapshot`]).
+    /// The lobby's ranked list of public rooms (see [`Lobby::snapshot`]).
     pub async fn lobby_snapshot(
         &self,
         store: &dyn crate::store::Store,
     ) -> Result<Vec<RoomCount>, crate::store::StoreError> {
-        self.lobby.snapshot(self.occupied_rooms(), store).await
+        let mut occupied = self.occupied_rooms();
+        let names = occupied.iter().map(|room| room.name.clone()).collect();
+        let public: HashSet<RoomName> = self
+            .access
+            .public_only(store, names)
+            .await
+            .into_iter()
+            .collect();
+        occupied.retain(|room| public.contains(&room.name));
+        self.lobby.snapshot(occupied, store).await
+    }
+
+    /// The room list `viewer` sees: the lobby's public rooms, then the private rooms they
+    /// are a member of (marked private; these get no live updates, which are shared frames).
+    pub async fn lobby_for(
+        &self,
+        store: &dyn crate::store::Store,
+        viewer: Option<&UserId>,
+    ) -> Result<Vec<RoomCount>, crate::store::StoreError> {
+        let mut rooms = self.lobby_snapshot(store).await?;
+        if let Some(viewer) = viewer {
+            let own = store
+                .private_rooms_of(viewer, super::lobby::SNAPSHOT_ROOMS)
+                .await?;
+            rooms.extend(own.into_iter().map(|name| RoomCount {
+                online: self.online(&name),
+                name,
+                private: true,
+            }));
+        }
+        Ok(rooms)
     }
 
     /// Every room this node hosts with someone in it, with its count.
@@ -454,6 +487,7 @@ impl Hub {
             .map(|(name, cell)| RoomCount {
                 name,
                 online: count(lock(&cell).presence.count()),
+                private: false,
             })
             .filter(|room| room.online > 0)
             .chain(
@@ -464,6 +498,7 @@ impl Hub {
                     .map(|(name, online)| RoomCount {
                         name,
                         online: count(online),
+                        private: false,
                     }),
             )
             .collect()
@@ -659,8 +694,7 @@ impl Deliver for Hub {
                     .close_session(sid, crate::protocol::close::SESSION_REVOKED);
             }
             Control::Removed { room, user, reason } => self.remove_user(room, user, *reason),
-            // Nothing about rooms' access is cached on a node yet.
-            Control::AccessChanged { .. } => {}
+            Control::AccessChanged { room } => self.access.forget(room),
         }
     }
 

@@ -1,6 +1,8 @@
 //! The lobby's live room list: connections that sent `rooms {}` get a snapshot, then coalesced
 //! updates of the counts that changed. Coalescing keeps a burst of joins from becoming a burst
 //! of lobby frames; updates read counts at send time, so none is staler than the snapshot.
+//! Frames here are shared by every watcher, so they list public rooms only: a member's own
+//! private rooms are added to their snapshot alone (`Hub::lobby_for`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
@@ -56,8 +58,14 @@ impl Lobby {
 
 impl Lobby {
     /// Sends coalesced lobby updates until shutdown, with each changed room's count as
-    /// `online` tells it at send time.
-    pub async fn run(&self, online: impl Fn(&RoomName) -> u32, shutdown: CancellationToken) {
+    /// `online` tells it at send time, for the changed rooms `public` keeps (it reads rooms'
+    /// access, from the store when not cached; no private room may reach a shared frame).
+    pub async fn run<F: Future<Output = Vec<RoomName>>>(
+        &self,
+        online: impl Fn(&RoomName) -> u32,
+        public: impl Fn(Vec<RoomName>) -> F,
+        shutdown: CancellationToken,
+    ) {
         loop {
             tokio::select! {
                 () = self.notify.notified() => {}
@@ -72,11 +80,16 @@ impl Lobby {
                 let dirty = std::mem::take(&mut state.dirty);
                 (dirty, state.watchers.values().cloned().collect::<Vec<_>>())
             };
-            let mut changed: Vec<RoomCount> = dirty
+            let listed = public(dirty.into_iter().collect()).await;
+            if listed.is_empty() {
+                continue;
+            }
+            let mut changed: Vec<RoomCount> = listed
                 .into_iter()
                 .map(|name| RoomCount {
                     online: online(&name),
                     name,
+                    private: false,
                 })
                 .collect();
             changed.sort_by(|a, b| a.name.cmp(&b.name));
@@ -91,13 +104,14 @@ impl Lobby {
     /// rooms with a message in the last 24 hours first, then by people online (distinct
     /// users), then by the time of the last message. Occupied rooms without recent messages
     /// still show when there is space.
-    /// `occupied`: the rooms with people in them now, with their counts.
+    /// `occupied`: the public rooms with people in them now, with their counts; stored rooms
+    /// are read public only.
     pub async fn snapshot(
         &self,
         occupied: Vec<RoomCount>,
         store: &dyn Store,
     ) -> Result<Vec<RoomCount>, StoreError> {
-        let activity = store.room_activity(ACTIVITY_SCAN).await?;
+        let activity = store.public_room_activity(ACTIVITY_SCAN).await?;
         Ok(rank(occupied, activity, now_millis()))
     }
 }
@@ -120,11 +134,16 @@ fn rank(occupied: Vec<RoomCount>, activity: Vec<(RoomName, i64)>, now: i64) -> V
             (room, last)
         })
         .collect();
-    ranked.extend(
-        last_message
-            .into_iter()
-            .map(|(name, last)| (RoomCount { name, online: 0 }, Some(last))),
-    );
+    ranked.extend(last_message.into_iter().map(|(name, last)| {
+        (
+            RoomCount {
+                name,
+                online: 0,
+                private: false,
+            },
+            Some(last),
+        )
+    }));
     let recent = |last: Option<i64>| last.is_some_and(|at| at >= now - RECENT_MS);
     ranked.sort_by(|(a, a_last), (b, b_last)| {
         recent(*b_last)
@@ -165,11 +184,13 @@ mod tests {
             .map(|i| RoomCount {
                 name: room(&format!("a{i:03}")),
                 online: 2,
+                private: false,
             })
             .collect();
         occupied.push(RoomCount {
             name: room("general"),
             online: 1,
+            private: false,
         });
         let activity = vec![(room("general"), NOW - 60_000)];
         let ranked = rank(occupied, activity, NOW);
@@ -183,14 +204,17 @@ mod tests {
             RoomCount {
                 name: room("quiet-crowd"),
                 online: 9,
+                private: false,
             },
             RoomCount {
                 name: room("busy"),
                 online: 3,
+                private: false,
             },
             RoomCount {
                 name: room("chatty"),
                 online: 1,
+                private: false,
             },
         ];
         let activity = vec![

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod advisory;
 pub mod postgres;
+pub mod rooms_access;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -333,7 +334,9 @@ pub trait OrderHold: Send {
 /// Where messages live. Implementations must keep each room's seqs gapless and unique even
 /// when several writers (nodes) append at once, and must store a batch all or nothing.
 #[async_trait]
-pub trait Store: Sessions + accounts::Accounts + Send + Sync + 'static {
+pub trait Store:
+    Sessions + accounts::Accounts + rooms_access::RoomsAccess + Send + Sync + 'static
+{
     /// Stores a batch in one transaction, assigning each new message its room's next seq in
     /// batch order. Returns one outcome per input, in input order.
     async fn append(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError>;

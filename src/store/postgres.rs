@@ -485,6 +485,7 @@ impl PostgresStore {
 }
 
 super::accounts::sql_accounts!(PostgresStore, read: pool, write: pool);
+super::rooms_access::sql_rooms_access!(PostgresStore, read: pool, write: pool);
 
 #[async_trait]
 impl super::Sessions for PostgresStore {

@@ -13,6 +13,7 @@ use crate::limits;
 use crate::protocol::client::{self, ClientFrame, Ref};
 use crate::protocol::server::{self, Frame};
 use crate::protocol::{ErrorCode, JOIN_PAGE, MAX_ROOMS_PER_CONNECTION, RESUME_CAP, close};
+use crate::rooms::access::Rank;
 use crate::rooms::hub::{Activation, JOINED_MEMBERS, TooManyRooms};
 use crate::rooms::outbox::Outbox;
 use crate::rooms::writer::{AppendError, AppendReply, Sent};
@@ -209,6 +210,20 @@ impl Session {
                 format!("one connection may be in at most {MAX_ROOMS_PER_CONNECTION} rooms");
             return self.error(ErrorCode::TooManyRooms, &message, reference);
         }
+        // Checked on every join (with `since` too), before anything of the room is touched;
+        // cached per node, so a public room costs no store read after its first join here.
+        match self.may_join(&room).await {
+            Ok(true) => {}
+            Ok(false) => return self.refuse_join(reference),
+            Err(error) => {
+                tracing::error!(%error, conn = self.conn.0, room = %room, "reading a room's access failed");
+                return self.error(
+                    ErrorCode::Unavailable,
+                    "storage is unavailable; try again",
+                    reference,
+                );
+            }
+        }
         // Subscribe first, then read: whatever commits in between waits in the subscription.
         if let Err(TooManyRooms(max)) =
             self.state
@@ -219,6 +234,13 @@ impl Session {
             return self.error(ErrorCode::TooManyRooms, &message, reference);
         }
         self.rooms.insert(room.clone());
+        // Again, now that a kick or ban can no longer miss this connection: one made while
+        // the check above waited has dropped the cached rules, so this reads them afresh.
+        if !self.may_join(&room).await.unwrap_or(false) {
+            self.state.hub.unsubscribe(&room, self.conn);
+            self.rooms.remove(&room);
+            return self.refuse_join(reference);
+        }
         match self.state.broker.remote_members(&room).await {
             Ok(members) => self.state.hub.merge_remote(&room, members),
             // Other nodes' members show up as their events arrive and at the next reconcile.
@@ -258,6 +280,27 @@ impl Session {
                 );
             }
         }
+    }
+
+    /// Whether this connection's user may read `room` now.
+    async fn may_join(&self, room: &RoomName) -> Result<bool, crate::store::StoreError> {
+        let access = self
+            .state
+            .hub
+            .access
+            .get(self.state.store.as_ref(), room)
+            .await?;
+        Ok(access.may_join(&self.user.id))
+    }
+
+    /// One answer for a private room and a ban alike, so a refusal never tells which (nor
+    /// whether a private room of that name exists).
+    fn refuse_join(&self, reference: Option<&Ref>) {
+        self.error(
+            ErrorCode::Forbidden,
+            "you may not join this room (it is private, or you are banned from it)",
+            reference,
+        );
     }
 
     /// The history a join needs. If the client's `since` is from the future (above the room's
@@ -307,9 +350,16 @@ impl Session {
         self.send(server::left(room));
     }
 
-    /// Whether the user moderates `room`: server administrators moderate every room.
-    fn moderates(&self, _room: &RoomName) -> bool {
-        self.admin
+    /// Whether the user moderates `room` (its owner, a moderator, or a server administrator).
+    /// Read from the node's access cache; if the rules cannot be read, they do not.
+    async fn moderates(&self, room: &RoomName) -> bool {
+        let access = self
+            .state
+            .hub
+            .access
+            .get(self.state.store.as_ref(), room)
+            .await;
+        access.is_ok_and(|access| access.rank(&self.user.id, self.admin) >= Rank::Moderator)
     }
 
     async fn submit(
@@ -327,12 +377,15 @@ impl Session {
             );
             return None;
         }
-        let (text, event) = match change {
-            Change::Message(text) => (text, Event::Message),
-            Change::Delete(target) => (String::new(), Event::Deleted { target }),
+        let (text, event, moderator) = match change {
+            Change::Message(text) => (text, Event::Message, false),
+            Change::Delete(target) => {
+                let moderator = self.moderates(&room).await;
+                (String::new(), Event::Deleted { target }, moderator)
+            }
         };
         let message = NewMessage {
-            moderator: self.moderates(&room),
+            moderator,
             room,
             id: uuid::Uuid::now_v7().to_string(),
             ts: now_millis(),
@@ -419,7 +472,7 @@ impl Session {
         match self
             .state
             .hub
-            .lobby_snapshot(self.state.store.as_ref())
+            .lobby_for(self.state.store.as_ref(), Some(&self.user.id))
             .await
         {
             Ok(rooms) => self.send(server::rooms(&rooms, true)),

@@ -6,7 +6,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Client, TestServer};
+use crate::support::{Client, TestServer, http, register};
 
 /// Sends `delete` and returns the next frame that answers it (`deleted` or `error`).
 async fn delete(client: &mut Client, room: &str, seq: u64, client_id: &str) -> Value {
@@ -167,8 +167,8 @@ async fn others_may_not_delete_and_refusals_take_no_seq() {
 #[tokio::test]
 async fn an_administrator_deletes_anyones_message_over_http() {
     let server = TestServer::start().await;
-    let (admin_cookie, _) = server.register("mod").await;
-    let (troll_cookie, _) = server.register("troll").await;
+    let (admin_cookie, _) = register(&server.base_url(), "mod").await;
+    let (troll_cookie, _) = register(&server.base_url(), "troll").await;
     let (ok, said) = server.admin(&["grant", "mod"]).await;
     assert!(ok, "{said}");
     let mut troll = server.client_with_cookie(&troll_cookie).await;
@@ -213,4 +213,60 @@ async fn an_administrator_deletes_anyones_message_over_http() {
         .map(|r| (r.status(), ()))
         .unwrap();
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_rooms_moderator_deletes_others_messages_and_a_member_may_not() {
+    let server = TestServer::start().await;
+    let base = server.base_url();
+    let (owner_cookie, _) = register(&base, "owner").await;
+    let (moderator_cookie, _) = register(&base, "moddy").await;
+    let (member_cookie, _) = register(&base, "member").await;
+    let (status, body) = http(
+        &base,
+        reqwest::Method::POST,
+        "/api/rooms",
+        Some(&owner_cookie),
+        Some(json!({"name": "club", "visibility": "public"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = http(
+        &base,
+        reqwest::Method::PUT,
+        "/api/rooms/club/roles/moddy",
+        Some(&owner_cookie),
+        Some(json!({"role": "moderator"})),
+    )
+    .await;
+    assert!(status.is_success(), "{status} {body}");
+
+    let mut owner = server.client_with_cookie(&owner_cookie).await;
+    let mut moderator = server.client_with_cookie(&moderator_cookie).await;
+    let mut member = server.client_with_cookie(&member_cookie).await;
+    for client in [&mut owner, &mut moderator, &mut member] {
+        client.join("club").await;
+    }
+    let by_owner = owner.say("club", "owner speaks").await["seq"]
+        .as_u64()
+        .unwrap();
+    let by_member = member.say("club", "member speaks").await["seq"]
+        .as_u64()
+        .unwrap();
+
+    // A plain member may not delete someone else's message.
+    assert_eq!(
+        delete(&mut member, "club", by_owner, "m-1").await["code"],
+        "forbidden"
+    );
+    // The moderator may delete the member's message over the WebSocket.
+    let deleted = delete(&mut moderator, "club", by_member, "x-1").await;
+    assert_eq!(
+        (deleted["type"].as_str(), deleted["target"].as_u64()),
+        (Some("deleted"), Some(by_member))
+    );
+    assert_eq!(member.recv_until("deleted").await["target"], by_member);
+    // The owner moderates too, over HTTP.
+    let (status, _) = http_delete(&server, &owner_cookie, "club", by_owner).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
 }

@@ -19,6 +19,7 @@ mod parse;
 mod presence;
 mod rate_limits;
 mod restart;
+mod rooms_access;
 mod secrets;
 mod session;
 mod slow;

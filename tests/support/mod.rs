@@ -150,26 +150,6 @@ impl TestServer {
         header.split(';').next().expect("name=value").to_owned()
     }
 
-    /// Registers an account `username` (password `hunter2hunter2`); returns the `name=value`
-    /// session cookie and the user.
-    pub async fn register(&self, username: &str) -> (String, Value) {
-        let response = reqwest::Client::new()
-            .post(format!("{}/api/register", self.base_url()))
-            .json(&json!({"username": username, "password": "hunter2hunter2"}))
-            .send()
-            .await
-            .expect("POST /api/register");
-        assert_eq!(
-            response.status(),
-            reqwest::StatusCode::CREATED,
-            "register {username}"
-        );
-        let header = response.headers()["set-cookie"].to_str().expect("cookie");
-        let cookie = header.split(';').next().expect("name=value").to_owned();
-        let body: Value = response.json().await.expect("JSON");
-        (cookie, body["user"].clone())
-    }
-
     /// Runs `confab admin ARGS` on this server's data folder while it runs; returns whether it
     /// succeeded and what it printed.
     pub async fn admin(&self, args: &[&str]) -> (bool, String) {
@@ -623,4 +603,46 @@ pub async fn sign_out(base_url: &str, cookie: &str) {
         .await
         .unwrap();
     assert_eq!(response.status(), reqwest::StatusCode::NO_CONTENT);
+}
+
+/// Registers an account over HTTP (`POST /api/register`); returns the `name=value` of its
+/// session cookie and its `user`.
+pub async fn register(base_url: &str, username: &str) -> (String, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base_url}/api/register"))
+        .json(&json!({"username": username, "password": "correct horse battery"}))
+        .send()
+        .await
+        .expect("POST /api/register");
+    assert_eq!(
+        response.status(),
+        reqwest::StatusCode::CREATED,
+        "register {username}"
+    );
+    let cookie = response.headers()["set-cookie"].to_str().expect("cookie");
+    let cookie = cookie.split(';').next().expect("name=value").to_owned();
+    let body: Value = response.json().await.expect("json");
+    (cookie, body["user"].clone())
+}
+
+/// One JSON request with an optional cookie and body: its status and JSON body (`null` if
+/// it has none).
+pub async fn http(
+    base_url: &str,
+    method: reqwest::Method,
+    path: &str,
+    cookie: Option<&str>,
+    body: Option<Value>,
+) -> (reqwest::StatusCode, Value) {
+    let mut request = reqwest::Client::new().request(method, format!("{base_url}{path}"));
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }

@@ -251,6 +251,8 @@ impl Store for SqliteStore {
 
 // Users and sessions: read beside the writer, written through the admin connection.
 super::accounts::sql_accounts!(SqliteStore, read: readers, write: admin);
+// Rooms' access rules likewise: they touch no counter the writer keeps.
+super::rooms_access::sql_rooms_access!(SqliteStore, read: readers, write: admin);
 
 #[async_trait]
 impl super::Sessions for SqliteStore {

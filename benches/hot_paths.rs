@@ -36,6 +36,9 @@ fn message(seq: u64) -> Message {
         client_id: "c-1".into(),
         event: Event::Message,
         deleted: false,
+        edited_at: None,
+        reply_to: None,
+        reactions: Vec::new(),
     }
 }
 
@@ -108,6 +111,7 @@ fn burst(rooms: u64, next: &mut u64) -> Vec<NewMessage> {
                 text: "x".repeat(100),
                 client_id: ClientId::parse(format!("c-{next}")).unwrap(),
                 event: Event::Message,
+                reply_to: None,
                 moderator: false,
             }
         })

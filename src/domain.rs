@@ -27,6 +27,8 @@ pub enum InvalidValue {
     Username,
     #[error("passwords are 8-256 characters")]
     Password,
+    #[error("a reaction is one emoji (one grapheme cluster of at most 16 bytes)")]
+    Emoji,
 }
 
 const MAX_ROOM_LEN: usize = 64;
@@ -283,6 +285,11 @@ pub enum Event {
     Message,
     /// The message `target` was deleted (by its author or a moderator).
     Deleted { target: u64 },
+    /// The author edited message `target`; the item's text is the new text.
+    Edited { target: u64 },
+    /// Someone reacted to message `target` (`added`) or took their reaction back; the item's
+    /// text is the emoji.
+    Reaction { target: u64, added: bool },
 }
 
 impl Event {
@@ -291,24 +298,87 @@ impl Event {
         match self {
             Self::Message => "message",
             Self::Deleted { .. } => "deleted",
+            Self::Edited { .. } => "edited",
+            Self::Reaction { .. } => "reaction",
         }
     }
 
     pub fn target(self) -> Option<u64> {
         match self {
             Self::Message => None,
-            Self::Deleted { target } => Some(target),
+            Self::Deleted { target } | Self::Edited { target } | Self::Reaction { target, .. } => {
+                Some(target)
+            }
         }
     }
 
-    /// The event stored as `kind` with `target`; `None` for anything unknown.
-    pub fn from_stored(kind: &str, target: Option<u64>) -> Option<Self> {
-        match (kind, target) {
-            ("message", _) => Some(Self::Message),
-            ("deleted", Some(target)) => Some(Self::Deleted { target }),
+    /// Whether a reaction event added its reaction; `None` for other items.
+    pub fn added(self) -> Option<bool> {
+        match self {
+            Self::Reaction { added, .. } => Some(added),
             _ => None,
         }
     }
+
+    /// The item stored as `kind` with `target` (and `added`); `None` for anything unknown.
+    pub fn from_stored(kind: &str, target: Option<u64>, added: Option<bool>) -> Option<Self> {
+        match (kind, target) {
+            ("message", _) => Some(Self::Message),
+            ("deleted", Some(target)) => Some(Self::Deleted { target }),
+            ("edited", Some(target)) => Some(Self::Edited { target }),
+            ("reaction", Some(target)) => Some(Self::Reaction {
+                target,
+                added: added?,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// One emoji's reactions to a message: how many people, and the first ten of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reaction {
+    pub emoji: String,
+    pub count: u32,
+    pub users: Vec<User>,
+}
+
+/// Users listed per emoji in a message's `reactions`.
+pub const REACTION_USERS_LISTED: usize = 10;
+
+/// An emoji to react with: one grapheme cluster, at most 16 bytes, that is an emoji (a
+/// pictograph, a flag, or a keycap).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emoji(String);
+
+impl Emoji {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        use unicode_segmentation::UnicodeSegmentation;
+        let one_cluster = raw.graphemes(true).count() == 1;
+        let keycap = raw.ends_with('\u{20E3}')
+            && raw.starts_with(|c: char| c.is_ascii_digit() || c == '#' || c == '*');
+        if raw.len() <= 16 && one_cluster && (keycap || raw.chars().any(is_pictographic)) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(InvalidValue::Emoji)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Characters that are emoji by themselves: Unicode's pictographic blocks, the symbols that
+/// have emoji presentation, and regional indicators (flags). An approximation of
+/// Extended_Pictographic that needs no table.
+fn is_pictographic(c: char) -> bool {
+    matches!(c,
+        '\u{1F000}'..='\u{1FAFF}' | '\u{2600}'..='\u{27BF}' | '\u{2300}'..='\u{23FF}'
+        | '\u{2B00}'..='\u{2BFF}' | '\u{2190}'..='\u{21FF}' | '\u{3030}' | '\u{303D}'
+        | '\u{3297}' | '\u{3299}' | '\u{00A9}' | '\u{00AE}' | '\u{203C}' | '\u{2049}'
+        | '\u{2122}' | '\u{2139}' | '\u{24C2}' | '\u{25AA}'..='\u{25FE}'
+    )
 }
 
 /// A stored item of a room's stream (a message or an event), as every reader sees it.
@@ -327,6 +397,12 @@ pub struct Message {
     pub event: Event,
     /// A message removed by a later `deleted` event: shown as a tombstone.
     pub deleted: bool,
+    /// When the message's text was last edited (ms since the epoch).
+    pub edited_at: Option<i64>,
+    /// The message this one answers.
+    pub reply_to: Option<u64>,
+    /// Reactions to the message, by emoji, in the order they were first given.
+    pub reactions: Vec<Reaction>,
 }
 
 /// Who may read a room: anyone (`public`, what a room joined by name is) or its members only.

@@ -44,6 +44,7 @@ async fn delete_message(
         text: String::new(),
         client_id: ClientId::unique(),
         event: Event::Deleted { target: seq },
+        reply_to: None,
         moderator,
     };
     let reply = state
@@ -52,13 +53,15 @@ async fn delete_message(
         .await
         .map_err(append_error)?;
     match reply.await.unwrap_or(Err(AppendError::Stopped)) {
-        Ok(Sent::Stored | Sent::Duplicate(_)) => Ok(StatusCode::NO_CONTENT),
+        Ok(Sent::Stored | Sent::Duplicate(_) | Sent::Refused(Refusal::NoChange)) => {
+            Ok(StatusCode::NO_CONTENT)
+        }
         Ok(Sent::Refused(Refusal::NotFound)) => Err(ApiError::NotFound(
             "no such message in this room (or it is deleted already)",
         )),
-        Ok(Sent::Refused(Refusal::Forbidden)) => Err(ApiError::Forbidden(
-            "only its author or a moderator of the room may delete a message",
-        )),
+        Ok(Sent::Refused(Refusal::Forbidden | Refusal::TooManyReactions)) => Err(
+            ApiError::Forbidden("only its author or a moderator of the room may delete a message"),
+        ),
         Err(error) => Err(append_error(error)),
     }
 }

@@ -74,8 +74,11 @@ impl Kind {
     /// [`Kind::Members`] (its arm comes with the frame).
     pub fn of(frame: &ClientFrame) -> Option<Self> {
         match frame {
-            // A deletion is a change to the room like a message, paid from the same bucket.
-            ClientFrame::Send { .. } | ClientFrame::Delete { .. } => Some(Self::Send),
+            // Every change to a room is paid from the same bucket as a message.
+            ClientFrame::Send { .. }
+            | ClientFrame::Delete { .. }
+            | ClientFrame::Edit { .. }
+            | ClientFrame::React { .. } => Some(Self::Send),
             ClientFrame::Join { .. } => Some(Self::Join),
             ClientFrame::History { .. } => Some(Self::History),
             ClientFrame::Rooms => Some(Self::Rooms),

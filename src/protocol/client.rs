@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{ErrorCode, MAX_HISTORY_LIMIT, MAX_MEMBERS_LIMIT};
-use crate::domain::{ClientId, InvalidValue, MessageText, RoomName, UserId};
+use crate::domain::{ClientId, Emoji, InvalidValue, MessageText, RoomName, UserId};
 
 /// A client's optional correlation value, echoed in the `error` its frame causes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +29,8 @@ pub enum ClientFrame {
         room: RoomName,
         text: MessageText,
         client_id: ClientId,
+        /// The message of the room this one answers.
+        reply_to: Option<u64>,
     },
     History {
         room: RoomName,
@@ -39,6 +41,21 @@ pub enum ClientFrame {
     Delete {
         room: RoomName,
         seq: u64,
+        client_id: Option<ClientId>,
+    },
+    /// Replace the text of one's own message `seq` of `room`.
+    Edit {
+        room: RoomName,
+        seq: u64,
+        text: MessageText,
+        client_id: Option<ClientId>,
+    },
+    /// React to message `seq` with `emoji` (`added`), or take that reaction back.
+    React {
+        room: RoomName,
+        seq: u64,
+        emoji: Emoji,
+        added: bool,
         client_id: Option<ClientId>,
     },
     Rooms,
@@ -59,8 +76,9 @@ pub struct Rejection {
     pub reference: Option<Ref>,
 }
 
-const KNOWN_TYPES: [&str; 8] = [
-    "join", "leave", "send", "history", "rooms", "ping", "members", "delete",
+const KNOWN_TYPES: [&str; 11] = [
+    "join", "leave", "send", "history", "rooms", "ping", "members", "delete", "edit", "react",
+    "unreact",
 ];
 /// Longest `members.after` accepted: user ids are 36-character UUIDs.
 const MAX_USER_ID_CHARS: usize = 64;
@@ -84,6 +102,7 @@ enum Wire {
         room: String,
         text: String,
         client_id: String,
+        reply_to: Option<u64>,
         #[serde(rename = "ref")]
         reference: Option<Ref>,
     },
@@ -97,6 +116,30 @@ enum Wire {
     Delete {
         room: String,
         seq: u64,
+        client_id: Option<String>,
+        #[serde(rename = "ref")]
+        reference: Option<Ref>,
+    },
+    Edit {
+        room: String,
+        seq: u64,
+        text: String,
+        client_id: Option<String>,
+        #[serde(rename = "ref")]
+        reference: Option<Ref>,
+    },
+    React {
+        room: String,
+        seq: u64,
+        emoji: String,
+        client_id: Option<String>,
+        #[serde(rename = "ref")]
+        reference: Option<Ref>,
+    },
+    Unreact {
+        room: String,
+        seq: u64,
+        emoji: String,
         client_id: Option<String>,
         #[serde(rename = "ref")]
         reference: Option<Ref>,
@@ -124,6 +167,35 @@ pub fn parse(text: &str) -> Result<(ClientFrame, Option<Ref>), Rejection> {
     validate(wire)
 }
 
+/// A `react` (`added`) or `unreact` frame, validated.
+fn reaction(
+    room: &str,
+    seq: u64,
+    emoji: &str,
+    client_id: Option<String>,
+    reference: Option<Ref>,
+    added: bool,
+) -> Result<(ClientFrame, Option<Ref>), Rejection> {
+    let reference = reference.or_else(|| client_id.clone().map(Ref::Text));
+    let parsed = RoomName::parse(room).and_then(|room| {
+        Ok(ClientFrame::React {
+            room,
+            seq,
+            client_id: client_id.map(ClientId::parse).transpose()?,
+            emoji: Emoji::parse(emoji)?,
+            added,
+        })
+    });
+    match parsed {
+        Ok(frame) => Ok((frame, reference)),
+        Err(invalid) => Err(Rejection {
+            code: invalid.into(),
+            message: invalid.to_string(),
+            reference: reference.filter(ref_is_acceptable),
+        }),
+    }
+}
+
 fn validate(wire: Wire) -> Result<(ClientFrame, Option<Ref>), Rejection> {
     let reject = |invalid: InvalidValue, reference: Option<Ref>| Rejection {
         code: invalid.into(),
@@ -147,6 +219,7 @@ fn validate(wire: Wire) -> Result<(ClientFrame, Option<Ref>), Rejection> {
             room,
             text,
             client_id,
+            reply_to,
             reference,
         } => {
             // A failed send names its client_id, so a client knows which pending line failed.
@@ -158,6 +231,7 @@ fn validate(wire: Wire) -> Result<(ClientFrame, Option<Ref>), Rejection> {
                     room,
                     text,
                     client_id,
+                    reply_to,
                 })
             });
             match parsed {
@@ -185,6 +259,41 @@ fn validate(wire: Wire) -> Result<(ClientFrame, Option<Ref>), Rejection> {
                 Err(e) => Err(reject(e, reference)),
             }
         }
+        Wire::Edit {
+            room,
+            seq,
+            text,
+            client_id,
+            reference,
+        } => {
+            let reference = reference.or_else(|| client_id.clone().map(Ref::Text));
+            let parsed = RoomName::parse(&room).and_then(|room| {
+                Ok(ClientFrame::Edit {
+                    room,
+                    seq,
+                    client_id: client_id.map(ClientId::parse).transpose()?,
+                    text: MessageText::parse(text)?,
+                })
+            });
+            match parsed {
+                Ok(frame) => Ok((frame, reference)),
+                Err(e) => Err(reject(e, reference)),
+            }
+        }
+        Wire::React {
+            room,
+            seq,
+            emoji,
+            client_id,
+            reference,
+        } => reaction(&room, seq, &emoji, client_id, reference, true),
+        Wire::Unreact {
+            room,
+            seq,
+            emoji,
+            client_id,
+            reference,
+        } => reaction(&room, seq, &emoji, client_id, reference, false),
         Wire::History {
             room,
             before,

@@ -68,6 +68,10 @@ pub enum ErrorCode {
     Forbidden,
     /// The thing named does not exist (or the caller may not know it does).
     NotFound,
+    /// A reaction that is not one emoji.
+    InvalidEmoji,
+    /// The message carries as many distinct emoji as it may.
+    TooManyReactions,
 }
 
 impl ErrorCode {
@@ -90,6 +94,8 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
+            Self::InvalidEmoji => "invalid_emoji",
+            Self::TooManyReactions => "too_many_reactions",
         }
     }
 }
@@ -104,6 +110,7 @@ impl From<crate::domain::InvalidValue> for ErrorCode {
             InvalidValue::ClientId => Self::InvalidClientId,
             // Not part of any frame today; HTTP routes give them their own codes.
             InvalidValue::Username | InvalidValue::Password => Self::BadFrame,
+            InvalidValue::Emoji => Self::InvalidEmoji,
         }
     }
 }

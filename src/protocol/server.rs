@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::ErrorCode;
 use super::client::Ref;
-use crate::domain::{Event, Message, RoomName, User, UserId};
+use crate::domain::{Event, Message, Reaction, RoomName, User, UserId};
 
 /// A complete, unmasked WebSocket text frame holding one JSON object. Cloning it is a refcount
 /// increment.
@@ -108,8 +108,19 @@ struct MessageView<'a> {
     /// The message an event is about.
     #[serde(skip_serializing_if = "Option::is_none")]
     target: Option<u64>,
+    /// A reaction event's emoji, and whether it was given or taken back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    emoji: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    added: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_to: Option<u64>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     deleted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    edited_at: Option<i64>,
+    #[serde(skip_serializing_if = "<[Reaction]>::is_empty")]
+    reactions: &'a [Reaction],
     #[serde(skip_serializing_if = "Option::is_none")]
     client_id: Option<&'a str>,
 }
@@ -118,8 +129,12 @@ impl<'a> MessageView<'a> {
     /// `client_id` is shown only to its author: it is the author's own bookkeeping.
     fn new(message: &'a Message, viewer: Option<&UserId>) -> Self {
         let own = viewer == Some(&message.user.id);
-        let text =
-            (message.event == Event::Message && !message.deleted).then_some(message.text.as_str());
+        let (text, emoji) = match message.event {
+            Event::Message if !message.deleted => (Some(message.text.as_str()), None),
+            Event::Edited { .. } => (Some(message.text.as_str()), None),
+            Event::Reaction { .. } => (None, Some(message.text.as_str())),
+            Event::Message | Event::Deleted { .. } => (None, None),
+        };
         Self {
             kind: message.event.kind(),
             room: &message.room,
@@ -129,7 +144,12 @@ impl<'a> MessageView<'a> {
             user: &message.user,
             text,
             target: message.event.target(),
+            emoji,
+            added: message.event.added(),
+            reply_to: message.reply_to,
             deleted: message.deleted,
+            edited_at: message.edited_at,
+            reactions: &message.reactions,
             client_id: own.then_some(message.client_id.as_str()),
         }
     }
@@ -398,6 +418,9 @@ mod tests {
             client_id: "c-1".into(),
             event: Event::Message,
             deleted: false,
+            edited_at: None,
+            reply_to: None,
+            reactions: Vec::new(),
         }
     }
 

@@ -642,9 +642,7 @@ impl Deliver for Hub {
             _ => {}
         }
         state.last_seq = Some(seq);
-        if let Event::Deleted { target } = entry.message.event {
-            state.log.mark_deleted(target);
-        }
+        state.log.apply(&entry.message);
         state.log.push(entry);
         for subscriber in state.subscribers.values_mut() {
             subscriber.notify(&room);
@@ -746,6 +744,9 @@ mod tests {
             client_id: format!("c{seq}"),
             event: Event::Message,
             deleted: false,
+            edited_at: None,
+            reply_to: None,
+            reactions: Vec::new(),
         })
     }
 

@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::domain::{ConnectionId, Event, Message};
+use crate::domain::{ConnectionId, Event, Message, REACTION_USERS_LISTED, Reaction, User};
 use crate::protocol::server::{self, Frame};
 use crate::protocol::{JOIN_PAGE, RESUME_CAP};
 
@@ -137,9 +137,14 @@ impl Log {
         }
     }
 
-    /// Turns message `target`, if held, into the tombstone a `deleted` event made of it, so
-    /// that joins served from the log show the room as it is now.
-    pub fn mark_deleted(&mut self, target: u64) {
+    /// Applies what an event does to its target, if the log holds it, so that plain joins
+    /// served from the log show the room as it is now. Where the new state cannot be known
+    /// here (a reaction taken back by someone listed among an emoji's first ten, when more
+    /// reacted), the log starts afresh: joins and laggards read the store, which knows.
+    pub fn apply(&mut self, event: &Message) {
+        let Some(target) = event.event.target() else {
+            return;
+        };
         let Some(first) = self.first_seq() else {
             return;
         };
@@ -152,10 +157,29 @@ impl Log {
         let Some(entry) = self.entries.get_mut(at) else {
             return;
         };
-        let before = entry.cost();
         let mut message = (*entry.message).clone();
-        message.deleted = true;
-        message.text.clear();
+        let exact = match event.event {
+            Event::Message => true,
+            Event::Deleted { .. } => {
+                message.deleted = true;
+                message.text.clear();
+                message.reactions.clear();
+                true
+            }
+            Event::Edited { .. } => {
+                message.text.clone_from(&event.text);
+                message.edited_at = Some(event.ts);
+                true
+            }
+            Event::Reaction { added, .. } => react(&mut message, &event.text, &event.user, added),
+        };
+        if !exact {
+            self.entries.clear();
+            self.bytes = 0;
+            self.end = None;
+            return;
+        }
+        let before = entry.cost();
         let origin = entry.own.as_ref().map(|(origin, _)| *origin);
         *entry = Entry::new(Arc::new(message), origin);
         self.bytes = self.bytes + entry.cost() - before;
@@ -210,6 +234,44 @@ impl Log {
     }
 }
 
+/// Applies one reaction to a message's summary; false if the result cannot be known exactly.
+fn react(message: &mut Message, emoji: &str, user: &User, added: bool) -> bool {
+    let found = message.reactions.iter().position(|r| r.emoji == emoji);
+    match (found, added) {
+        (Some(at), true) => {
+            let reaction = &mut message.reactions[at];
+            reaction.count += 1;
+            if reaction.users.len() < REACTION_USERS_LISTED {
+                reaction.users.push(user.clone());
+            }
+            true
+        }
+        (None, true) => {
+            message.reactions.push(Reaction {
+                emoji: emoji.to_owned(),
+                count: 1,
+                users: vec![user.clone()],
+            });
+            true
+        }
+        (Some(at), false) => {
+            let reaction = &mut message.reactions[at];
+            reaction.count = reaction.count.saturating_sub(1);
+            let listed = reaction.users.iter().position(|u| u.id == user.id);
+            if let Some(listed) = listed {
+                reaction.users.remove(listed);
+            }
+            let unlisted_left = reaction.count as usize > reaction.users.len();
+            if reaction.count == 0 {
+                message.reactions.remove(at);
+            }
+            // Someone beyond the first ten would now be listed: who is known to the store only.
+            !(listed.is_some() && unlisted_left)
+        }
+        (None, false) => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +292,9 @@ mod tests {
             client_id: format!("c{seq}"),
             event: Event::Message,
             deleted: false,
+            edited_at: None,
+            reply_to: None,
+            reactions: Vec::new(),
         })
     }
 

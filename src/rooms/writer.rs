@@ -62,13 +62,16 @@ pub enum Sent {
     /// Stored and broadcast; the sender's connection got its copy through the fan-out.
     Stored,
     /// The user had already stored this `client_id` here: the original, for the sender alone.
-    Duplicate(Message),
+    /// Boxed: retries are rare, and every answer would otherwise carry a message's size.
+    Duplicate(Box<Message>),
     /// An event the store would not take (its target is gone, or not the sender's to change).
     Refused(Refusal),
 }
 
 pub type AppendReply = oneshot::Receiver<Result<Sent, AppendError>>;
 
+// `Stop` is sent once; boxing every message to shrink it would cost an allocation per send.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     Append {
         message: NewMessage,
@@ -274,7 +277,9 @@ async fn commit(messages: &[NewMessage], waiters: &mut Vec<Waiter>, backends: &B
                         });
                         answers.push(Sent::Stored);
                     }
-                    Appended::Duplicate(original) => answers.push(Sent::Duplicate(original)),
+                    Appended::Duplicate(original) => {
+                        answers.push(Sent::Duplicate(Box::new(original)))
+                    }
                     Appended::Refused(refusal) => answers.push(Sent::Refused(refusal)),
                 }
             }

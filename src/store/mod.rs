@@ -10,7 +10,9 @@ pub mod sqlite;
 use async_trait::async_trait;
 use thiserror::Error;
 
-use crate::domain::{ClientId, DisplayName, Event, Message, RoomName, User, UserId};
+use crate::domain::{
+    ClientId, DisplayName, Event, Message, REACTION_USERS_LISTED, Reaction, RoomName, User, UserId,
+};
 
 /// A storage failure. Clients only ever learn "unavailable"; the detail goes to the log.
 #[derive(Debug, Error)]
@@ -45,6 +47,8 @@ pub struct NewMessage {
     pub text: String,
     pub client_id: ClientId,
     pub event: Event,
+    /// For a message: the message of the room it answers (checked by the store).
+    pub reply_to: Option<u64>,
     /// The user moderates the room: they may delete others' messages too. Whether the
     /// target is theirs is checked by the store, in the transaction that deletes it.
     pub moderator: bool,
@@ -53,11 +57,19 @@ pub struct NewMessage {
 /// Why the store refused one item of a batch (the rest of the batch is stored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// The event's target is not a message of the room, or is deleted already.
+    /// The event's target (or a reply's `reply_to`) is not a message of the room, or is
+    /// deleted already.
     NotFound,
-    /// The target is someone else's message and the user does not moderate the room.
+    /// The target is someone else's message and the user may not change it.
     Forbidden,
+    /// Nothing to do: a reaction already there, or taken back already.
+    NoChange,
+    /// The message has as many distinct emoji as it may.
+    TooManyReactions,
 }
+
+/// Distinct emoji one message may carry.
+pub const MAX_EMOJI_PER_MESSAGE: usize = 20;
 
 /// What became of one item of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +136,9 @@ pub(crate) struct StoredRow {
     pub kind: String,
     pub target: Option<i64>,
     pub deleted: bool,
+    pub edited_at: Option<i64>,
+    pub reply_to: Option<i64>,
+    pub added: Option<bool>,
 }
 
 impl StoredRow {
@@ -134,7 +149,7 @@ impl StoredRow {
         let seq = u64::try_from(self.seq)
             .map_err(|_| StoreError::Corrupt(format!("negative seq {}", self.seq)))?;
         let target = self.target.and_then(|target| u64::try_from(target).ok());
-        let event = Event::from_stored(&self.kind, target)
+        let event = Event::from_stored(&self.kind, target, self.added)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown event kind {:?}", self.kind)))?;
         Ok(Message {
             room: room.clone(),
@@ -150,6 +165,9 @@ impl StoredRow {
             client_id: self.client_id,
             event,
             deleted: self.deleted,
+            edited_at: self.edited_at,
+            reply_to: self.reply_to.and_then(|seq| u64::try_from(seq).ok()),
+            reactions: Vec::new(),
         })
     }
 }
@@ -157,7 +175,8 @@ impl StoredRow {
 /// The columns every read of `messages` selects, for `concat!` into static SQL.
 macro_rules! row_columns {
     () => {
-        "seq, id, ts, user_id, user_name, user_guest, text, client_id, kind, target, deleted"
+        "seq, id, ts, user_id, user_name, user_guest, text, client_id, kind, target, deleted, \
+         edited_at, reply_to, added"
     };
 }
 pub(crate) use row_columns;
@@ -171,6 +190,7 @@ where
     String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<bool>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     StoredRow {
         seq: row.try_get("seq")?,
@@ -184,6 +204,9 @@ where
         kind: row.try_get("kind")?,
         target: row.try_get("target")?,
         deleted: row.try_get("deleted")?,
+        edited_at: row.try_get("edited_at")?,
+        reply_to: row.try_get("reply_to")?,
+        added: row.try_get("added")?,
     }
     .into_message(room)
 }
@@ -212,6 +235,9 @@ pub(crate) fn stored_message(new: &NewMessage, seq: u64, text: String) -> Messag
         client_id: new.client_id.as_str().to_owned(),
         event: new.event,
         deleted: false,
+        edited_at: None,
+        reply_to: new.reply_to,
+        reactions: Vec::new(),
     }
 }
 
@@ -243,6 +269,11 @@ pub(crate) mod reads {
         " FROM messages WHERE room = $1 AND seq < $2 AND kind = 'message'
           ORDER BY seq DESC LIMIT $3"
     );
+    /// `$1` room, `$2`..=`$3` a range of seqs: who reacted with what to the messages there,
+    /// in the order the reactions were given.
+    pub const REACTIONS: &str = "SELECT target, emoji, user_id, user_name, user_guest
+         FROM reactions WHERE room = $1 AND target BETWEEN $2 AND $3
+         ORDER BY target, seq";
     /// `$1` room, `$2` after, `$3` limit: items, oldest first.
     pub const STREAM_AFTER: &str = concat!(
         "SELECT ",
@@ -261,6 +292,7 @@ where
     String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<bool>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     let end: Option<i64> = match rows.first() {
         Some(row) => row.try_get("room_end")?,
@@ -276,29 +308,64 @@ where
     Ok(Page::from_newest_first(messages).ending_at(end))
 }
 
-/// Rows read oldest first into a page.
-pub(crate) fn page_from_oldest_first<'r, R>(
-    room: &RoomName,
-    rows: &'r [R],
-) -> Result<Page, StoreError>
+/// The seqs a page's reactions are read for, if it holds messages that are not deleted.
+pub(crate) fn reaction_range(page: &Page) -> Option<(i64, i64)> {
+    let mut live = page
+        .messages
+        .iter()
+        .filter(|m| m.event == Event::Message && !m.deleted)
+        .map(|m| i64::try_from(m.seq).unwrap_or(i64::MAX));
+    let first = live.next()?;
+    Some((first, live.next_back().unwrap_or(first)))
+}
+
+/// Rows of [`reads::REACTIONS`] summed up onto the page's messages: per emoji, in the order it
+/// was first given, how many reacted and the first [`REACTION_USERS_LISTED`] of them.
+pub(crate) fn attach_reactions<'r, R>(page: &mut Page, rows: &'r [R]) -> Result<(), StoreError>
 where
     R: sqlx::Row,
     &'r str: sqlx::ColumnIndex<R>,
     i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
-    let messages = rows
-        .iter()
-        .map(|row| message_from_row(room, row))
-        .collect::<Result<Vec<_>, _>>()?;
-    let has_more = messages.first().is_some_and(|m| m.seq > 1);
-    Ok(Page {
-        messages,
-        has_more,
-        end: None,
-    })
+    let mut by_target: std::collections::HashMap<u64, Vec<Reaction>> =
+        std::collections::HashMap::new();
+    for row in rows {
+        let target: i64 = row.try_get("target")?;
+        let emoji: String = row.try_get("emoji")?;
+        let name: String = row.try_get("user_name")?;
+        let user = User {
+            id: UserId::from_trusted(row.try_get("user_id")?),
+            name: DisplayName::parse(&name)
+                .map_err(|_| StoreError::Corrupt(format!("bad stored name {name:?}")))?,
+            guest: row.try_get("user_guest")?,
+        };
+        let reactions = by_target
+            .entry(u64::try_from(target).unwrap_or_default())
+            .or_default();
+        match reactions.iter_mut().find(|r| r.emoji == emoji) {
+            Some(reaction) => {
+                reaction.count += 1;
+                if reaction.users.len() < REACTION_USERS_LISTED {
+                    reaction.users.push(user);
+                }
+            }
+            None => reactions.push(Reaction {
+                emoji,
+                count: 1,
+                users: vec![user],
+            }),
+        }
+    }
+    for message in &mut page.messages {
+        if message.event == Event::Message
+            && let Some(reactions) = by_target.remove(&message.seq)
+        {
+            message.reactions = reactions;
+        }
+    }
+    Ok(())
 }
 
 /// Rows read newest first (as `ORDER BY seq DESC LIMIT n` gives them) into a page.
@@ -310,6 +377,7 @@ where
     String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<bool>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     let messages = rows
         .iter()

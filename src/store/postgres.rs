@@ -15,8 +15,8 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::{
-    Appended, NewMessage, Page, Refusal, Store, StoreError, message_from_row,
-    page_from_oldest_first, page_from_rows, page_with_end, reads, storable_text,
+    Appended, NewMessage, Page, Store, StoreError, attach_reactions, message_from_row,
+    page_from_rows, page_with_end, reaction_range, reads, storable_text,
 };
 use crate::domain::{Event, Message, RoomName};
 
@@ -82,6 +82,8 @@ struct RoomCounter {
     last_active: Option<i64>,
 }
 
+mod each;
+
 #[async_trait]
 impl Store for PostgresStore {
     async fn append(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
@@ -128,6 +130,13 @@ impl Store for PostgresStore {
             );
         }
 
+        if batch.iter().any(refers) {
+            let outcomes = each::append(&mut tx, batch, &mut counters).await?;
+            each::save_counters(&mut tx, &counters).await?;
+            tx.commit().await?;
+            return Ok(outcomes);
+        }
+
         // 2. Find client_ids that are already stored. This statement's snapshot is taken after
         //    the locks above were granted, and every append holds its rooms' locks while it
         //    inserts, so nothing can be added to these rooms between this look-up and our insert.
@@ -147,7 +156,7 @@ impl Store for PostgresStore {
             keys.iter().map(|&(r, u, c)| (r, (u, c))).unzip();
         let rows = sqlx::query(
             "SELECT m.room, m.seq, m.id, m.ts, m.user_id, m.user_name, m.user_guest, m.text,
-                    m.client_id, m.kind, m.target, m.deleted
+                    m.client_id, m.kind, m.target, m.deleted, m.edited_at, m.reply_to, m.added
              FROM UNNEST($1::text[], $2::text[], $3::text[]) AS k(room, user_id, client_id)
              JOIN messages m
                ON m.room = k.room AND m.user_id = k.user_id AND m.client_id = k.client_id",
@@ -167,10 +176,6 @@ impl Store for PostgresStore {
             originals.push(message_from_row(room, row)?);
         }
 
-        // 2b. The messages this batch's events are about, as stored (rooms locked: they cannot
-        //     change under us).
-        let mut targets = self.targets(&mut tx, batch).await?;
-
         // 3. Number the batch in input order. A message whose key is already stored, or stored
         //    earlier in this same batch, is a duplicate and takes no seq.
         let mut known: HashMap<DedupeKey<'_>, Message> = originals
@@ -182,7 +187,6 @@ impl Store for PostgresStore {
             .collect();
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut stored: Vec<Message> = Vec::with_capacity(batch.len());
-        let mut deletions: Vec<(&str, i64)> = Vec::new();
         for new in batch {
             let key = (
                 new.room.as_str(),
@@ -192,33 +196,6 @@ impl Store for PostgresStore {
             if let Some(original) = known.get(&key) {
                 outcomes.push(Appended::Duplicate(original.clone()));
                 continue;
-            }
-            if let Event::Deleted { target } = new.event {
-                let found = stored
-                    .iter_mut()
-                    .find(|m| m.room == new.room && m.seq == target && m.event == Event::Message)
-                    .map(|m| (m.user.id.as_str().to_owned(), &mut m.deleted))
-                    .or_else(|| {
-                        targets
-                            .get_mut(&(new.room.as_str().to_owned(), target))
-                            .map(|(author, deleted)| (author.clone(), deleted))
-                    });
-                let refusal = match found {
-                    None => Some(Refusal::NotFound),
-                    Some((_, deleted)) if *deleted => Some(Refusal::NotFound),
-                    Some((author, _)) if author != new.user.id.as_str() && !new.moderator => {
-                        Some(Refusal::Forbidden)
-                    }
-                    Some((_, deleted)) => {
-                        *deleted = true;
-                        deletions.push((new.room.as_str(), to_i64(target)));
-                        None
-                    }
-                };
-                if let Some(refusal) = refusal {
-                    outcomes.push(Appended::Refused(refusal));
-                    continue;
-                }
             }
             let counter = counters
                 .get_mut(new.room.as_str())
@@ -235,6 +212,9 @@ impl Store for PostgresStore {
                 client_id: new.client_id.as_str().to_owned(),
                 event: new.event,
                 deleted: false,
+                edited_at: None,
+                reply_to: new.reply_to,
+                reactions: Vec::new(),
             };
             known.insert(key, message.clone());
             stored.push(message.clone());
@@ -259,10 +239,11 @@ impl Store for PostgresStore {
             sqlx::query(
                 "WITH stored AS (
                      INSERT INTO messages (room, seq, id, ts, user_id, user_name, user_guest, text,
-                                           client_id, kind, target, deleted)
+                                           client_id, kind, target, deleted, reply_to)
                      SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[],
                                           $5::text[], $6::text[], $7::boolean[], $8::text[],
-                                          $9::text[], $13::text[], $14::bigint[], $15::boolean[])
+                                          $9::text[], $13::text[], $14::bigint[], $15::boolean[],
+                                          $16::bigint[])
                  )
                  UPDATE rooms
                  SET last_seq = t.last_seq,
@@ -287,43 +268,28 @@ impl Store for PostgresStore {
             .bind(&columns.kind)
             .bind(&columns.target)
             .bind(&columns.deleted)
+            .bind(&columns.reply_to)
             .execute(&mut *tx)
             .await?;
         }
-        if !deletions.is_empty() {
-            let (rooms, seqs): (Vec<&str>, Vec<i64>) = deletions.into_iter().unzip();
-            sqlx::query(
-                "UPDATE messages SET deleted = TRUE, text = ''
-                 FROM UNNEST($1::text[], $2::bigint[]) AS d(room, seq)
-                 WHERE messages.room = d.room AND messages.seq = d.seq",
-            )
-            .bind(&rooms)
-            .bind(&seqs)
-            .execute(&mut *tx)
-            .await?;
-        }
-
         tx.commit().await?;
         Ok(outcomes)
     }
 
     async fn latest(&self, room: &RoomName, limit: u32) -> Result<Page, StoreError> {
-        let rows = sqlx::query(reads::LATEST)
-            .bind(room.as_str())
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        page_with_end(room, &rows)
+        self.read_page(room, reads::LATEST, None, i64::from(limit), true)
+            .await
     }
 
     async fn after(&self, room: &RoomName, since: u64, cap: u32) -> Result<Page, StoreError> {
-        let rows = sqlx::query(reads::AFTER)
-            .bind(room.as_str())
-            .bind(to_i64(since))
-            .bind(i64::from(cap))
-            .fetch_all(&self.pool)
-            .await?;
-        page_with_end(room, &rows)
+        self.read_page(
+            room,
+            reads::AFTER,
+            Some(to_i64(since)),
+            i64::from(cap),
+            true,
+        )
+        .await
     }
 
     async fn before(&self, room: &RoomName, before: u64, limit: u32) -> Result<Page, StoreError> {
@@ -333,13 +299,8 @@ impl Store for PostgresStore {
         } else {
             to_i64(before)
         };
-        let rows = sqlx::query(reads::BEFORE)
-            .bind(room.as_str())
-            .bind(before)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        page_from_rows(room, &rows)
+        self.read_page(room, reads::BEFORE, Some(before), i64::from(limit), false)
+            .await
     }
 
     async fn stream_after(
@@ -348,13 +309,19 @@ impl Store for PostgresStore {
         after: u64,
         limit: u32,
     ) -> Result<Page, StoreError> {
-        let rows = sqlx::query(reads::STREAM_AFTER)
-            .bind(room.as_str())
-            .bind(to_i64(after))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+        let mut page = self
+            .read_page(
+                room,
+                reads::STREAM_AFTER,
+                Some(to_i64(after)),
+                i64::from(limit),
+                false,
+            )
             .await?;
-        page_from_oldest_first(room, &rows)
+        // Read oldest first; `read_page` reversed it as if newest first.
+        page.messages.reverse();
+        page.has_more = page.messages.first().is_some_and(|m| m.seq > 1);
+        Ok(page)
     }
 
     async fn recent_rooms(&self, limit: u32) -> Result<Vec<RoomName>, StoreError> {
@@ -413,6 +380,7 @@ struct MessageColumns<'a> {
     kind: Vec<&'static str>,
     target: Vec<Option<i64>>,
     deleted: Vec<bool>,
+    reply_to: Vec<Option<i64>>,
     text: Vec<&'a str>,
     client_id: Vec<&'a str>,
 }
@@ -430,6 +398,7 @@ impl<'a> MessageColumns<'a> {
             kind: Vec::with_capacity(capacity),
             target: Vec::with_capacity(capacity),
             deleted: Vec::with_capacity(capacity),
+            reply_to: Vec::with_capacity(capacity),
             text: Vec::with_capacity(capacity),
             client_id: Vec::with_capacity(capacity),
         }
@@ -446,42 +415,57 @@ impl<'a> MessageColumns<'a> {
         self.kind.push(message.event.kind());
         self.target.push(message.event.target().map(to_i64));
         self.deleted.push(message.deleted);
+        self.reply_to.push(message.reply_to.map(to_i64));
         self.text.push(&message.text);
         self.client_id.push(&message.client_id);
     }
 }
 
 impl PostgresStore {
-    /// Author and deleted flag of every message the batch's events are about, by (room, seq).
-    async fn targets(
+    /// One read of a room's stream (`sql` binds `$1` room, then `from` if given, then `limit`),
+    /// rows newest first, with its messages' reactions from the same snapshot; `with_end` for
+    /// reads that also select the room's last seq.
+    async fn read_page(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-        batch: &[NewMessage],
-    ) -> Result<HashMap<(String, u64), (String, bool)>, StoreError> {
-        let (rooms, seqs): (Vec<&str>, Vec<i64>) = batch
-            .iter()
-            .filter_map(|new| Some((new.room.as_str(), to_i64(new.event.target()?))))
-            .unzip();
-        if rooms.is_empty() {
-            return Ok(HashMap::new());
+        room: &RoomName,
+        sql: &'static str,
+        from: Option<i64>,
+        limit: i64,
+        with_end: bool,
+    ) -> Result<Page, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // One snapshot for the page and its reactions.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let mut query = sqlx::query(sql).bind(room.as_str());
+        if let Some(from) = from {
+            query = query.bind(from);
         }
-        let rows: Vec<(String, i64, String)> = sqlx::query_as(
-            "SELECT m.room, m.seq, m.user_id FROM messages m
-             JOIN UNNEST($1::text[], $2::bigint[]) AS t(room, seq)
-               ON m.room = t.room AND m.seq = t.seq
-             WHERE m.kind = 'message' AND NOT m.deleted",
-        )
-        .bind(&rooms)
-        .bind(&seqs)
-        .fetch_all(&mut **tx)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(room, seq, author)| {
-                Some(((room, u64::try_from(seq).ok()?), (author, false)))
-            })
-            .collect())
+        let rows = query.bind(limit).fetch_all(&mut *tx).await?;
+        let mut page = if with_end {
+            page_with_end(room, &rows)?
+        } else {
+            page_from_rows(room, &rows)?
+        };
+        if let Some((first, last)) = reaction_range(&page) {
+            let rows = sqlx::query(reads::REACTIONS)
+                .bind(room.as_str())
+                .bind(first)
+                .bind(last)
+                .fetch_all(&mut *tx)
+                .await?;
+            attach_reactions(&mut page, &rows)?;
+        }
+        tx.commit().await?;
+        Ok(page)
     }
+}
+
+/// Whether `new` refers to an earlier message (an event, or a reply): such batches are stored
+/// row by row ([`each`]), so that each item sees the ones before it.
+fn refers(new: &NewMessage) -> bool {
+    new.event != Event::Message || new.reply_to.is_some()
 }
 
 super::accounts::sql_accounts!(PostgresStore, read: pool, write: pool);

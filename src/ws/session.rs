@@ -22,8 +22,13 @@ use crate::store::{NewMessage, Refusal};
 
 /// A change to a room a client asked for.
 enum Change {
-    Message(String),
+    /// A message, maybe answering another.
+    Message(String, Option<u64>),
     Delete(u64),
+    /// New text for a message.
+    Edit(u64, String),
+    /// An emoji given (`true`) or taken back.
+    React(u64, String, bool),
 }
 
 /// A `send`'s outcome once its group commit is done, with the `ref` its answer must carry.
@@ -156,8 +161,9 @@ impl Session {
                 room,
                 text,
                 client_id,
+                reply_to,
             } => {
-                let change = Change::Message(text.into_string());
+                let change = Change::Message(text.into_string(), reply_to);
                 if let Some(pending) = self
                     .submit(room, change, client_id, reference.cloned())
                     .await
@@ -170,16 +176,28 @@ impl Session {
                 seq,
                 client_id,
             } => {
-                // Without a client_id a deletion is not retried safely, but still stored once:
-                // it gets a key of its own.
-                let client_id = client_id.unwrap_or_else(ClientId::unique);
-                let change = Change::Delete(seq);
-                if let Some(pending) = self
-                    .submit(room, change, client_id, reference.cloned())
-                    .await
-                {
-                    return After::Commit(pending);
-                }
+                return self
+                    .change(room, Change::Delete(seq), client_id, reference)
+                    .await;
+            }
+            ClientFrame::Edit {
+                room,
+                seq,
+                text,
+                client_id,
+            } => {
+                let change = Change::Edit(seq, text.into_string());
+                return self.change(room, change, client_id, reference).await;
+            }
+            ClientFrame::React {
+                room,
+                seq,
+                emoji,
+                added,
+                client_id,
+            } => {
+                let change = Change::React(seq, emoji.as_str().to_owned(), added);
+                return self.change(room, change, client_id, reference).await;
             }
             ClientFrame::History {
                 room,
@@ -362,6 +380,26 @@ impl Session {
         access.is_ok_and(|access| access.rank(&self.user.id, self.admin) >= Rank::Moderator)
     }
 
+    /// An event (`delete`, `edit`, `react`, `unreact`): like a `send`, with an optional
+    /// `client_id` (without one the request is not retried safely, but it is stored once: it
+    /// gets a key of its own).
+    async fn change(
+        &mut self,
+        room: RoomName,
+        change: Change,
+        client_id: Option<ClientId>,
+        reference: Option<&Ref>,
+    ) -> After {
+        let client_id = client_id.unwrap_or_else(ClientId::unique);
+        match self
+            .submit(room, change, client_id, reference.cloned())
+            .await
+        {
+            Some(pending) => After::Commit(pending),
+            None => After::Nothing,
+        }
+    }
+
     async fn submit(
         &mut self,
         room: RoomName,
@@ -377,15 +415,20 @@ impl Session {
             );
             return None;
         }
-        let (text, event, moderator) = match change {
-            Change::Message(text) => (text, Event::Message, false),
+        let (text, event, reply_to, moderator) = match change {
+            Change::Message(text, reply_to) => (text, Event::Message, reply_to, false),
             Change::Delete(target) => {
                 let moderator = self.moderates(&room).await;
-                (String::new(), Event::Deleted { target }, moderator)
+                (String::new(), Event::Deleted { target }, None, moderator)
+            }
+            Change::Edit(target, text) => (text, Event::Edited { target }, None, false),
+            Change::React(target, emoji, added) => {
+                (emoji, Event::Reaction { target, added }, None, false)
             }
         };
         let message = NewMessage {
             moderator,
+            reply_to,
             room,
             id: uuid::Uuid::now_v7().to_string(),
             ts: now_millis(),
@@ -428,7 +471,14 @@ impl Session {
             ),
             Ok(Sent::Refused(Refusal::Forbidden)) => self.error(
                 ErrorCode::Forbidden,
-                "only its author or a moderator of the room may do this",
+                "only its author (or, to delete it, a moderator of the room) may do this",
+                reference,
+            ),
+            // Already as asked (a reaction there, or gone): nothing changed, nothing to say.
+            Ok(Sent::Refused(Refusal::NoChange)) => {}
+            Ok(Sent::Refused(Refusal::TooManyReactions)) => self.error(
+                ErrorCode::TooManyReactions,
+                "this message has as many different emoji as it may (20)",
                 reference,
             ),
             Err(error) => self.error(

@@ -8,6 +8,7 @@ mod accounts;
 mod bad_input;
 mod conformance;
 mod deletion;
+mod events;
 mod history;
 mod limits;
 mod lobby;

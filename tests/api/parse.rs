@@ -334,8 +334,10 @@ fn matches_input(parsed: &ClientFrame, frame: &Value) -> bool {
             room,
             text: body,
             client_id,
+            reply_to,
         } => {
-            room.as_str() == text("room")
+            *reply_to == frame["reply_to"].as_u64()
+                && room.as_str() == text("room")
                 && body.as_str() == text("text")
                 && client_id.as_str() == text("client_id")
         }
@@ -356,6 +358,23 @@ fn matches_input(parsed: &ClientFrame, frame: &Value) -> bool {
             room.as_str() == text("room")
                 && Some(*seq) == frame["seq"].as_u64()
                 && client_id.as_ref().map(|c| c.as_str()) == frame["client_id"].as_str()
+        }
+        ClientFrame::Edit {
+            room,
+            seq,
+            text: body,
+            ..
+        } => {
+            room.as_str() == text("room")
+                && Some(*seq) == frame["seq"].as_u64()
+                && body.as_str() == text("text")
+        }
+        ClientFrame::React {
+            room, seq, emoji, ..
+        } => {
+            room.as_str() == text("room")
+                && Some(*seq) == frame["seq"].as_u64()
+                && emoji.as_str() == text("emoji")
         }
         ClientFrame::Rooms => frame["type"] == "rooms",
         ClientFrame::Ping => frame["type"] == "ping",

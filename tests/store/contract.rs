@@ -559,3 +559,173 @@ async fn a_deletion_is_an_event_that_leaves_a_tombstone_on_every_backend() {
         store.close().await;
     }
 }
+
+#[tokio::test]
+async fn edits_reactions_and_replies_keep_one_contract_on_every_backend() {
+    use confab::domain::Event;
+    use confab::store::Refusal;
+    let event = |who: &str, client_id: &str, event: Event, text: &str| {
+        let mut new = message("e", who, client_id, 20);
+        new.text = text.into();
+        new.event = event;
+        new
+    };
+    for backend in Backend::all().await {
+        println!("backend: {}", backend.name());
+        let store = backend.open().await;
+        store.append(&[message("e", "ann", "1", 1)]).await.unwrap();
+        let mut reply = message("e", "bob", "2", 2);
+        reply.reply_to = Some(1);
+        let mut stray = message("e", "bob", "3", 3);
+        stray.reply_to = Some(42);
+        let outcomes = store
+            .append(&[
+                reply,
+                stray,
+                event("ann", "x1", Event::Edited { target: 1 }, "edited"),
+                event("bob", "x2", Event::Edited { target: 1 }, "not yours"),
+                event(
+                    "bob",
+                    "x3",
+                    Event::Reaction {
+                        target: 1,
+                        added: true,
+                    },
+                    "👍",
+                ),
+                event(
+                    "bob",
+                    "x4",
+                    Event::Reaction {
+                        target: 1,
+                        added: true,
+                    },
+                    "👍",
+                ),
+                event(
+                    "ann",
+                    "x5",
+                    Event::Reaction {
+                        target: 1,
+                        added: true,
+                    },
+                    "👍",
+                ),
+                event(
+                    "ann",
+                    "x6",
+                    Event::Reaction {
+                        target: 1,
+                        added: false,
+                    },
+                    "🎉",
+                ),
+                event(
+                    "ann",
+                    "x7",
+                    Event::Reaction {
+                        target: 2,
+                        added: true,
+                    },
+                    "🎉",
+                ),
+                event(
+                    "ann",
+                    "x8",
+                    Event::Reaction {
+                        target: 2,
+                        added: false,
+                    },
+                    "🎉",
+                ),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(stored(&outcomes[0]).reply_to, Some(1));
+        assert_eq!(outcomes[1], Appended::Refused(Refusal::NotFound));
+        assert_eq!(stored(&outcomes[2]).seq, 3);
+        assert_eq!(outcomes[3], Appended::Refused(Refusal::Forbidden));
+        assert_eq!(stored(&outcomes[4]).seq, 4);
+        assert_eq!(outcomes[5], Appended::Refused(Refusal::NoChange));
+        assert_eq!(stored(&outcomes[6]).seq, 5);
+        assert_eq!(outcomes[7], Appended::Refused(Refusal::NoChange));
+        assert_eq!(stored(&outcomes[8]).seq, 6);
+        assert_eq!(stored(&outcomes[9]).seq, 7);
+
+        let latest = store.latest(&room("e"), 10).await.unwrap();
+        assert_eq!(seqs(&latest.messages), [1, 2]);
+        assert_eq!(latest.end, Some(7));
+        let first = &latest.messages[0];
+        assert_eq!(first.text, "edited");
+        assert!(first.edited_at.is_some());
+        assert_eq!(first.reactions.len(), 1);
+        assert_eq!(
+            (first.reactions[0].emoji.as_str(), first.reactions[0].count),
+            ("👍", 2)
+        );
+        let listed: Vec<&str> = first.reactions[0]
+            .users
+            .iter()
+            .map(|u| u.name.as_str())
+            .collect();
+        assert_eq!(listed, ["bob", "ann"], "in the order given");
+        assert!(
+            latest.messages[1].reactions.is_empty(),
+            "given and taken back"
+        );
+        assert_eq!(latest.messages[1].reply_to, Some(1));
+
+        let replay = store.after(&room("e"), 2, 10).await.unwrap();
+        let kinds: Vec<Event> = replay.messages.iter().map(|m| m.event).collect();
+        assert_eq!(
+            kinds,
+            [
+                Event::Edited { target: 1 },
+                Event::Reaction {
+                    target: 1,
+                    added: true
+                },
+                Event::Reaction {
+                    target: 1,
+                    added: true
+                },
+                Event::Reaction {
+                    target: 2,
+                    added: true
+                },
+                Event::Reaction {
+                    target: 2,
+                    added: false
+                },
+            ]
+        );
+        assert_eq!(replay.messages[0].text, "edited");
+        assert_eq!(replay.messages[1].text, "👍");
+        // A deletion takes the message's reactions with it.
+        let gone = store
+            .append(&[event("ann", "x9", Event::Deleted { target: 1 }, "")])
+            .await
+            .unwrap();
+        assert_eq!(stored(&gone[0]).seq, 8);
+        let latest = store.latest(&room("e"), 10).await.unwrap();
+        assert!(latest.messages[0].deleted && latest.messages[0].reactions.is_empty());
+        let late = store
+            .append(&[event(
+                "bob",
+                "y1",
+                Event::Reaction {
+                    target: 1,
+                    added: true,
+                },
+                "👍",
+            )])
+            .await
+            .unwrap();
+        assert_eq!(
+            late[0],
+            Appended::Refused(Refusal::NotFound),
+            "no reactions to a tombstone"
+        );
+        store.close().await;
+    }
+}

@@ -169,6 +169,7 @@ pub(crate) fn message(room_name: &str, who: &str, client_id: &str, ts: i64) -> N
         text: format!("{who} says {client_id}"),
         client_id: ClientId::parse(client_id.to_owned()).unwrap(),
         event: confab::domain::Event::Message,
+        reply_to: None,
         moderator: false,
     }
 }

@@ -55,6 +55,10 @@ pub(super) struct WireMessage {
     target: Option<u64>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     deleted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reply_to: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    added: Option<bool>,
 }
 
 fn message_kind() -> String {
@@ -74,6 +78,8 @@ impl WireMessage {
             kind: message.event.kind().into(),
             target: message.event.target(),
             deleted: message.deleted,
+            reply_to: message.reply_to,
+            added: message.event.added(),
         }
     }
 
@@ -86,8 +92,12 @@ impl WireMessage {
             user: self.user,
             text: self.text,
             client_id: self.client_id,
-            event: domain::Event::from_stored(&self.kind, self.target)?,
+            event: domain::Event::from_stored(&self.kind, self.target, self.added)?,
             deleted: self.deleted,
+            // Only new items travel: no edits or reactions yet.
+            edited_at: None,
+            reply_to: self.reply_to,
+            reactions: Vec::new(),
         })
     }
 }

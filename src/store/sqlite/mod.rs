@@ -16,8 +16,8 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    Appended, NewMessage, Page, Store, StoreError, page_from_oldest_first, page_from_rows,
-    page_with_end, reads,
+    Appended, NewMessage, Page, Store, StoreError, attach_reactions, page_from_rows, page_with_end,
+    reaction_range, reads,
 };
 use crate::domain::RoomName;
 use write::{Checkpointer, WriteSide};
@@ -121,6 +121,43 @@ impl SqliteAccounts {
     }
 }
 
+impl SqliteStore {
+    /// One read of a room's stream (`sql` binds `$1` room, then `from` if given, then `limit`),
+    /// rows newest first, with its messages' reactions from the same snapshot; `with_end` for
+    /// reads that also select the room's last seq.
+    async fn read_page(
+        &self,
+        room: &RoomName,
+        sql: &'static str,
+        from: Option<i64>,
+        limit: i64,
+        with_end: bool,
+    ) -> Result<Page, StoreError> {
+        let mut tx = self.readers.begin().await?;
+        let mut query = sqlx::query(sql).bind(room.as_str());
+        if let Some(from) = from {
+            query = query.bind(from);
+        }
+        let rows = query.bind(limit).fetch_all(&mut *tx).await?;
+        let mut page = if with_end {
+            page_with_end(room, &rows)?
+        } else {
+            page_from_rows(room, &rows)?
+        };
+        if let Some((first, last)) = reaction_range(&page) {
+            let rows = sqlx::query(reads::REACTIONS)
+                .bind(room.as_str())
+                .bind(first)
+                .bind(last)
+                .fetch_all(&mut *tx)
+                .await?;
+            attach_reactions(&mut page, &rows)?;
+        }
+        tx.commit().await?;
+        Ok(page)
+    }
+}
+
 super::accounts::sql_accounts!(SqliteAccounts, read: pool, write: pool);
 
 #[async_trait]
@@ -151,22 +188,19 @@ impl Store for SqliteStore {
     }
 
     async fn latest(&self, room: &RoomName, limit: u32) -> Result<Page, StoreError> {
-        let rows = sqlx::query(reads::LATEST)
-            .bind(room.as_str())
-            .bind(i64::from(limit))
-            .fetch_all(&self.readers)
-            .await?;
-        page_with_end(room, &rows)
+        self.read_page(room, reads::LATEST, None, i64::from(limit), true)
+            .await
     }
 
     async fn after(&self, room: &RoomName, since: u64, cap: u32) -> Result<Page, StoreError> {
-        let rows = sqlx::query(reads::AFTER)
-            .bind(room.as_str())
-            .bind(to_i64(since))
-            .bind(i64::from(cap))
-            .fetch_all(&self.readers)
-            .await?;
-        page_with_end(room, &rows)
+        self.read_page(
+            room,
+            reads::AFTER,
+            Some(to_i64(since)),
+            i64::from(cap),
+            true,
+        )
+        .await
     }
 
     async fn before(&self, room: &RoomName, before: u64, limit: u32) -> Result<Page, StoreError> {
@@ -176,13 +210,8 @@ impl Store for SqliteStore {
         } else {
             to_i64(before)
         };
-        let rows = sqlx::query(reads::BEFORE)
-            .bind(room.as_str())
-            .bind(before)
-            .bind(i64::from(limit))
-            .fetch_all(&self.readers)
-            .await?;
-        page_from_rows(room, &rows)
+        self.read_page(room, reads::BEFORE, Some(before), i64::from(limit), false)
+            .await
     }
 
     async fn stream_after(
@@ -191,13 +220,19 @@ impl Store for SqliteStore {
         after: u64,
         limit: u32,
     ) -> Result<Page, StoreError> {
-        let rows = sqlx::query(reads::STREAM_AFTER)
-            .bind(room.as_str())
-            .bind(to_i64(after))
-            .bind(i64::from(limit))
-            .fetch_all(&self.readers)
+        let mut page = self
+            .read_page(
+                room,
+                reads::STREAM_AFTER,
+                Some(to_i64(after)),
+                i64::from(limit),
+                false,
+            )
             .await?;
-        page_from_oldest_first(room, &rows)
+        // Read oldest first; `read_page` reversed it as if newest first.
+        page.messages.reverse();
+        page.has_more = page.messages.first().is_some_and(|m| m.seq > 1);
+        Ok(page)
     }
 
     async fn recent_rooms(&self, limit: u32) -> Result<Vec<RoomName>, StoreError> {

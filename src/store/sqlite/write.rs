@@ -19,13 +19,13 @@ use rusqlite::{
 
 use crate::domain::{Event, Message, RoomName};
 use crate::store::{
-    Appended, NewMessage, Refusal, StoreError, StoredRow, row_columns, storable_text,
-    stored_message,
+    Appended, MAX_EMOJI_PER_MESSAGE, NewMessage, Refusal, StoreError, StoredRow, row_columns,
+    storable_text, stored_message,
 };
 
 /// Rows per multi-row statement are taken from these sizes, largest first, so a batch of any
 /// length uses at most 8 distinct statements per table and every one stays prepared in the
-/// connection's statement cache. 128 rows × 11 parameters is far under SQLite's 32,766.
+/// connection's statement cache. 128 rows × 13 parameters is far under SQLite's 32,766.
 const CHUNKS: [usize; 8] = [128, 64, 32, 16, 8, 4, 2, 1];
 /// Prepared statements kept: 8 insert shapes, 8 upsert shapes and the few single statements.
 const STATEMENT_CACHE: usize = 32;
@@ -35,8 +35,8 @@ const STATEMENT_CACHE: usize = 32;
 const MAX_KNOWN_ROOMS: usize = 100_000;
 
 /// Columns of one `messages` row, as [`INSERT_ROW`] binds them.
-const COLUMNS: usize = 11;
-const INSERT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const COLUMNS: usize = 13;
+const INSERT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 const COUNTER_ROW: &str = "(?, ?, ?, ?)";
 
 pub(super) struct WriteSide {
@@ -182,10 +182,9 @@ impl WriteSide {
             );
         }
 
-        // Events check their target first, which the multi-row path cannot: they are rare, and
-        // go row by row.
-        let outcomes = if has_repeated_key(batch) || batch.iter().any(|n| n.event != Event::Message)
-        {
+        // Events and replies check what they refer to first, which the multi-row path cannot:
+        // they go row by row.
+        let outcomes = if has_repeated_key(batch) || batch.iter().any(refers) {
             append_one_by_one(&tx, batch, &mut rooms)?
         } else {
             // The common case: every row in a few multi-row statements. A client_id stored by
@@ -290,7 +289,7 @@ fn chunk_sizes(mut len: usize) -> impl Iterator<Item = usize> {
 
 fn insert_statement(conn: &Connection, rows: usize) -> rusqlite::Result<CachedStatement<'_>> {
     conn.prepare_cached(&multi_row(
-        "INSERT INTO messages (room, seq, id, ts, user_id, user_name, user_guest, text, client_id, kind, target) VALUES ",
+        "INSERT INTO messages (room, seq, id, ts, user_id, user_name, user_guest, text, client_id, kind, target, reply_to, added) VALUES ",
         INSERT_ROW,
         rows,
         " ON CONFLICT (room, user_id, client_id) DO NOTHING",
@@ -315,11 +314,9 @@ fn bind_message(
     statement.raw_bind_parameter(at + 7, text)?;
     statement.raw_bind_parameter(at + 8, new.client_id.as_str())?;
     statement.raw_bind_parameter(at + 9, new.event.kind())?;
-    let target = new
-        .event
-        .target()
-        .map(|target| i64::try_from(target).unwrap_or(i64::MAX));
-    statement.raw_bind_parameter(at + 10, target)
+    statement.raw_bind_parameter(at + 10, new.event.target().map(to_i64))?;
+    statement.raw_bind_parameter(at + 11, new.reply_to.map(to_i64))?;
+    statement.raw_bind_parameter(at + 12, new.event.added())
 }
 
 /// Stores the whole batch assuming no client_id of it is stored yet; `None` if one was
@@ -367,13 +364,14 @@ fn append_one_by_one(
             .get(&new.room)
             .ok_or_else(|| StoreError::Corrupt(format!("room {} was not numbered", new.room)))?;
         let seq = numbering.last_seq + 1;
-        if let Event::Deleted { target } = new.event {
+        if refers(new) {
+            // A retry first: its effect must not be applied twice.
             if let Some(original) = stored_by_client_id(conn, new)? {
                 earlier.insert(key(new), original.clone());
                 outcomes.push(Appended::Duplicate(original));
                 continue;
             }
-            if let Some(refusal) = delete_target(conn, new, target)? {
+            if let Some(refusal) = apply(conn, new, seq)? {
                 outcomes.push(Appended::Refused(refusal));
                 continue;
             }
@@ -427,6 +425,9 @@ fn stored_by_client_id(conn: &Connection, new: &NewMessage) -> Result<Option<Mes
                     kind: row.get(8)?,
                     target: row.get(9)?,
                     deleted: row.get(10)?,
+                    edited_at: row.get(11)?,
+                    reply_to: row.get(12)?,
+                    added: row.get(13)?,
                 })
             },
         )
@@ -434,34 +435,124 @@ fn stored_by_client_id(conn: &Connection, new: &NewMessage) -> Result<Option<Mes
     row.map(|row| row.into_message(&new.room)).transpose()
 }
 
-/// Deletes message `target` of `new`'s room for `new`'s user, if they may: the message turns
-/// into a tombstone (its text is gone). Returns why not, if not.
-fn delete_target(
+/// Whether `new` refers to an earlier message (an event, or a reply): it is checked and
+/// applied row by row.
+fn refers(new: &NewMessage) -> bool {
+    new.event != Event::Message || new.reply_to.is_some()
+}
+
+/// What the store knows of message `seq` of a room: its author and whether it is deleted;
+/// `None` if the room has no message (of kind `message`) with that seq.
+fn message_at(
     conn: &Connection,
-    new: &NewMessage,
-    target: u64,
-) -> Result<Option<Refusal>, StoreError> {
-    let target = i64::try_from(target).unwrap_or(i64::MAX);
-    let found: Option<(String, String, bool)> = conn
-        .prepare_cached("SELECT user_id, kind, deleted FROM messages WHERE room = ? AND seq = ?")?
-        .query_row(rusqlite::params![new.room.as_str(), target], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+    room: &RoomName,
+    seq: u64,
+) -> Result<Option<(String, bool)>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT user_id, deleted FROM messages WHERE room = ? AND seq = ? AND kind = 'message'",
+        )?
+        .query_row(rusqlite::params![room.as_str(), to_i64(seq)], |row| {
+            Ok((row.get(0)?, row.get(1)?))
         })
-        .optional()?;
-    match found {
-        Some((_, kind, deleted)) if kind != "message" || deleted => Ok(Some(Refusal::NotFound)),
-        None => Ok(Some(Refusal::NotFound)),
-        Some((author, _, _)) if author != new.user.id.as_str() && !new.moderator => {
-            Ok(Some(Refusal::Forbidden))
+        .optional()?)
+}
+
+/// Checks what `new` (to be stored with `seq`) refers to and applies its effect on the room's state (a tombstone, an
+/// edited text, a reaction). Returns why not, if it may not; nothing is changed then.
+fn apply(conn: &Connection, new: &NewMessage, seq: i64) -> Result<Option<Refusal>, StoreError> {
+    let room = new.room.as_str();
+    let own = |author: &str| author == new.user.id.as_str();
+    match new.event {
+        Event::Message => {
+            let replied = new
+                .reply_to
+                .map(|seq| message_at(conn, &new.room, seq))
+                .transpose()?;
+            Ok(matches!(replied, Some(None)).then_some(Refusal::NotFound))
         }
-        Some(_) => {
-            conn.prepare_cached(
-                "UPDATE messages SET deleted = 1, text = '' WHERE room = ? AND seq = ?",
-            )?
-            .execute(rusqlite::params![new.room.as_str(), target])?;
+        Event::Deleted { target } => match message_at(conn, &new.room, target)? {
+            None | Some((_, true)) => Ok(Some(Refusal::NotFound)),
+            Some((author, _)) if !own(&author) && !new.moderator => Ok(Some(Refusal::Forbidden)),
+            Some(_) => {
+                conn.prepare_cached(
+                    "UPDATE messages SET deleted = 1, text = '' WHERE room = ? AND seq = ?",
+                )?
+                .execute(rusqlite::params![room, to_i64(target)])?;
+                conn.prepare_cached("DELETE FROM reactions WHERE room = ? AND target = ?")?
+                    .execute(rusqlite::params![room, to_i64(target)])?;
+                Ok(None)
+            }
+        },
+        Event::Edited { target } => match message_at(conn, &new.room, target)? {
+            None | Some((_, true)) => Ok(Some(Refusal::NotFound)),
+            Some((author, _)) if !own(&author) => Ok(Some(Refusal::Forbidden)),
+            Some(_) => {
+                let text = storable_text(&new.text);
+                conn.prepare_cached(
+                    "UPDATE messages SET text = ?, edited_at = ? WHERE room = ? AND seq = ?",
+                )?
+                .execute(rusqlite::params![
+                    text.as_ref(),
+                    new.ts,
+                    room,
+                    to_i64(target)
+                ])?;
+                Ok(None)
+            }
+        },
+        Event::Reaction { target, added } => {
+            if !matches!(message_at(conn, &new.room, target)?, Some((_, false))) {
+                return Ok(Some(Refusal::NotFound));
+            }
+            let params = rusqlite::params![room, to_i64(target), new.text, new.user.id.as_str()];
+            let mine: bool = conn
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM reactions
+                     WHERE room = ? AND target = ? AND emoji = ? AND user_id = ?)",
+                )?
+                .query_row(params, |row| row.get(0))?;
+            if mine == added {
+                return Ok(Some(Refusal::NoChange));
+            }
+            if added {
+                let (distinct, present): (i64, bool) = conn
+                    .prepare_cached(
+                        "SELECT COUNT(DISTINCT emoji), COALESCE(MAX(emoji = ?), 0) FROM reactions
+                         WHERE room = ? AND target = ?",
+                    )?
+                    .query_row(rusqlite::params![new.text, room, to_i64(target)], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?;
+                if !present && distinct >= MAX_EMOJI_PER_MESSAGE as i64 {
+                    return Ok(Some(Refusal::TooManyReactions));
+                }
+                conn.prepare_cached(
+                    "INSERT INTO reactions (room, target, emoji, user_id, user_name, user_guest, seq)
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )?
+                .execute(rusqlite::params![
+                    room,
+                    to_i64(target),
+                    new.text,
+                    new.user.id.as_str(),
+                    new.user.name.as_str(),
+                    new.user.guest,
+                    seq
+                ])?;
+            } else {
+                conn.prepare_cached(
+                    "DELETE FROM reactions WHERE room = ? AND target = ? AND emoji = ? AND user_id = ?",
+                )?
+                .execute(params)?;
+            }
             Ok(None)
         }
     }
+}
+
+fn to_i64(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
 /// Moves the counters of every room the batch stored into, in multi-row upserts.

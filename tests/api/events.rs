@@ -1,0 +1,315 @@
+//! Edits, reactions and replies against a real server: each is an event with the room's next
+//! seq (refusals and no-ops take none), a plain join shows messages in their current state, and
+//! a client that resumes with `since` from any point ends in the same state as one that stayed.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::support::{Client, TestServer};
+
+/// Sends `frame` and returns the next frame of one of `kinds` (or an `error`).
+async fn request(client: &mut Client, frame: Value, kinds: &[&str]) -> Value {
+    client.send(frame).await;
+    loop {
+        let answer = client.recv().await;
+        let kind = answer["type"].as_str().unwrap_or_default();
+        if kind == "error" || kinds.contains(&kind) {
+            return answer;
+        }
+    }
+}
+
+async fn edit(client: &mut Client, room: &str, seq: u64, text: &str) -> Value {
+    let frame = json!({"type": "edit", "room": room, "seq": seq, "text": text});
+    request(client, frame, &["edited"]).await
+}
+
+async fn react(client: &mut Client, kind: &str, room: &str, seq: u64, emoji: &str) -> Value {
+    let frame = json!({"type": kind, "room": room, "seq": seq, "emoji": emoji});
+    request(client, frame, &["reaction"]).await
+}
+
+/// What a client knows of a room: per message seq, its text (`None` once deleted), whether it
+/// was edited, and its reaction counts by emoji.
+type Model = BTreeMap<u64, (Option<String>, bool, BTreeMap<String, u64>)>;
+
+fn message_state(message: &Value) -> (Option<String>, bool, BTreeMap<String, u64>) {
+    let text = message["text"].as_str().map(str::to_owned);
+    let deleted = message["deleted"] == true;
+    assert!(
+        !(deleted && text.is_some()),
+        "a tombstone has no text: {message}"
+    );
+    let reactions = message["reactions"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .map(|r| {
+                    (
+                        r["emoji"].as_str().unwrap().to_owned(),
+                        r["count"].as_u64().unwrap(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (text, message["edited_at"].is_i64(), reactions)
+}
+
+/// Applies one item of a room's stream to `model`, as a client does.
+fn apply(model: &mut Model, item: &Value) {
+    let target = item["target"].as_u64();
+    match item["type"].as_str().unwrap() {
+        "message" => {
+            model.insert(item["seq"].as_u64().unwrap(), message_state(item));
+        }
+        "deleted" => {
+            let entry = model.get_mut(&target.unwrap()).expect("target known");
+            *entry = (None, entry.1, BTreeMap::new());
+        }
+        "edited" => {
+            let entry = model.get_mut(&target.unwrap()).expect("target known");
+            entry.0 = Some(item["text"].as_str().unwrap().to_owned());
+            entry.1 = true;
+        }
+        "reaction" => {
+            let entry = model.get_mut(&target.unwrap()).expect("target known");
+            let emoji = item["emoji"].as_str().unwrap().to_owned();
+            let count = entry.2.entry(emoji.clone()).or_default();
+            if item["added"] == true {
+                *count += 1;
+            } else {
+                *count -= 1;
+                if *count == 0 {
+                    entry.2.remove(&emoji);
+                }
+            }
+        }
+        other => panic!("unexpected item {other}"),
+    }
+}
+
+fn model_of(joined: &Value) -> Model {
+    let mut model = Model::new();
+    for item in joined["messages"].as_array().unwrap() {
+        assert_eq!(item["type"], "message", "a plain join lists messages only");
+        apply(&mut model, item);
+    }
+    model
+}
+
+#[tokio::test]
+async fn edits_reactions_and_replies_are_events_and_refusals_take_no_seq() {
+    let server = TestServer::unlimited().await;
+    let mut ann = server.client("ann").await;
+    let mut bob = server.client("bob").await;
+    ann.join("ev").await;
+    bob.join("ev").await;
+    let first = ann.say("ev", "helo").await["seq"].as_u64().unwrap();
+
+    // An edit by the author: the next seq, the new text, to everyone.
+    let edited = edit(&mut ann, "ev", first, "hello").await;
+    assert_eq!(edited["type"], "edited", "{edited}");
+    assert_eq!(
+        (edited["seq"].as_u64(), edited["target"].as_u64()),
+        (Some(first + 1), Some(first))
+    );
+    assert_eq!(edited["text"], "hello");
+    assert_eq!(bob.recv_until("edited").await["text"], "hello");
+    // Someone else's message, an event, an unknown seq: refused, no seq taken.
+    assert_eq!(
+        edit(&mut bob, "ev", first, "hijack").await["code"],
+        "forbidden"
+    );
+    assert_eq!(
+        edit(&mut ann, "ev", first + 1, "x").await["code"],
+        "not_found"
+    );
+    assert_eq!(edit(&mut ann, "ev", 999, "x").await["code"], "not_found");
+    assert_eq!(
+        edit(&mut ann, "ev", first, " ").await["code"],
+        "invalid_text"
+    );
+
+    // Reactions: given, given again (nothing), taken back, taken back again (nothing).
+    let given = react(&mut bob, "react", "ev", first, "👍").await;
+    assert_eq!(
+        (given["type"].as_str(), given["added"].as_bool()),
+        (Some("reaction"), Some(true))
+    );
+    assert_eq!(
+        (given["emoji"].as_str(), given["target"].as_u64()),
+        (Some("👍"), Some(first))
+    );
+    assert_eq!(given["seq"], first + 2);
+    assert_eq!(ann.recv_until("reaction").await["emoji"], "👍");
+    bob.send(json!({"type": "react", "room": "ev", "seq": first, "emoji": "👍"}))
+        .await;
+    bob.send(json!({"type": "unreact", "room": "ev", "seq": first, "emoji": "🎉"}))
+        .await;
+    let fence = bob.say("ev", "fence").await;
+    assert_eq!(fence["seq"], first + 3, "no-ops take no seq");
+    let taken = react(&mut bob, "unreact", "ev", first, "👍").await;
+    assert_eq!(
+        (taken["added"].as_bool(), taken["seq"].as_u64()),
+        (Some(false), Some(first + 4))
+    );
+    for bad in ["x", "👍👍", "", "🙂 ", "abc"] {
+        let refused = react(&mut bob, "react", "ev", first, bad).await;
+        assert_eq!(refused["code"], "invalid_emoji", "{bad:?}");
+    }
+    assert_eq!(
+        react(&mut bob, "react", "ev", 999, "👍").await["code"],
+        "not_found"
+    );
+    // Flags, keycaps and skin tones are one emoji each.
+    for emoji in ["🇫🇷", "1️⃣", "👍🏽", "❤️"] {
+        let given = react(&mut ann, "react", "ev", first, emoji).await;
+        assert_eq!(given["type"], "reaction", "{emoji:?}: {given}");
+    }
+
+    // Replies name a message of the room; anything else is refused without a seq.
+    ann.send(
+        json!({"type": "send", "room": "ev", "text": "re", "client_id": "r-1", "reply_to": first}),
+    )
+    .await;
+    let reply = ann.recv_until("message").await;
+    assert_eq!(reply["reply_to"], first);
+    ann.send(
+        json!({"type": "send", "room": "ev", "text": "re", "client_id": "r-2", "reply_to": 999}),
+    )
+    .await;
+    let refused = ann.recv_until("error").await;
+    assert_eq!(
+        (refused["code"].as_str(), refused["ref"].as_str()),
+        (Some("not_found"), Some("r-2"))
+    );
+
+    // A plain join shows the current state: edited text, reactions, the reply.
+    let mut carl = server.client("carl").await;
+    let joined = carl.join("ev").await;
+    let items = joined["messages"].as_array().unwrap();
+    let original = items.iter().find(|m| m["seq"] == first).unwrap();
+    assert_eq!(original["text"], "hello");
+    assert!(original["edited_at"].as_i64().unwrap() > 0);
+    let emoji: Vec<&str> = original["reactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["emoji"].as_str().unwrap())
+        .collect();
+    assert_eq!(emoji, ["🇫🇷", "1️⃣", "👍🏽", "❤️"], "in the order first given");
+    assert_eq!(original["reactions"][0]["users"][0]["id"], ann.user["id"]);
+    assert!(items.iter().any(|m| m["reply_to"] == first));
+    assert!(items.iter().all(|m| m["type"] == "message"));
+}
+
+#[tokio::test]
+async fn a_message_takes_at_most_twenty_distinct_emoji() {
+    let server = TestServer::unlimited().await;
+    let mut ann = server.client("ann").await;
+    ann.join("many").await;
+    let seq = ann.say("many", "react to me").await["seq"]
+        .as_u64()
+        .unwrap();
+    let emoji: Vec<String> = (0..21)
+        .map(|i| char::from_u32(0x1F600 + i).unwrap().to_string())
+        .collect();
+    for e in &emoji[..20] {
+        assert_eq!(
+            react(&mut ann, "react", "many", seq, e).await["type"],
+            "reaction"
+        );
+    }
+    assert_eq!(
+        react(&mut ann, "react", "many", seq, &emoji[20]).await["code"],
+        "too_many_reactions"
+    );
+    // Another user may still add one of the twenty.
+    let mut bob = server.client("bob").await;
+    bob.join("many").await;
+    assert_eq!(
+        react(&mut bob, "react", "many", seq, &emoji[3]).await["type"],
+        "reaction"
+    );
+}
+
+#[tokio::test]
+async fn resuming_from_any_point_ends_in_the_state_of_a_client_that_stayed() {
+    let mut server = TestServer::unlimited().await;
+    let mut ann = server.client("ann").await;
+    let mut bob = server.client("bob").await;
+    ann.join("same").await;
+    bob.join("same").await;
+    // Ann does everything; Bob only listens (he stays). After every step a watcher's plain
+    // join records what a client knew at that point.
+    let mut snapshots: Vec<(u64, Model)> = Vec::new();
+    let mut watcher = server.client("watcher").await;
+    let a = ann.say("same", "one").await["seq"].as_u64().unwrap();
+    let b = ann.say("same", "two").await["seq"].as_u64().unwrap();
+    let steps: Vec<Value> = vec![
+        json!({"type": "edit", "room": "same", "seq": a, "text": "one!"}),
+        json!({"type": "react", "room": "same", "seq": a, "emoji": "🎉"}),
+        json!({"type": "react", "room": "same", "seq": b, "emoji": "🎉"}),
+        json!({"type": "unreact", "room": "same", "seq": a, "emoji": "🎉"}),
+        json!({"type": "send", "room": "same", "text": "three", "client_id": "c3", "reply_to": b}),
+        json!({"type": "delete", "room": "same", "seq": b}),
+        json!({"type": "edit", "room": "same", "seq": a, "text": "one!!"}),
+    ];
+    for step in steps {
+        let kinds = ["edited", "reaction", "message", "deleted"];
+        let answer = request(&mut ann, step.clone(), &kinds).await;
+        assert_ne!(answer["type"], "error", "{step} → {answer}");
+        let joined = watcher.join("same").await;
+        snapshots.push((joined["last_seq"].as_u64().unwrap(), model_of(&joined)));
+        watcher.send(json!({"type": "leave", "room": "same"})).await;
+        watcher.recv_until("left").await;
+    }
+    let last = snapshots.last().unwrap().0;
+    let mut stayed = Model::new();
+    loop {
+        let frame = bob.recv().await;
+        let kind = frame["type"].as_str().unwrap_or_default();
+        if ["message", "edited", "reaction", "deleted"].contains(&kind) {
+            apply(&mut stayed, &frame);
+            if frame["seq"].as_u64() == Some(last) {
+                break;
+            }
+        }
+    }
+    let final_state = model_of(&watcher.join("same").await);
+    assert_eq!(
+        stayed, final_state,
+        "live frames end in the state a plain join shows"
+    );
+    for (since, known) in &snapshots {
+        let mut resumer = server.client("resumer").await;
+        let resumed = resumer.join_since("same", *since).await;
+        let mut model = known.clone();
+        for item in resumed["messages"].as_array().unwrap() {
+            apply(&mut model, item);
+        }
+        assert_eq!(model, final_state, "resumed from {since}");
+        assert_eq!(resumed["last_seq"], last);
+    }
+    // And again from the store alone, after a restart.
+    server.restart().await;
+    let mut after = server.client("after").await;
+    assert_eq!(
+        model_of(&after.join("same").await),
+        final_state,
+        "after a restart"
+    );
+    for (since, known) in &snapshots {
+        let mut resumer = server.client("resumer").await;
+        let mut model = known.clone();
+        for item in resumer.join_since("same", *since).await["messages"]
+            .as_array()
+            .unwrap()
+        {
+            apply(&mut model, item);
+        }
+        assert_eq!(model, final_state, "resumed from {since} after a restart");
+    }
+}

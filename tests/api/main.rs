@@ -13,6 +13,7 @@ mod limits;
 mod lobby;
 mod messages;
 mod names;
+mod operations;
 mod origin;
 mod overload;
 mod parse;

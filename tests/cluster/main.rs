@@ -9,4 +9,5 @@ mod services;
 
 mod faults;
 mod nodes;
+mod readiness;
 mod sessions;

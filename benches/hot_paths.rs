@@ -88,7 +88,9 @@ fn fan_out(c: &mut Criterion) {
                     rooms.clear();
                     receiver.take_rooms(&mut rooms);
                     for room in &rooms {
-                        while hub.take(room, *conn, usize::MAX, &mut out).0 == Take::More {}
+                        while hub.take(room, *conn, usize::MAX, &mut out, &mut None).0 == Take::More
+                        {
+                        }
                     }
                 }
             })

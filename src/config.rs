@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::limits::{self, Rate};
+use crate::telemetry::logs::LogFormat;
 
 /// Maintenance commands. They work on the same storage as the server (`--data-dir` or
 /// `--database-url`), also while it runs.
@@ -18,6 +19,12 @@ pub enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
+    /// Write a consistent copy of the SQLite database to PATH (a new file), also while the
+    /// server runs. Not for --database-url: back PostgreSQL up with pg_dump.
+    Backup { path: PathBuf },
+    /// Replace the data folder's database with the backup at PATH. Refused while a server
+    /// uses the folder: stop it first.
+    Restore { path: PathBuf },
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -81,6 +88,15 @@ pub struct Config {
     /// Log filter, in `tracing` env-filter syntax (e.g. `info`, `confab=debug`).
     #[arg(long, env = "CONFAB_LOG", default_value = "info")]
     pub log: String,
+
+    /// `text` (the default) or `json`: one JSON object per log line, for a log collector.
+    #[arg(long, env = "CONFAB_LOG_FORMAT", default_value = "text", value_enum)]
+    pub log_format: LogFormat,
+
+    /// Serve Prometheus metrics at `GET /metrics` on this address (e.g. `127.0.0.1:9100`),
+    /// a listener of its own, never the public one. Off by default.
+    #[arg(long, env = "CONFAB_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 
     /// Seconds a connection may make no write progress while data waits for it before it is
     /// closed with 4001. A reader that keeps reading is never cut, however far behind it is.
@@ -262,6 +278,8 @@ impl Config {
             redis_url: None,
             redis_prefix: "confab".into(),
             log: "info".into(),
+            log_format: LogFormat::Text,
+            metrics_addr: None,
             stall_timeout: 15,
             rate_limits: RateLimits::On,
             shutdown_timeout: 10,

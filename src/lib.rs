@@ -14,6 +14,7 @@
 //!   nothing else of ours.
 //! - [`config`], [`state`]: options and the state every request shares.
 //! - [`limits`]: rate limits (token buckets per user and per IP), checked at the edges.
+//! - [`telemetry`]: log output and Prometheus metrics; [`ops`]: backup and restore.
 
 pub mod accounts;
 pub mod broker;
@@ -22,11 +23,13 @@ pub mod domain;
 pub mod http;
 pub mod identity;
 pub mod limits;
+pub mod ops;
 pub mod protocol;
 pub mod rooms;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 pub mod ws;
 
 pub use config::Config;

@@ -2,19 +2,45 @@
 
 use anyhow::Context;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
+use confab::config::Command;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = confab::Config::parse();
-    let filter = EnvFilter::try_new(&config.log).context("invalid --log filter")?;
-    tracing_subscriber::fmt().with_env_filter(filter).init();
-    if let Some(confab::config::Command::Admin { action }) = &config.command {
-        let said = confab::accounts::admin::run(&config, action)
-            .await
-            .context("admin command failed")?;
-        println!("{said}");
-        return Ok(());
+    confab::telemetry::logs::init(config.log_format, &config.log)
+        .context("invalid --log filter")?;
+    match &config.command {
+        Some(Command::Admin { action }) => {
+            let said = confab::accounts::admin::run(&config, action)
+                .await
+                .context("admin command failed")?;
+            println!("{said}");
+            return Ok(());
+        }
+        Some(Command::Backup { path }) => {
+            anyhow::ensure!(
+                config.database_url.is_none(),
+                "backup copies the SQLite database; for PostgreSQL use pg_dump (docs/operations.md)"
+            );
+            let bytes =
+                confab::ops::backup::backup(&config.data_dir, path).context("backup failed")?;
+            println!("backed up to {} ({bytes} bytes)", path.display());
+            return Ok(());
+        }
+        Some(Command::Restore { path }) => {
+            anyhow::ensure!(
+                config.database_url.is_none(),
+                "restore replaces the SQLite database; for PostgreSQL use pg_restore (docs/operations.md)"
+            );
+            confab::ops::backup::restore(&config.data_dir, path).context("restore failed")?;
+            println!(
+                "restored {} into {}",
+                path.display(),
+                config.data_dir.display()
+            );
+            return Ok(());
+        }
+        None => {}
     }
     let server = confab::Server::build(config)
         .await

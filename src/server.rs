@@ -57,6 +57,8 @@ pub enum StartError {
     },
     #[error("cannot start the message writer's thread: {0}")]
     Thread(std::io::Error),
+    #[error(transparent)]
+    Metrics(#[from] crate::telemetry::metrics::InstallError),
 }
 
 /// Kernel send buffer per connection (the kernel doubles it for bookkeeping): room for a
@@ -129,9 +131,21 @@ fn prepare_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// How often the metrics recorder folds recorded histogram samples into its buckets when
+/// nobody scrapes: without it, an unscraped server's samples would only pile up.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+/// The `--metrics-addr` listener, bound at build time so a bad address fails the start.
+struct MetricsListener {
+    listener: TcpListener,
+    addr: SocketAddr,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+}
+
 pub struct Server {
     listener: TcpListener,
     addr: SocketAddr,
+    metrics: Option<MetricsListener>,
     state: AppState,
     writer_task: JoinHandle<()>,
     edge: Arc<Edge>,
@@ -201,6 +215,23 @@ impl Server {
             addr: config.addr,
             source,
         })?;
+        let metrics = match config.metrics_addr {
+            Some(metrics_addr) => {
+                let handle = crate::telemetry::metrics::install()?;
+                let bind = |source| StartError::Bind {
+                    addr: metrics_addr,
+                    source,
+                };
+                let listener = TcpListener::bind(metrics_addr).await.map_err(bind)?;
+                let addr = listener.local_addr().map_err(bind)?;
+                Some(MetricsListener {
+                    listener,
+                    addr,
+                    handle,
+                })
+            }
+            None => None,
+        };
         let state = AppState::new(Shared {
             hub,
             store,
@@ -223,6 +254,7 @@ impl Server {
         Ok(Self {
             listener,
             addr,
+            metrics,
             state,
             writer_task,
             edge: Arc::new(Edge::new(&config)),
@@ -238,6 +270,11 @@ impl Server {
         self.addr.port()
     }
 
+    /// Where `GET /metrics` is served (`--metrics-addr`, with the port bound), if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|metrics| metrics.addr)
+    }
+
     /// Serves until `signal` resolves; then stops accepting, closes every session with 1001,
     /// stores everything already accepted, and releases the database.
     pub async fn run(
@@ -247,6 +284,7 @@ impl Server {
         let Self {
             listener,
             addr,
+            metrics,
             state,
             writer_task,
             edge,
@@ -269,6 +307,12 @@ impl Server {
             }
         });
         let presence = tokio::spawn(state.hub.clone().run_presence(state.shutdown.clone()));
+        // Metrics outlive the public listener: a drain is worth watching. Stopped last.
+        let metrics_stop = CancellationToken::new();
+        let metrics_task = metrics.map(|metrics| {
+            tracing::info!("metrics on http://{}/metrics", metrics.addr);
+            tokio::spawn(serve_metrics(metrics, state.clone(), metrics_stop.clone()))
+        });
         let app = crate::http::router(state.clone(), edge, crate::ws::router());
         let scheme = if options.tls.is_some() {
             "https"
@@ -298,7 +342,36 @@ impl Server {
         let _ = lobby.await;
         let _ = presence.await;
         state.store.close().await;
+        metrics_stop.cancel();
+        if let Some(task) = metrics_task {
+            let _ = task.await;
+        }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Serves `GET /metrics` on the metrics listener until `stop`, keeping the recorder's
+/// histograms folded meanwhile.
+async fn serve_metrics(metrics: MetricsListener, state: AppState, stop: CancellationToken) {
+    let handle = metrics.handle.clone();
+    let upkeep = {
+        let stop = stop.clone();
+        async move {
+            let mut every = tokio::time::interval(METRICS_UPKEEP);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = every.tick() => handle.run_upkeep(),
+                }
+            }
+        }
+    };
+    let app = crate::http::metrics::router(state, metrics.handle);
+    let served = axum::serve(metrics.listener, app).with_graceful_shutdown(stop.cancelled_owned());
+    let (served, ()) = tokio::join!(served, upkeep);
+    if let Err(error) = served {
+        tracing::error!(%error, "the metrics listener failed");
     }
 }

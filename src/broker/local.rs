@@ -40,5 +40,10 @@ impl Broker for LocalBroker {
         Ok(Vec::new())
     }
 
+    /// Nothing outside the process to wait for.
+    async fn ready(&self) -> Result<(), BrokerError> {
+        Ok(())
+    }
+
     async fn stop(&self) {}
 }

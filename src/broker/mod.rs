@@ -121,6 +121,10 @@ pub trait Broker: Send + Sync + 'static {
     /// Members of `room` connected to other nodes, for a room this node starts hosting.
     async fn remote_members(&self, room: &RoomName) -> Result<Vec<(NodeId, User)>, BrokerError>;
 
+    /// Whether the broker can carry messages now, answered quickly (`/readyz`): a cheap round
+    /// trip to whatever it depends on. Callers bound it with their own timeout.
+    async fn ready(&self) -> Result<(), BrokerError>;
+
     /// Says goodbye to the other nodes (their users see this node's members leave).
     async fn stop(&self);
 }

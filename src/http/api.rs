@@ -1,5 +1,5 @@
-//! JSON endpoints that are not about the caller: the lobby list (`/api/rooms`) and the liveness
-//! probe (`/healthz`); plus how every JSON route reads a body.
+//! JSON endpoints that are not about the caller: the lobby list (`/api/rooms`); plus how every
+//! JSON route reads a body. (The probes live in `health`.)
 
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
@@ -13,9 +13,7 @@ use super::serve::BodyTimedOut;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/rooms", get(rooms))
-        .route("/healthz", get(|| async { "ok" }))
+    Router::new().route("/api/rooms", get(rooms))
 }
 
 /// A body that could not be read as JSON: too large (413), too slow (408) or malformed (400).

@@ -7,7 +7,9 @@ mod accounts;
 mod api;
 pub mod edge;
 mod error;
+mod health;
 mod messages;
+pub mod metrics;
 mod pages;
 mod rooms;
 pub mod serve;
@@ -68,5 +70,7 @@ pub fn router(state: AppState, edge: Arc<Edge>, ws: Router<AppState>) -> Router 
         .layer(axum::middleware::from_fn_with_state(guard, edge::guard))
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())
+        // Probes come after the layers, so they pass none of them (see `health`).
+        .merge(health::router())
         .with_state(state)
 }

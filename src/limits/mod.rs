@@ -87,6 +87,18 @@ impl Kind {
         }
     }
 
+    /// The `action` label of `confab_rate_limited_total`.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Send => "send",
+            Self::Join => "join",
+            Self::History => "history",
+            Self::Members => "members",
+            Self::Rooms => "rooms",
+            Self::RoomCreate => "room_create",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Self::Send => "send",
@@ -193,7 +205,7 @@ impl Limits {
             Kind::Rooms => &buckets.rooms,
             Kind::RoomCreate => &buckets.room_create,
         };
-        buckets.take(bucket, payer)
+        buckets.take(bucket, payer, kind.label())
     }
 
     /// Takes a token from `ip`'s bucket for `kind`.
@@ -201,12 +213,12 @@ impl Limits {
         let Some(buckets) = &self.0 else {
             return Ok(());
         };
-        let bucket = match kind {
-            IpKind::RoomCreate => &buckets.room_create_ip,
-            IpKind::Session => &buckets.session_ip,
-            IpKind::SignIn => &buckets.sign_in_ip,
+        let (bucket, label) = match kind {
+            IpKind::RoomCreate => (&buckets.room_create_ip, "room_create_ip"),
+            IpKind::Session => (&buckets.session_ip, "session_ip"),
+            IpKind::SignIn => (&buckets.sign_in_ip, "sign_in_ip"),
         };
-        buckets.take(bucket, &ip)
+        buckets.take(bucket, &ip, label)
     }
 
     /// Takes a token from the sign-in bucket of `username` (lowercase), whoever is trying.
@@ -214,7 +226,7 @@ impl Limits {
         let Some(buckets) = &self.0 else {
             return Ok(());
         };
-        buckets.take(&buckets.sign_in_user, &username.to_owned())
+        buckets.take(&buckets.sign_in_user, &username.to_owned(), "sign_in_user")
     }
 
     fn sweep_once(&self) {
@@ -238,10 +250,12 @@ impl Buckets {
         &self,
         bucket: &DefaultKeyedRateLimiter<K>,
         key: &K,
+        action: &'static str,
     ) -> Result<(), RetryAfter> {
-        bucket
-            .check_key(key)
-            .map_err(|not_until| RetryAfter(not_until.wait_time_from(self.clock.now())))
+        bucket.check_key(key).map_err(|not_until| {
+            crate::telemetry::metrics::rate_limited(action);
+            RetryAfter(not_until.wait_time_from(self.clock.now()))
+        })
     }
 }
 

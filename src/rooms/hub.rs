@@ -218,13 +218,16 @@ impl Hub {
         state.activate(join, History::FromLog(from))
     }
 
-    /// Moves `conn`'s next frames of `room` into `out`, up to about `budget` bytes.
+    /// Moves `conn`'s next frames of `room` into `out`, up to about `budget` bytes. Sets
+    /// `oldest`, if it is not set yet, to when the first message taken entered the log (for
+    /// the delivery-latency metric).
     pub fn take(
         &self,
         room: &RoomName,
         conn: ConnectionId,
         budget: usize,
         out: &mut VecDeque<Bytes>,
+        oldest: &mut Option<std::time::Instant>,
     ) -> (Take, usize) {
         let Some(cell) = self.room(room) else {
             return (Take::Gone, 0);
@@ -248,6 +251,7 @@ impl Hub {
             if taken >= budget {
                 break;
             }
+            oldest.get_or_insert(entry.logged);
             let frame = entry.frame_for(conn);
             taken += frame.len();
             out.push_back(frame.wire().clone());
@@ -764,7 +768,7 @@ mod tests {
         let mut rooms = Vec::new();
         mailbox.take_rooms(&mut rooms);
         for room in rooms {
-            while let (Take::More, _) = hub.take(&room, conn, usize::MAX, &mut wire) {}
+            while let (Take::More, _) = hub.take(&room, conn, usize::MAX, &mut wire, &mut None) {}
         }
         wire.iter()
             .map(|frame| {
@@ -957,10 +961,10 @@ mod tests {
             }
         }
         let mut wire = VecDeque::new();
-        let (take, _) = hub.take(&room(), ConnectionId(1), usize::MAX, &mut wire);
+        let (take, _) = hub.take(&room(), ConnectionId(1), usize::MAX, &mut wire, &mut None);
         assert_eq!(take, Take::Behind(0), "the slow one reads the store");
         assert!(hub.advance(&room(), ConnectionId(1), 0, 1990));
-        let (take, _) = hub.take(&room(), ConnectionId(1), usize::MAX, &mut wire);
+        let (take, _) = hub.take(&room(), ConnectionId(1), usize::MAX, &mut wire, &mut None);
         assert_eq!(take, Take::Done);
         assert_eq!(wire.len(), 10, "then the rest from the log");
     }

@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::domain::{ConnectionId, Event, Message, REACTION_USERS_LISTED, Reaction, User};
 use crate::protocol::server::{self, Frame};
@@ -29,6 +30,9 @@ const ENTRY_OVERHEAD: usize = 160;
 
 pub struct Entry {
     pub message: Arc<Message>,
+    /// When the message entered a log: on its fan-out, just after its commit. Delivery latency
+    /// (`confab_delivery_seconds`) is counted from here.
+    pub logged: Instant,
     /// The frame every member gets.
     pub frame: Frame,
     /// The sending connection's copy, with `client_id`, if it is on this node.
@@ -41,6 +45,7 @@ impl Entry {
         let own = origin.map(|origin| (origin, server::message(&message, true)));
         Self {
             message,
+            logged: Instant::now(),
             frame,
             own,
         }

@@ -259,12 +259,19 @@ async fn commit(messages: &[NewMessage], waiters: &mut Vec<Waiter>, backends: &B
             }
         }
     };
+    let started = Instant::now();
     let stored = match tokio::time::timeout(STORE_TIMEOUT, backends.store.append(messages)).await {
         Ok(stored) => stored,
         Err(_) => Err(crate::store::StoreError::TimedOut(STORE_TIMEOUT)),
     };
+    let took = started.elapsed();
     match stored {
         Ok(outcomes) => {
+            let newly = outcomes
+                .iter()
+                .filter(|outcome| matches!(outcome, Appended::Stored(_)))
+                .count();
+            crate::telemetry::metrics::batch_stored(newly, took);
             // Stored messages move into the fan-out; only a duplicate's original goes back.
             let mut published = Vec::with_capacity(outcomes.len());
             let mut answers = Vec::with_capacity(outcomes.len());

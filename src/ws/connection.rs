@@ -50,6 +50,33 @@ enum End {
     Echo(Option<u16>),
 }
 
+impl End {
+    /// The `reason` of the close log line and of `confab_disconnects_total` (one of
+    /// `telemetry::metrics::DISCONNECT_REASONS`). Known from the close code: each code has one
+    /// cause.
+    fn reason(&self) -> &'static str {
+        let code = match self {
+            Self::Vanished => return "vanished",
+            Self::Echo(_) => return "client",
+            Self::Close(code, _) | Self::Abort(code, _) => *code,
+        };
+        match code {
+            close::IDLE_TIMEOUT => "idle",
+            close::TOO_SLOW => "stalled",
+            close::RESYNC => "resync",
+            close::SESSION_REVOKED => "revoked",
+            close::SERVICE_RESTART => "shutdown",
+            // The only 1008 the server sends: a connection that kept going past its limits.
+            close::POLICY_VIOLATION => "rate_limited",
+            close::PROTOCOL_ERROR
+            | close::UNSUPPORTED_DATA
+            | close::INVALID_DATA
+            | close::TOO_BIG => "protocol",
+            _ => "other",
+        }
+    }
+}
+
 /// Sets up a connection and returns the future that serves it until it ends. Not an `async
 /// fn`: everything is moved into the connection before the future is made, so the future
 /// holds each piece once (an `async fn` keeps its parameters beside what they were moved into,
@@ -89,13 +116,21 @@ where
         session,
         sends: FuturesOrdered::new(),
         stalled_since: None,
+        oldest_taken: None,
     };
     async move {
-        tracing::debug!("connected");
+        let opened = Instant::now();
+        // One line at open and one at close, at info, each naming the connection and user: a
+        // connection's life in the log without a line per message.
+        tracing::info!(conn = conn.0, user = %connection.session.user().id.as_str(), "connection opened");
+        crate::telemetry::metrics::connection_opened();
         let end = connection.serve().await;
+        let reason = end.reason();
         // Boxed like the other rare paths, to keep them out of the idle task's size.
         Box::pin(connection.finish(end)).await;
-        tracing::debug!("disconnected");
+        crate::telemetry::metrics::connection_closed(reason);
+        let duration_ms = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(conn = conn.0, user = %connection.session.user().id.as_str(), reason, duration_ms, "connection closed");
     }
     .instrument(span)
 }
@@ -117,6 +152,9 @@ struct Connection<R, W> {
     sends: FuturesOrdered<PendingSend>,
     /// Since when data has waited with nothing written.
     stalled_since: Option<Instant>,
+    /// When the oldest room message taken since `out` was last empty entered its room's log:
+    /// one delivery-latency sample per run of writes, not one per frame.
+    oldest_taken: Option<std::time::Instant>,
 }
 
 enum Event {
@@ -149,7 +187,7 @@ where
                     close::SESSION_REVOKED => "session revoked",
                     _ => "resync",
                 };
-                tracing::info!(conn = self.session.conn().0, user = %self.session.user().id.as_str(), code, "cut off: {reason}");
+                tracing::debug!(code, "cut off: {reason}");
                 return End::Abort(code, reason);
             }
             // Requests are read only while the replies waiting fit the budget: a client that
@@ -170,11 +208,11 @@ where
             if let Some(since) = self.stalled_since
                 && now >= since + stall
             {
-                tracing::info!(conn = self.session.conn().0, user = %self.session.user().id.as_str(), "cut off: no write progress for {stall:?}");
+                tracing::debug!("cut off: no write progress for {stall:?}");
                 return End::Abort(close::TOO_SLOW, "too slow");
             }
             if now >= last_heard + idle {
-                tracing::info!(conn = self.session.conn().0, user = %self.session.user().id.as_str(), "idle timeout");
+                tracing::debug!("idle timeout");
                 return End::Close(close::IDLE_TIMEOUT, "idle timeout");
             }
             if now >= next_ping {
@@ -213,9 +251,14 @@ where
                 Event::Wrote(Ok(written)) => {
                     self.consume(written);
                     self.stalled_since = (!self.out.is_empty()).then(Instant::now);
-                    if self.out.is_empty() && self.out.capacity() > 0 {
-                        // Nothing in flight: an idle connection keeps no buffers.
-                        self.out = VecDeque::new();
+                    if self.out.is_empty() {
+                        if let Some(since) = self.oldest_taken.take() {
+                            crate::telemetry::metrics::delivery_latency(since.elapsed());
+                        }
+                        if self.out.capacity() > 0 {
+                            // Nothing in flight: an idle connection keeps no buffers.
+                            self.out = VecDeque::new();
+                        }
                     }
                 }
                 Event::Read(Ok(_)) => last_heard = Instant::now(),
@@ -272,12 +315,16 @@ where
         }
         budget = budget.saturating_sub(self.mailbox.take_frames(&mut self.out, budget));
         self.mailbox.take_rooms(&mut self.rooms);
+        // Everything queued from here on is a room's message: counted once per refill, not
+        // once per frame.
+        let before = self.out.len();
         let hub = self.session.state().hub.clone();
         let conn = self.session.conn();
         let mut index = 0;
         while budget > 0 && index < self.rooms.len() {
             let room = self.rooms[index].clone();
-            let (take, taken) = hub.take(&room, conn, budget, &mut self.out);
+            let (take, taken) =
+                hub.take(&room, conn, budget, &mut self.out, &mut self.oldest_taken);
             budget = budget.saturating_sub(taken);
             match take {
                 Take::Done | Take::Gone => {
@@ -292,6 +339,9 @@ where
                     budget = budget.saturating_sub(queued);
                 }
             }
+        }
+        if self.out.len() > before {
+            crate::telemetry::metrics::delivered(self.out.len() - before);
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ mod limits;
 mod lobby;
 mod messages;
 mod names;
+mod operations;
 mod origin;
 mod overload;
 mod parse;

@@ -240,7 +240,7 @@ async fn sends_get_unavailable_while_postgres_is_away_and_work_again_after() {
     }
 }
 
-fn postgres_host(url: &str) -> String {
+pub(crate) fn postgres_host(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     let rest = rest.split_once('@').map_or(rest, |(_, rest)| rest);
     let host = rest.split(['/', '?']).next().unwrap_or("127.0.0.1:5432");
@@ -251,7 +251,7 @@ fn postgres_host(url: &str) -> String {
     }
 }
 
-fn with_host(url: &str, host: &str) -> String {
+pub(crate) fn with_host(url: &str, host: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap();
     let (user, rest) = rest
         .split_once('@')

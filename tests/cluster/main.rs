@@ -10,4 +10,5 @@ mod services;
 mod faults;
 mod nodes;
 mod rooms_access;
+mod readiness;
 mod sessions;

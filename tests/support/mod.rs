@@ -22,6 +22,8 @@ pub const PATIENCE: Duration = Duration::from_secs(5);
 
 pub struct TestServer {
     addr: SocketAddr,
+    /// Where `/metrics` is served, when the configuration asked for it.
+    metrics_addr: Option<SocketAddr>,
     data_dir: PathBuf,
     rate_limits: confab::config::RateLimits,
     stop: Option<oneshot::Sender<()>>,
@@ -71,12 +73,14 @@ impl TestServer {
         let rate_limits = config.rate_limits;
         let server = confab::Server::build(config).await.expect("server starts");
         let addr = server.local_addr();
+        let metrics_addr = server.metrics_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = stopped.await;
         }));
         Self {
             addr,
+            metrics_addr,
             data_dir,
             rate_limits,
             stop: Some(stop),
@@ -99,6 +103,14 @@ impl TestServer {
 
     pub fn ws_url(&self) -> String {
         format!("ws://{}/ws", self.addr)
+    }
+
+    /// `http://host:port/metrics` of the metrics listener (`--metrics-addr`).
+    pub fn metrics_url(&self) -> String {
+        let addr = self
+            .metrics_addr
+            .expect("a server started with metrics_addr");
+        format!("http://{addr}/metrics")
     }
 
     pub fn data_dir(&self) -> &Path {

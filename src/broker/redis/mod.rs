@@ -164,7 +164,10 @@ impl Broker for RedisBroker {
             pipe.cmd("PUBLISH").arg(&channel).arg(json(&event)).ignore();
         }
         let mut commands = shared.commands.clone();
-        match pipe.query_async::<()>(&mut commands).await {
+        let started = std::time::Instant::now();
+        let published = pipe.query_async::<()>(&mut commands).await;
+        crate::telemetry::metrics::broker_published(started.elapsed());
+        match published {
             Ok(()) => Ok(()),
             Err(error) => {
                 // Stored already: this node's own members still get it now; other nodes see a
@@ -198,6 +201,16 @@ impl Broker for RedisBroker {
 
     fn presence_out(&self) -> Option<Arc<dyn Announce>> {
         Some(self.announcer.clone())
+    }
+
+    /// A PING on the command connection (the one publishes use), which reconnects by itself
+    /// after an outage: ready again as soon as Redis is.
+    async fn ready(&self) -> Result<(), BrokerError> {
+        let mut commands = self.shared.commands.clone();
+        redis::cmd("PING")
+            .query_async::<()>(&mut commands)
+            .await
+            .map_err(redis_error)
     }
 
     async fn stop(&self) {

@@ -22,9 +22,9 @@ use super::{
 use crate::domain::RoomName;
 use write::{Checkpointer, WriteSide};
 
-const DATABASE_FILE: &str = "confab.db";
+pub(crate) const DATABASE_FILE: &str = "confab.db";
 /// Held locked (an OS file lock) while a server uses the data folder.
-const LOCK_FILE: &str = "confab.lock";
+pub(crate) const LOCK_FILE: &str = "confab.lock";
 const READERS: u32 = 4;
 
 pub struct SqliteStore {

@@ -1003,7 +1003,8 @@ function deletionRefused(frame) {
   let reason = DELETE_REFUSALS[frame.code];
   if (frame.code === "rate_limited") {
     const seconds = Math.max(1, Math.ceil((Number.isFinite(frame.retry_after_ms) ? frame.retry_after_ms : 1000) / 1000));
-    reason = `Not deleted: too many requests at once. Try again in ${seconds} second${seconds === 1 ? "" : "s"}.`;
+    const wait = seconds < 90 ? `${seconds} second${seconds === 1 ? "" : "s"}` : `${Math.ceil(seconds / 60)} minutes`;
+    reason = `Not deleted: too many messages and deletions at once. Try again in ${wait}.`;
   }
   reason ??= `Not deleted: ${frame.message || "the server refused it."}`;
   for (const line of li.querySelectorAll(".delete-status")) line.remove();

@@ -1437,6 +1437,51 @@ async fn a_deletion_made_while_a_browser_was_offline_is_replayed_when_it_resumes
     .await;
 }
 
+#[tokio::test]
+async fn a_refused_deletion_is_explained_beside_the_message_which_keeps_its_text() {
+    // Two sends an hour: the two messages use them up, so the deletion (paid from the same
+    // bucket) is refused with rate_limited.
+    let tight = |config: &mut confab::Config| config.limit_send = "2+2/h".parse().unwrap();
+    browser_test_with(tight, |t| async move {
+        let alice = t.user().await;
+        enter_room(&alice, &t.base, "slow", "alice").await;
+        say_and_wait_confirmed(&alice, "first").await;
+        say_and_wait_confirmed(&alice, "second").await;
+
+        press_delete(&alice, 2).await;
+        click(&alice, "#messages li[data-seq='2'] .confirm-yes").await;
+        let error =
+            wait_visible_text(&alice, "#messages li[data-seq='2'] .delete-status.error").await;
+        assert!(
+            error
+                .starts_with("Not deleted: too many messages and deletions at once. Try again in ")
+                && error.ends_with(" minutes."),
+            "{error}"
+        );
+        assert_eq!(
+            attr_of(
+                &alice,
+                "#messages li[data-seq='2'] .delete-status.error",
+                "role"
+            )
+            .await,
+            "alert"
+        );
+        assert_eq!(
+            texts(&alice).await,
+            ["first", "second"],
+            "nothing was deleted"
+        );
+        assert_eq!(
+            delete_offered(&alice).await,
+            [(1, true), (2, true)],
+            "Delete can be tried again"
+        );
+        assert!(!is_displayed(&alice, "#messages li[data-seq='2'] .confirm-delete").await);
+    })
+    .await;
+}
+
 /// Cuts `c` off the network and back, and returns the `since` of the join it resumed with.
 async fn resume_cursor_after_a_drop(t: &TestCtx, c: &Client) -> Option<i64> {
     c.execute(

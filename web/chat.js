@@ -8,7 +8,8 @@
 //   connection has joined, and re-sent with the same `client_id` after every reconnect until a
 //   `message` carrying that `client_id` confirms them; the server stores each `client_id` once.
 //
-// Deleting (docs/protocol.md, "Deleting messages"): a deletion is an event with a seq of its own,
+// Deleting (the `delete` frame and `deleted` event; tests/api/deletion.rs shows them, docs/protocol.md
+// does not describe them yet): a deletion is an event with a seq of its own,
 // so `lastSeq` advances on `deleted` frames and on the `deleted` items a resume replays, exactly as
 // on messages. A deleted message is a tombstone (`deleted: true`, no text) wherever it comes from:
 // live, `joined`, `history`; `markDeleted` turns a shown message into one in place, and nothing

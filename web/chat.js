@@ -8,6 +8,15 @@
 //   connection has joined, and re-sent with the same `client_id` after every reconnect until a
 //   `message` carrying that `client_id` confirms them; the server stores each `client_id` once.
 //
+// Deleting (the `delete` frame and `deleted` event; tests/api/deletion.rs shows them, docs/protocol.md
+// does not describe them yet): a deletion is an event with a seq of its own,
+// so `lastSeq` advances on `deleted` frames and on the `deleted` items a resume replays, exactly as
+// on messages. A deleted message is a tombstone (`deleted: true`, no text) wherever it comes from:
+// live, `joined`, `history`; `markDeleted` turns a shown message into one in place, and nothing
+// ever puts its text back. A deletion asked for here keeps its `client_id` and is re-sent after a
+// reconnect until the message is seen deleted or the server refuses it; the server stores a
+// `client_id` once, so a retry never deletes twice.
+//
 // Staying within the server's rate limits (docs/protocol.md, "Limits"): sends leave through
 // `pumpOutbox`, a token bucket a little stricter than the server's default send limit (a burst
 // of 10, then 2 a second), so replaying a long outbox after a reconnect paces itself instead of
@@ -106,6 +115,12 @@ let membersLoading = false;
 const pacer = { tokens: SEND_BURST, refilled: performance.now(), pausedUntil: 0, timer: null };
 /** nameKey -> ids of the users seen with that name (members and authors shown). */
 const idsByName = new Map();
+/** The signed-in user is a server administrator (`GET /api/session`), so moderates every room
+ * and may delete anyone's message. Room roles will add room moderators. */
+let isAdmin = false;
+/** Deletions asked for and not yet seen done, by the target's seq: {clientId, state} with state
+ * "queued" (to send once joined) or "sent" (waiting for `deleted` or an error). */
+const deletions = new Map();
 
 const conn = new Connection({
   onConnecting() {
@@ -129,15 +144,19 @@ function roomFromPath(path) {
 
 function handleFrame(frame) {
   switch (frame.type) {
-    case "hello":
+    case "hello": {
+      const previous = me;
       me = frame.user;
+      if (previous !== null && previous.id !== me.id) refreshIdentity();
       inRoom = false;
       conn.send(joinedOnce ? { type: "join", room, since: lastSeq, ref: "join" } : { type: "join", room, ref: "join" });
       break;
+    }
     case "joined":
       if (frame.room === room) handleJoined(frame);
       break;
     case "message":
+    case "deleted":
       if (frame.room === room && inRoom) receive([frame], "live");
       break;
     case "presence":
@@ -171,6 +190,8 @@ async function handleClose({ code, hadHello, stopped }) {
     clearTimeout(entry.retryTimer);
     entry.retryTimer = null;
   }
+  // The answer is lost with the connection: ask again after the resume, same client_id.
+  for (const deletion of deletions.values()) deletion.state = "queued";
   setStatus("reconnecting");
   if (stopped) return;
   if (code === SESSION_REVOKED) {
@@ -225,7 +246,8 @@ function handleJoined(frame) {
 
   historyInFlight = null;
   ui.historyLoading.hidden = true;
-  const messages = (Array.isArray(frame.messages) ? frame.messages : []).filter(isMessage);
+  // A plain join lists messages (tombstones included); a resume also replays `deleted` events.
+  const messages = (Array.isArray(frame.messages) ? frame.messages : []).filter(isItem);
 
   if (!joinedOnce) {
     joinedOnce = true;
@@ -249,6 +271,7 @@ function handleJoined(frame) {
     }
   }
   flushOutbox();
+  sendDeletions();
 }
 
 function handlePresence(frame) {
@@ -283,7 +306,7 @@ function handleHistory(frame) {
   historyInFlight = null;
   ui.historyLoading.hidden = true;
   if (!request || !inRoom) return;
-  const messages = (Array.isArray(frame.messages) ? frame.messages : []).filter(isMessage);
+  const messages = (Array.isArray(frame.messages) ? frame.messages : []).filter(isItem);
 
   if (request.kind === "older") {
     // Prepend without moving what the reader is looking at.
@@ -313,6 +336,7 @@ function handleHistory(frame) {
 }
 
 function handleError(frame) {
+  if (typeof frame.ref === "string" && deletionRefused(frame)) return;
   const entry = frame.ref !== undefined ? outbox.find((e) => e.clientId === frame.ref) : undefined;
   const retryAfter = Number.isFinite(frame.retry_after_ms) ? Math.max(0, frame.retry_after_ms) : 1000;
   if (entry && frame.code === "rate_limited") {
@@ -402,10 +426,25 @@ function loadOlderIfRoom() {
 
 // ---- messages ------------------------------------------------------------------------------
 
+/** A message to show: with its text, or a tombstone (`deleted: true` and no text). */
 function isMessage(m) {
   return (
-    m && Number.isInteger(m.seq) && m.user && typeof m.user.id === "string" && typeof m.text === "string"
+    m &&
+    m.type !== "deleted" &&
+    Number.isInteger(m.seq) &&
+    m.user &&
+    typeof m.user.id === "string" &&
+    (typeof m.text === "string" || m.deleted === true)
   );
+}
+
+/** A `deleted` event: message `target` was deleted. It takes a seq, but is not shown itself. */
+function isDeletion(m) {
+  return m && m.type === "deleted" && Number.isInteger(m.seq) && Number.isInteger(m.target);
+}
+
+function isItem(m) {
+  return isMessage(m) || isDeletion(m);
 }
 
 /**
@@ -419,9 +458,19 @@ function receive(messages, kind) {
   let newFromOthers = false;
   let ownConfirmed = false;
   for (const m of messages) {
+    if (isDeletion(m)) {
+      // The event counts for the resume cursor like a message, or a resume would replay it.
+      if (kind === "live" || kind === "resume" || kind === "initial") lastSeq = Math.max(lastSeq, m.seq);
+      markDeleted(m.target);
+      continue;
+    }
     if (!isMessage(m)) continue;
     if (typeof m.client_id === "string" && confirm(m.client_id)) ownConfirmed = true;
-    if (shown.has(m.seq)) continue;
+    if (shown.has(m.seq)) {
+      // e.g. a history page overlapping what is shown: a tombstone wins, text never comes back.
+      if (m.deleted === true) markDeleted(m.seq);
+      continue;
+    }
     if (kind === "live" || kind === "resume") {
       if (m.seq <= lastSeq) {
         // Older than what we have seen live: only fill it in if it falls inside the shown range
@@ -449,6 +498,8 @@ function insertMessage(m) {
   const li = buildMessage(m, false);
   li.dataset.seq = String(m.seq);
   shown.set(m.seq, li);
+  if (m.deleted === true) deletions.delete(m.seq);
+  else syncDeleteAction(li);
   if (lowestSeq === null || m.seq < lowestSeq) lowestSeq = m.seq;
 
   // Confirmed messages stay sorted by seq, above any pending ones. Appending is the usual case.
@@ -485,10 +536,16 @@ function buildMessage(m, pending) {
   if (nameIsShared(m.user.name)) meta.append(tagElement(m.user.id));
   if (m.user.guest !== false) meta.append(guestMark());
   meta.append(timeElement(m.ts));
-  const text = document.createElement("div");
-  text.className = "text";
-  text.dir = "auto";
-  text.textContent = m.text;
+  let text;
+  if (m.deleted === true) {
+    li.classList.add("deleted");
+    text = tombstoneText();
+  } else {
+    text = document.createElement("div");
+    text.className = "text";
+    text.dir = "auto";
+    text.textContent = m.text;
+  }
   bubble.append(meta, text);
   li.append(avatar(m.user), bubble);
   return li;
@@ -639,6 +696,11 @@ function refreshPendingLabels() {
     const line = entry.li.querySelector(".send-status");
     if (line && line.textContent !== label) line.textContent = label;
   }
+  const deleting = deletingLabel();
+  for (const seq of deletions.keys()) {
+    const line = shown.get(seq)?.querySelector(".delete-status:not(.error)");
+    if (line && line.textContent !== deleting) line.textContent = deleting;
+  }
 }
 
 function statusLine(text) {
@@ -756,6 +818,201 @@ function autosize() {
   const box = ui.composer;
   box.style.height = "auto";
   box.style.height = `${Math.min(box.scrollHeight, 200)}px`;
+}
+
+// ---- deleting ------------------------------------------------------------------------------
+
+/** What a deleted message shows instead of its text: words, so screen readers say it too. */
+function tombstoneText() {
+  const text = document.createElement("div");
+  text.className = "text tombstone";
+  const icon = document.createElement("span");
+  icon.className = "tombstone-icon";
+  icon.setAttribute("aria-hidden", "true");
+  text.append(icon, "Message deleted");
+  return text;
+}
+
+/**
+ * Turns the shown message `seq` into a tombstone in place: its text leaves the DOM, author and
+ * time stay. The messages list is the page's live region, so the new "Message deleted" is said
+ * politely once, when it happens; a tombstone that arrives already deleted (a join, history)
+ * is part of the conversation like any message and gets no announcement of its own.
+ */
+function markDeleted(seq) {
+  deletions.delete(seq);
+  const li = shown.get(seq);
+  if (!li || li.classList.contains("deleted")) return;
+  const hadFocus = li.contains(document.activeElement);
+  li.classList.add("deleted");
+  li.classList.remove("confirming");
+  li.querySelector(".message-actions")?.remove();
+  for (const line of li.querySelectorAll(".confirm-delete, .delete-status")) line.remove();
+  const text = li.querySelector(".text");
+  if (text) text.replaceWith(tombstoneText());
+  else li.querySelector(".bubble").append(tombstoneText());
+  // Focus was on the Delete or the confirmation, now gone: keep the reader's place.
+  if (hadFocus) focusBubble(li);
+}
+
+function focusBubble(li) {
+  const bubble = li.querySelector(".bubble");
+  bubble.tabIndex = -1;
+  bubble.focus();
+}
+
+/** Authors delete their own messages; administrators (moderators) anyone's. */
+function canDelete(userId) {
+  return me !== null && (userId === me.id || isAdmin);
+}
+
+/** Gives a shown message its Delete action when the user may delete it, and takes it away when not. */
+function syncDeleteAction(li) {
+  if (li.classList.contains("deleted") || li.classList.contains("pending")) return;
+  const present = li.querySelector(".message-actions");
+  const wanted = canDelete(li.dataset.userId);
+  if (present && !wanted) {
+    present.remove();
+    li.querySelector(".confirm-delete")?.remove();
+    li.classList.remove("confirming");
+  }
+  if (present || !wanted) return;
+  const actions = document.createElement("div");
+  actions.className = "message-actions";
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "btn ghost small message-delete";
+  button.textContent = "Delete";
+  const own = me !== null && li.dataset.userId === me.id;
+  button.setAttribute("aria-label", own ? "Delete your message" : `Delete message from ${li.dataset.userName}`);
+  button.addEventListener("click", () => askToDelete(li));
+  actions.append(button);
+  li.append(actions);
+}
+
+/** Who we are changed (a sign-in in another tab): ask whether we administer, then fix the actions. */
+async function refreshIdentity() {
+  const id = me?.id;
+  let user;
+  try {
+    user = await fetchSession();
+  } catch {
+    return; // unreachable: the next change of user asks again
+  }
+  if (me?.id !== id) return; // changed again meanwhile; that change asks for itself
+  isAdmin = user !== null && user.id === id && user.admin === true;
+  for (const li of shown.values()) syncDeleteAction(li);
+}
+
+/** The confirmation step: "Delete this message for everyone? Delete / Cancel", inline. */
+function askToDelete(li) {
+  if (li.querySelector(".confirm-delete") || li.classList.contains("deleted")) return;
+  const seq = Number(li.dataset.seq);
+  for (const line of li.querySelectorAll(".delete-status")) line.remove();
+  const actions = li.querySelector(".message-actions");
+  actions.hidden = true;
+  li.classList.add("confirming");
+
+  const group = document.createElement("div");
+  group.className = "confirm-delete";
+  group.setAttribute("role", "group");
+  const question = document.createElement("span");
+  question.id = `confirm-delete-${seq}`;
+  question.textContent = "Delete this message for everyone?";
+  group.setAttribute("aria-labelledby", question.id);
+  const yes = document.createElement("button");
+  yes.type = "button";
+  yes.className = "btn small danger confirm-yes";
+  yes.textContent = "Delete";
+  const no = document.createElement("button");
+  no.type = "button";
+  no.className = "btn ghost small confirm-no";
+  no.textContent = "Cancel";
+  group.append(question, " ", yes, " ", no);
+
+  const close = () => {
+    group.remove();
+    li.classList.remove("confirming");
+    actions.hidden = false;
+  };
+  no.addEventListener("click", () => {
+    close();
+    actions.querySelector("button").focus();
+  });
+  group.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape") return;
+    event.preventDefault();
+    event.stopPropagation();
+    close();
+    actions.querySelector("button").focus();
+  });
+  yes.addEventListener("click", () => {
+    close();
+    actions.hidden = true;
+    requestDeletion(li, seq);
+    focusBubble(li);
+  });
+  li.querySelector(".bubble").append(group);
+  // The safe choice has the focus: Enter twice does not delete by accident.
+  no.focus();
+}
+
+function deletingLabel() {
+  return inRoom ? "Deleting…" : "Deleting once the connection is back…";
+}
+
+function deleteLine(text, error) {
+  const p = statusLine(text);
+  p.classList.add("delete-status");
+  if (error) {
+    p.classList.add("error");
+    p.setAttribute("role", "alert");
+  }
+  return p;
+}
+
+function requestDeletion(li, seq) {
+  if (!deletions.has(seq)) deletions.set(seq, { clientId: newClientId(), state: "queued" });
+  li.querySelector(".bubble").append(deleteLine(deletingLabel(), false));
+  sendDeletions();
+}
+
+/** Sends every deletion not yet sent on this connection (after `joined`, or when asked). */
+function sendDeletions() {
+  if (!inRoom) return;
+  for (const [seq, deletion] of deletions) {
+    if (deletion.state !== "queued") continue;
+    if (conn.send({ type: "delete", room, seq, client_id: deletion.clientId })) deletion.state = "sent";
+  }
+}
+
+const DELETE_REFUSALS = {
+  forbidden: "You can’t delete this message: only its author or a moderator can.",
+  not_found: "This message can’t be deleted: it no longer exists, or was deleted already.",
+  not_joined: "Not deleted: the page is not in the room right now. Try again in a moment.",
+  unavailable: "Not deleted: the server could not store the deletion. Try again in a moment.",
+};
+
+/** An `error` answering one of our deletions: says why beside the message. Returns whether it was one. */
+function deletionRefused(frame) {
+  const found = [...deletions].find(([, deletion]) => deletion.clientId === frame.ref);
+  if (!found) return false;
+  const [seq] = found;
+  deletions.delete(seq);
+  const li = shown.get(seq);
+  if (!li || li.classList.contains("deleted")) return true;
+  let reason = DELETE_REFUSALS[frame.code];
+  if (frame.code === "rate_limited") {
+    const seconds = Math.max(1, Math.ceil((Number.isFinite(frame.retry_after_ms) ? frame.retry_after_ms : 1000) / 1000));
+    const wait = seconds < 90 ? `${seconds} second${seconds === 1 ? "" : "s"}` : `${Math.ceil(seconds / 60)} minutes`;
+    reason = `Not deleted: too many messages and deletions at once. Try again in ${wait}.`;
+  }
+  reason ??= `Not deleted: ${frame.message || "the server refused it."}`;
+  for (const line of li.querySelectorAll(".delete-status")) line.remove();
+  li.querySelector(".bubble").append(deleteLine(reason, true));
+  const actions = li.querySelector(".message-actions");
+  if (actions) actions.hidden = false;
+  return true;
 }
 
 // ---- members -------------------------------------------------------------------------------
@@ -880,6 +1137,7 @@ function showSignIn(signedOut) {
 
 function startRoom(user) {
   me = me ?? user;
+  isAdmin = user.admin === true;
   ui.signin.hidden = true;
   ui.signedOut.hidden = true;
   ui.app.hidden = false;

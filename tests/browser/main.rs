@@ -1251,6 +1251,326 @@ async fn guests_are_marked_in_messages_and_members_and_accounts_are_not() {
     .await;
 }
 
+#[tokio::test]
+async fn deleting_ones_own_message_asks_first_then_leaves_a_placeholder_everywhere_even_after_a_reload()
+ {
+    browser_test(|t| async move {
+        let alice = t.user().await;
+        let bob = t.user().await;
+        enter_room(&alice, &t.base, "oops", "alice").await;
+        enter_room(&bob, &t.base, "oops", "bob").await;
+        wait_members(&bob, &["alice", "bob (you)"]).await;
+        say_and_wait_confirmed(&alice, "keep this").await;
+        say_and_wait_confirmed(&alice, "regret this").await;
+        wait_texts(&bob, &["keep this", "regret this"]).await;
+
+        // By keyboard: Enter on Delete asks first, with the safe choice focused; Escape backs out
+        // to the Delete button and nothing is deleted.
+        press_delete(&alice, 2).await;
+        wait_displayed(&alice, "#messages li[data-seq='2'] .confirm-delete").await;
+        let focused: String = js(&alice, "return document.activeElement.className").await;
+        assert!(
+            focused.contains("confirm-no"),
+            "Cancel has the focus: {focused}"
+        );
+        let question = text_of(&alice, "#messages li[data-seq='2'] .confirm-delete span").await;
+        assert_eq!(question, "Delete this message for everyone?");
+        alice
+            .active_element()
+            .await
+            .unwrap()
+            .send_keys(&Key::Escape.to_string())
+            .await
+            .unwrap();
+        eventually("the question to go, focus back on Delete", || async {
+            let asking = is_displayed(&alice, "#messages li[data-seq='2'] .confirm-delete").await;
+            let focused: String = js(&alice, "return document.activeElement.className").await;
+            if !asking && focused.contains("message-delete") {
+                Ok(())
+            } else {
+                Err(focused)
+            }
+        })
+        .await;
+        assert_eq!(
+            texts(&bob).await,
+            ["keep this", "regret this"],
+            "nothing deleted yet"
+        );
+
+        press_delete(&alice, 2).await;
+        click(&alice, "#messages li[data-seq='2'] .confirm-yes").await;
+        for page in [&alice, &bob] {
+            wait_placeholder(page, 2, "alice").await;
+            assert_eq!(texts(page).await, ["keep this", "Message deleted"]);
+            assert!(
+                !dom_contains(page, "regret this").await,
+                "the deleted text left the DOM"
+            );
+            assert!(
+                delete_offered(page).await.iter().all(|(seq, _)| *seq != 2),
+                "nothing to delete on a placeholder"
+            );
+        }
+
+        // The live event moved the resume cursor: a resume would not replay it.
+        assert_eq!(resume_cursor_after_a_drop(&t, &bob).await, Some(3));
+
+        // A reload shows the placeholder too (a plain join carries the tombstone).
+        for page in [&bob, &alice] {
+            page.refresh().await.unwrap();
+            wait_connected(page).await;
+            wait_placeholder(page, 2, "alice").await;
+            assert_eq!(texts(page).await, ["keep this", "Message deleted"]);
+            assert!(!dom_contains(page, "regret this").await);
+        }
+        // The conversation goes on below the placeholder.
+        say_and_wait_confirmed(&bob, "noted").await;
+        wait_texts(&alice, &["keep this", "Message deleted", "noted"]).await;
+        assert_eq!(seqs(&alice).await, [1, 2, 4]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn delete_is_offered_on_ones_own_messages_and_to_an_administrator_on_everyones() {
+    browser_test(|t| async move {
+        let alice = t.user().await;
+        let bob = t.user().await;
+        enter_room(&alice, &t.base, "mine", "alice").await;
+        enter_room(&bob, &t.base, "mine", "bob").await;
+        wait_members(&bob, &["alice", "bob (you)"]).await;
+        say_and_wait_confirmed(&alice, "from alice").await;
+        say_and_wait_confirmed(&bob, "from bob").await;
+        wait_texts(&alice, &["from alice", "from bob"]).await;
+        wait_texts(&bob, &["from alice", "from bob"]).await;
+
+        assert_eq!(delete_offered(&alice).await, [(1, true), (2, false)]);
+        assert_eq!(delete_offered(&bob).await, [(1, false), (2, true)]);
+        assert_eq!(
+            attr_of(
+                &bob,
+                "#messages li[data-seq='2'] .message-delete",
+                "aria-label"
+            )
+            .await,
+            "Delete your message"
+        );
+
+        // A server administrator moderates every room: Delete on everyone's messages.
+        let moderator = t.user().await;
+        moderator.goto(&format!("{}/", t.base)).await.unwrap();
+        wait_displayed(&moderator, "#show-signup").await;
+        sign_up_at_lobby(&moderator, "mod", "the moderator's password", Some("Mod")).await;
+        let (granted, said) = t.server.lock().await.admin(&["grant", "mod"]).await;
+        assert!(granted, "{said}");
+        open_room_from_lobby(&moderator, "mine").await;
+        wait_texts(&moderator, &["from alice", "from bob"]).await;
+        assert_eq!(delete_offered(&moderator).await, [(1, true), (2, true)]);
+        assert_eq!(
+            attr_of(
+                &moderator,
+                "#messages li[data-seq='2'] .message-delete",
+                "aria-label"
+            )
+            .await,
+            "Delete message from bob"
+        );
+        press_delete(&moderator, 2).await;
+        click(&moderator, "#messages li[data-seq='2'] .confirm-yes").await;
+        for page in [&moderator, &alice, &bob] {
+            wait_placeholder(page, 2, "bob").await;
+            assert!(!dom_contains(page, "from bob").await);
+        }
+        assert_eq!(delete_offered(&alice).await, [(1, true)]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_deletion_made_while_a_browser_was_offline_is_replayed_when_it_resumes() {
+    browser_test(|t| async move {
+        let mut carol = Guest::connect(t.port, "carol").await;
+        carol.join("away").await;
+        let bob = t.user().await;
+        enter_room(&bob, &t.base, "away", "bob").await;
+        carol.send("away", "soon gone").await;
+        carol.send("away", "stays").await;
+        wait_texts(&bob, &["soon gone", "stays"]).await;
+
+        t.set_offline(&bob, true).await;
+        eventually("the page to say it is reconnecting", || async {
+            let state = attr_of(&bob, "#status", "data-state").await;
+            if state == "reconnecting" {
+                Ok(())
+            } else {
+                Err(state)
+            }
+        })
+        .await;
+        carol
+            .frame(json!({"type": "delete", "room": "away", "seq": 1, "client_id": "carol-del"}))
+            .await;
+        let deleted = carol.next_of("deleted").await;
+        assert_eq!(
+            (deleted["target"].clone(), deleted["seq"].clone()),
+            (json!(1), json!(3))
+        );
+        assert!(
+            dom_contains(&bob, "soon gone").await,
+            "offline, bob cannot know yet"
+        );
+
+        t.set_offline(&bob, false).await;
+        wait_connected(&bob).await;
+        wait_texts(&bob, &["Message deleted", "stays"]).await;
+        wait_placeholder(&bob, 1, "carol").await;
+        assert!(!dom_contains(&bob, "soon gone").await);
+        assert_eq!(seqs(&bob).await, [1, 2], "the event is applied, not shown");
+
+        // The replayed event moved the resume cursor: the next resume starts after it.
+        assert_eq!(resume_cursor_after_a_drop(&t, &bob).await, Some(3));
+        carol.send("away", "after the deletion").await;
+        wait_texts(&bob, &["Message deleted", "stays", "after the deletion"]).await;
+        assert_eq!(seqs(&bob).await, [1, 2, 4]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_refused_deletion_is_explained_beside_the_message_which_keeps_its_text() {
+    // Two sends an hour: the two messages use them up, so the deletion (paid from the same
+    // bucket) is refused with rate_limited.
+    let tight = |config: &mut confab::Config| config.limit_send = "2+2/h".parse().unwrap();
+    browser_test_with(tight, |t| async move {
+        let alice = t.user().await;
+        enter_room(&alice, &t.base, "slow", "alice").await;
+        say_and_wait_confirmed(&alice, "first").await;
+        say_and_wait_confirmed(&alice, "second").await;
+
+        press_delete(&alice, 2).await;
+        click(&alice, "#messages li[data-seq='2'] .confirm-yes").await;
+        let error =
+            wait_visible_text(&alice, "#messages li[data-seq='2'] .delete-status.error").await;
+        assert!(
+            error
+                .starts_with("Not deleted: too many messages and deletions at once. Try again in ")
+                && error.ends_with(" minutes."),
+            "{error}"
+        );
+        assert_eq!(
+            attr_of(
+                &alice,
+                "#messages li[data-seq='2'] .delete-status.error",
+                "role"
+            )
+            .await,
+            "alert"
+        );
+        assert_eq!(
+            texts(&alice).await,
+            ["first", "second"],
+            "nothing was deleted"
+        );
+        assert_eq!(
+            delete_offered(&alice).await,
+            [(1, true), (2, true)],
+            "Delete can be tried again"
+        );
+        assert!(!is_displayed(&alice, "#messages li[data-seq='2'] .confirm-delete").await);
+    })
+    .await;
+}
+
+/// Cuts `c` off the network and back, and returns the `since` of the join it resumed with.
+async fn resume_cursor_after_a_drop(t: &TestCtx, c: &Client) -> Option<i64> {
+    c.execute(
+        "window.joinsSent = [];
+         const send = WebSocket.prototype.send;
+         WebSocket.prototype.send = function (data) {
+           const frame = JSON.parse(data);
+           if (frame.type === 'join') window.joinsSent.push(frame.since ?? null);
+           return send.call(this, data);
+         };",
+        vec![],
+    )
+    .await
+    .unwrap();
+    t.set_offline(c, true).await;
+    eventually("the page to say it is reconnecting", || async {
+        let state = attr_of(c, "#status", "data-state").await;
+        if state == "reconnecting" {
+            Ok(())
+        } else {
+            Err(state)
+        }
+    })
+    .await;
+    t.set_offline(c, false).await;
+    wait_connected(c).await;
+    let joins: Vec<Option<i64>> = js(c, "return window.joinsSent;").await;
+    assert_eq!(joins.len(), 1, "one resume: {joins:?}");
+    joins[0]
+}
+
+/// Presses Enter on the Delete action of message `seq`, as a keyboard user would.
+async fn press_delete(c: &Client, seq: i64) {
+    c.find(Locator::Css(&format!(
+        "#messages li[data-seq='{seq}'] .message-delete"
+    )))
+    .await
+    .unwrap()
+    .send_keys(&Key::Enter.to_string())
+    .await
+    .unwrap();
+}
+
+/// The confirmed messages in order, each with whether it offers Delete.
+async fn delete_offered(c: &Client) -> Vec<(i64, bool)> {
+    js(
+        c,
+        "return [...document.querySelectorAll('#messages li.message[data-seq]:not(.deleted)')]
+            .map(li => [Number(li.dataset.seq), li.querySelector('.message-delete') !== null]);",
+    )
+    .await
+}
+
+async fn texts(c: &Client) -> Vec<String> {
+    messages(c).await.into_iter().map(|m| m.text).collect()
+}
+
+/// Whether `text` is anywhere in the page's DOM, attributes included.
+async fn dom_contains(c: &Client, text: &str) -> bool {
+    js(
+        c,
+        &format!(
+            "return document.documentElement.outerHTML.includes({});",
+            json!(text)
+        ),
+    )
+    .await
+}
+
+/// Waits for message `seq` to be a placeholder that still names its author and time.
+async fn wait_placeholder(c: &Client, seq: i64, author: &str) {
+    eventually(&format!("message {seq} to show as deleted"), || async {
+        let seen: Option<(bool, String, String, bool)> = js(
+            c,
+            &format!(
+                "const li = document.querySelector(\"#messages li[data-seq='{seq}']\");
+                 return li && [li.classList.contains('deleted'), li.querySelector('.text').textContent,
+                               li.querySelector('.author').textContent, li.querySelector('time') !== null];"
+            ),
+        )
+        .await;
+        match seen {
+            Some((true, text, who, true)) if text == "Message deleted" && who == author => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
+
 /// Whether each element matching `css` carries a "guest" mark, in document order.
 async fn guest_marks(c: &Client, css: &str) -> Vec<bool> {
     js(

@@ -74,6 +74,8 @@ pub enum Control {
         user: UserId,
         reason: Removal,
     },
+    /// `user` is typing in `room` (already throttled where it was typed).
+    Typing { room: RoomName, user: User },
     /// A room's visibility, members or bans changed: forget what is cached about it.
     AccessChanged { room: RoomName },
 }

@@ -83,7 +83,9 @@ impl Kind {
             ClientFrame::History { .. } => Some(Self::History),
             ClientFrame::Rooms => Some(Self::Rooms),
             ClientFrame::Members { .. } => Some(Self::Members),
-            ClientFrame::Leave { .. } | ClientFrame::Ping => None,
+            // Typing is throttled where it is fanned out (one per user per room per 2 s), and
+            // the surplus is dropped: it is lossy by design.
+            ClientFrame::Leave { .. } | ClientFrame::Ping | ClientFrame::Typing { .. } => None,
         }
     }
 

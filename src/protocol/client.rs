@@ -60,6 +60,10 @@ pub enum ClientFrame {
     },
     Rooms,
     Ping,
+    /// The user is typing in `room` (ephemeral: no seq, not stored).
+    Typing {
+        room: RoomName,
+    },
     /// A page of a room's members, in id order, after the member `after`.
     Members {
         room: RoomName,
@@ -76,9 +80,9 @@ pub struct Rejection {
     pub reference: Option<Ref>,
 }
 
-const KNOWN_TYPES: [&str; 11] = [
+const KNOWN_TYPES: [&str; 12] = [
     "join", "leave", "send", "history", "rooms", "ping", "members", "delete", "edit", "react",
-    "unreact",
+    "unreact", "typing",
 ];
 /// Longest `members.after` accepted: user ids are 36-character UUIDs.
 const MAX_USER_ID_CHARS: usize = 64;
@@ -145,6 +149,11 @@ enum Wire {
         reference: Option<Ref>,
     },
     Rooms {
+        #[serde(rename = "ref")]
+        reference: Option<Ref>,
+    },
+    Typing {
+        room: String,
         #[serde(rename = "ref")]
         reference: Option<Ref>,
     },
@@ -321,6 +330,10 @@ fn validate(wire: Wire) -> Result<(ClientFrame, Option<Ref>), Rejection> {
             }
         }
         Wire::Rooms { reference } => Ok((ClientFrame::Rooms, reference)),
+        Wire::Typing { room, reference } => match RoomName::parse(&room) {
+            Ok(room) => Ok((ClientFrame::Typing { room }, reference)),
+            Err(e) => Err(reject(e, reference)),
+        },
         Wire::Ping { reference } => Ok((ClientFrame::Ping, reference)),
         Wire::Members {
             room,

@@ -303,6 +303,22 @@ pub fn members(room: &RoomName, members: &[&User], member_count: usize, has_more
     })
 }
 
+/// `user` is typing in `room`.
+pub fn typing(room: &RoomName, user: &User) -> Frame {
+    #[derive(Serialize)]
+    struct View<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        room: &'a RoomName,
+        user: &'a User,
+    }
+    encode(&View {
+        kind: "typing",
+        room,
+        user,
+    })
+}
+
 /// The connection was removed from `room` by a moderator: it receives nothing more from it.
 pub fn removed(room: &RoomName, reason: &str) -> Frame {
     #[derive(Serialize)]

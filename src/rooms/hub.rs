@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -32,6 +33,9 @@ use crate::broker::{Announce, Control, Deliver, NodeId, PresenceChange, Publishe
 use crate::domain::{ConnectionId, Event, Message, RoomName, User, UserId};
 use crate::protocol::server::{self, Frame, Joined, RoomCount};
 use crate::store::Page;
+
+/// A user's `typing` in a room goes out at most this often.
+pub const TYPING_EVERY: Duration = Duration::from_secs(2);
 
 /// Members listed in `joined`; the rest are paged with `members`.
 pub const JOINED_MEMBERS: usize = 100;
@@ -72,6 +76,9 @@ struct Room {
     log: Log,
     /// The highest seq fanned out here: a message at or below it was heard twice.
     last_seq: Option<u64>,
+    /// When each user's last `typing` here went out (throttling; entries older than
+    /// [`TYPING_EVERY`] are dropped as new ones come).
+    typing: HashMap<UserId, Instant>,
 }
 
 struct Subscriber {
@@ -166,6 +173,7 @@ impl Hub {
                     presence: RoomPresence::fresh(),
                     log: Log::default(),
                     last_seq: None,
+                    typing: HashMap::new(),
                 }))
             })
             .clone();
@@ -313,6 +321,39 @@ impl Hub {
         if state.subscribers.is_empty() {
             drop(state);
             rooms.remove(room);
+        }
+    }
+
+    /// Whether `user`'s `typing` in `room` should go out now: at most once per
+    /// [`TYPING_EVERY`] per user and room; the rest are dropped (typing is lossy by design).
+    pub fn typing_due(&self, room: &RoomName, user: &UserId) -> bool {
+        let Some(cell) = self.room(room) else {
+            return false;
+        };
+        let mut state = lock(&cell);
+        let now = Instant::now();
+        state
+            .typing
+            .retain(|_, at| now.duration_since(*at) < TYPING_EVERY);
+        if state.typing.contains_key(user) {
+            return false;
+        }
+        state.typing.insert(user.clone(), now);
+        true
+    }
+
+    /// Tells this node's other members of `room` that `user` is typing: never the user's own
+    /// connections, and never queued behind a backlog.
+    fn show_typing(&self, room: &RoomName, user: &User) {
+        let Some(cell) = self.room(room) else {
+            return;
+        };
+        let frame = server::typing(room, user);
+        let state = lock(&cell);
+        for subscriber in state.subscribers.values() {
+            if subscriber.user != user.id && subscriber.cursor.is_some() {
+                subscriber.outbox.push_lossy(frame.clone());
+            }
         }
     }
 
@@ -697,6 +738,7 @@ impl Deliver for Hub {
             }
             Control::Removed { room, user, reason } => self.remove_user(room, user, *reason),
             Control::AccessChanged { room } => self.access.forget(room),
+            Control::Typing { room, user } => self.show_typing(room, user),
         }
     }
 

@@ -26,6 +26,8 @@ pub const CAPACITY: usize = 4 * 1024 * 1024;
 /// While more than this waits in the mailbox, the connection reads no further requests: a
 /// client that asks faster than it reads is answered only as fast as it reads.
 pub const REPLY_BUDGET: usize = 256 * 1024;
+/// Lossy frames (typing) are dropped rather than queued when this much waits already.
+const LOSSY_BOUND: usize = 16 * 1024;
 
 struct Shared {
     state: Mutex<State>,
@@ -83,6 +85,24 @@ impl Outbox {
             if state.bytes + frame.len() > CAPACITY {
                 drop(state);
                 self.cut_off();
+                return false;
+            }
+            state.bytes += frame.len();
+            state.frames.push_back(frame);
+            state.frames.len() == 1
+        };
+        if was_empty {
+            self.0.ready.notify_one();
+        }
+        true
+    }
+
+    /// Queues a frame that may be lost (typing): only if little waits already, so it is never
+    /// queued behind a backlog, and never a reason to cut the connection off.
+    pub fn push_lossy(&self, frame: Frame) -> bool {
+        let was_empty = {
+            let mut state = self.0.state();
+            if state.closed || state.bytes + frame.len() > LOSSY_BOUND {
                 return false;
             }
             state.bytes += frame.len();

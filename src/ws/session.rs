@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
+use crate::broker::Control;
 use crate::domain::{ClientId, ConnectionId, Event, RoomName, User, UserId};
 use crate::limits;
 use crate::protocol::client::{self, ClientFrame, Ref};
@@ -207,6 +208,7 @@ impl Session {
                 self.history(&room, before, limit, reference).await;
             }
             ClientFrame::Rooms => self.watch_lobby(reference).await,
+            ClientFrame::Typing { room } => self.typing(room, reference).await,
             ClientFrame::Ping => self.send(server::pong()),
             ClientFrame::Members { room, after, limit } => {
                 self.members(&room, after.as_ref(), limit, reference);
@@ -512,6 +514,25 @@ impl Session {
                     reference,
                 );
             }
+        }
+    }
+
+    async fn typing(&self, room: RoomName, reference: Option<&Ref>) {
+        if !self.rooms.contains(&room) {
+            return self.error(ErrorCode::NotJoined, "not in this room", reference);
+        }
+        if !self.state.hub.typing_due(&room, &self.user.id) {
+            return;
+        }
+        let user = self.user.clone();
+        if let Err(error) = self
+            .state
+            .broker
+            .control(Control::Typing { room, user })
+            .await
+        {
+            // This node's members heard it; others miss one typing notice, by design lossy.
+            tracing::debug!(%error, "could not tell other nodes about typing");
         }
     }
 

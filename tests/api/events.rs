@@ -313,3 +313,41 @@ async fn resuming_from_any_point_ends_in_the_state_of_a_client_that_stayed() {
         assert_eq!(model, final_state, "resumed from {since} after a restart");
     }
 }
+
+#[tokio::test]
+async fn typing_reaches_the_others_at_most_every_two_seconds_and_never_the_typists_own_tabs() {
+    let server = TestServer::start().await;
+    let (cookie, _) = crate::support::sign_in(&server.base_url(), "ann").await;
+    let mut ann = server.client_with_cookie(&cookie).await;
+    let mut ann_tab = server.client_with_cookie(&cookie).await;
+    let mut bob = server.client("bob").await;
+    for client in [&mut ann, &mut ann_tab, &mut bob] {
+        client.join("t").await;
+    }
+    ann.send(json!({"type": "typing", "room": "t"})).await;
+    let typing = bob.recv_until("typing").await;
+    assert_eq!(
+        (typing["room"].as_str(), &typing["user"]["id"]),
+        (Some("t"), &ann.user["id"])
+    );
+    assert!(typing.get("seq").is_none(), "typing has no seq");
+    // Again at once: dropped. The message after it is the next thing Bob hears, and Ann's own
+    // other tab never heard either.
+    ann.send(json!({"type": "typing", "room": "t"})).await;
+    let said = ann.say("t", "done typing").await;
+    let next = bob.recv().await;
+    assert_eq!(
+        (next["type"].as_str(), &next["seq"]),
+        (Some("message"), &said["seq"])
+    );
+    let next = ann_tab.recv().await;
+    assert_eq!(
+        next["type"], "message",
+        "the typist's own tabs hear no typing: {next}"
+    );
+    // Outside the room: not_joined.
+    let mut carl = server.client("carl").await;
+    carl.send(json!({"type": "typing", "room": "t", "ref": 1}))
+        .await;
+    assert_eq!(carl.recv_until("error").await["code"], "not_joined");
+}

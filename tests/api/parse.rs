@@ -376,6 +376,7 @@ fn matches_input(parsed: &ClientFrame, frame: &Value) -> bool {
                 && Some(*seq) == frame["seq"].as_u64()
                 && emoji.as_str() == text("emoji")
         }
+        ClientFrame::Typing { room } => room.as_str() == text("room"),
         ClientFrame::Rooms => frame["type"] == "rooms",
         ClientFrame::Ping => frame["type"] == "ping",
         ClientFrame::Members { room, after, limit } => {

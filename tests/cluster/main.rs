@@ -9,6 +9,6 @@ mod services;
 
 mod faults;
 mod nodes;
-mod rooms_access;
 mod readiness;
+mod rooms_access;
 mod sessions;

@@ -80,7 +80,8 @@ impl Kind {
             | ClientFrame::Edit { .. }
             | ClientFrame::React { .. } => Some(Self::Send),
             ClientFrame::Join { .. } => Some(Self::Join),
-            ClientFrame::History { .. } => Some(Self::History),
+            // Searching reads like paging back through history, and pays like it.
+            ClientFrame::History { .. } | ClientFrame::Search { .. } => Some(Self::History),
             ClientFrame::Rooms => Some(Self::Rooms),
             ClientFrame::Members { .. } => Some(Self::Members),
             // Typing is throttled where it is fanned out (one per user per room per 2 s), and

@@ -70,6 +70,14 @@ pub enum ClientFrame {
         after: Option<UserId>,
         limit: u32,
     },
+    /// Messages of `room` whose current text has every word of `query`, newest first, with a
+    /// seq below `before` (0: from the newest).
+    Search {
+        room: RoomName,
+        query: String,
+        before: u64,
+        limit: u32,
+    },
 }
 
 /// Why a frame was refused, ready to become an `error` frame.
@@ -80,10 +88,14 @@ pub struct Rejection {
     pub reference: Option<Ref>,
 }
 
-const KNOWN_TYPES: [&str; 12] = [
+const KNOWN_TYPES: [&str; 13] = [
     "join", "leave", "send", "history", "rooms", "ping", "members", "delete", "edit", "react",
-    "unreact", "typing",
+    "unreact", "typing", "search",
 ];
+/// Longest `search.query`, and `search.limit`'s default and bound.
+const MAX_QUERY_CHARS: usize = 200;
+const DEFAULT_SEARCH_LIMIT: u32 = 20;
+const MAX_SEARCH_LIMIT: u32 = 100;
 /// Longest `members.after` accepted: user ids are 36-character UUIDs.
 const MAX_USER_ID_CHARS: usize = 64;
 const MAX_REF_CHARS: usize = 64;
@@ -154,6 +166,14 @@ enum Wire {
     },
     Typing {
         room: String,
+        #[serde(rename = "ref")]
+        reference: Option<Ref>,
+    },
+    Search {
+        room: String,
+        query: String,
+        before: Option<u64>,
+        limit: Option<i64>,
         #[serde(rename = "ref")]
         reference: Option<Ref>,
     },
@@ -335,6 +355,42 @@ fn validate(wire: Wire) -> Result<(ClientFrame, Option<Ref>), Rejection> {
             Err(e) => Err(reject(e, reference)),
         },
         Wire::Ping { reference } => Ok((ClientFrame::Ping, reference)),
+        Wire::Search {
+            room,
+            query,
+            before,
+            limit,
+            reference,
+        } => {
+            let room = match RoomName::parse(&room) {
+                Ok(room) => room,
+                Err(e) => return Err(reject(e, reference)),
+            };
+            if query.chars().count() > MAX_QUERY_CHARS {
+                return Err(Rejection {
+                    code: ErrorCode::BadFrame,
+                    message: format!("`query` is at most {MAX_QUERY_CHARS} characters"),
+                    reference: reference.filter(ref_is_acceptable),
+                });
+            }
+            match limit.map_or(Ok(DEFAULT_SEARCH_LIMIT), u32::try_from) {
+                Ok(limit) if (1..=MAX_SEARCH_LIMIT).contains(&limit) => {
+                    let before = before.unwrap_or(0);
+                    let frame = ClientFrame::Search {
+                        room,
+                        query,
+                        before,
+                        limit,
+                    };
+                    Ok((frame, reference))
+                }
+                _ => Err(Rejection {
+                    code: ErrorCode::InvalidLimit,
+                    message: format!("`limit` is 1-{MAX_SEARCH_LIMIT}"),
+                    reference: reference.filter(ref_is_acceptable),
+                }),
+            }
+        }
         Wire::Members {
             room,
             after,

@@ -345,6 +345,32 @@ pub fn left(room: &RoomName) -> Frame {
     encode(&View { kind: "left", room })
 }
 
+/// The answer to `search`: matching messages, newest first.
+pub fn search_results(
+    room: &RoomName,
+    query: &str,
+    messages: &[Message],
+    viewer: &UserId,
+    has_more: bool,
+) -> Frame {
+    #[derive(Serialize)]
+    struct View<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        room: &'a RoomName,
+        query: &'a str,
+        messages: Vec<MessageView<'a>>,
+        has_more: bool,
+    }
+    encode(&View {
+        kind: "search_results",
+        room,
+        query,
+        messages: views(messages, viewer),
+        has_more,
+    })
+}
+
 pub fn history(room: &RoomName, messages: &[Message], viewer: &UserId, has_more: bool) -> Frame {
     #[derive(Serialize)]
     struct View<'a> {

@@ -308,6 +308,42 @@ where
     Ok(Page::from_newest_first(messages).ending_at(end))
 }
 
+/// The words of a search query, taken literally: split on white space, without the ones that
+/// hold no letter or digit (they match nothing), at most 20.
+pub fn search_words(query: &str) -> Vec<String> {
+    query
+        .split_whitespace()
+        .filter(|word| word.chars().any(char::is_alphanumeric))
+        .take(20)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Rows of a search (newest first, `limit + 1` asked for) into the page and whether more match.
+pub(crate) fn search_page<'r, R>(
+    room: &RoomName,
+    rows: &'r [R],
+    limit: u32,
+) -> Result<(Vec<Message>, bool), StoreError>
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<bool>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let more = rows.len() > limit;
+    let messages = rows
+        .iter()
+        .take(limit)
+        .map(|row| message_from_row(room, row))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((messages, more))
+}
+
 /// The seqs a page's reactions are read for, if it holds messages that are not deleted.
 pub(crate) fn reaction_range(page: &Page) -> Option<(i64, i64)> {
     let mut live = page
@@ -419,6 +455,16 @@ pub trait Store:
 
     /// The newest `limit` messages (no events) with `seq < before`.
     async fn before(&self, room: &RoomName, before: u64, limit: u32) -> Result<Page, StoreError>;
+
+    /// Messages of `room` (not deleted) whose current text has every one of `words`, with a
+    /// seq below `before`, newest first: at most `limit`, and whether more match.
+    async fn search(
+        &self,
+        room: &RoomName,
+        words: &[String],
+        before: u64,
+        limit: u32,
+    ) -> Result<(Vec<Message>, bool), StoreError>;
 
     /// The first `limit` items (messages and events) with `seq > after`, oldest first: how a
     /// reader that fell behind the room's log catches up.

@@ -16,7 +16,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::{
     Appended, NewMessage, Page, Store, StoreError, attach_reactions, message_from_row,
-    page_from_rows, page_with_end, reaction_range, reads, storable_text,
+    page_from_rows, page_with_end, reaction_range, reads, row_columns, search_page, storable_text,
 };
 use crate::domain::{Event, Message, RoomName};
 
@@ -301,6 +301,39 @@ impl Store for PostgresStore {
         };
         self.read_page(room, reads::BEFORE, Some(before), i64::from(limit), false)
             .await
+    }
+
+    async fn search(
+        &self,
+        room: &RoomName,
+        words: &[String],
+        before: u64,
+        limit: u32,
+    ) -> Result<(Vec<Message>, bool), StoreError> {
+        if words.is_empty() {
+            return Ok((Vec::new(), false));
+        }
+        let before = if before == 0 {
+            i64::MAX
+        } else {
+            to_i64(before)
+        };
+        // plainto_tsquery reads plain words (every one required) and ignores operators.
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            row_columns!(),
+            " FROM messages
+             WHERE room = $1 AND kind = 'message' AND NOT deleted AND seq < $3
+               AND to_tsvector('simple', text) @@ plainto_tsquery('simple', $2)
+             ORDER BY seq DESC LIMIT $4"
+        ))
+        .bind(room.as_str())
+        .bind(words.join(" "))
+        .bind(before)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        search_page(room, &rows, limit)
     }
 
     async fn stream_after(

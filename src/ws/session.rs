@@ -209,6 +209,12 @@ impl Session {
             }
             ClientFrame::Rooms => self.watch_lobby(reference).await,
             ClientFrame::Typing { room } => self.typing(room, reference).await,
+            ClientFrame::Search {
+                room,
+                query,
+                before,
+                limit,
+            } => self.search(&room, &query, before, limit, reference).await,
             ClientFrame::Ping => self.send(server::pong()),
             ClientFrame::Members { room, after, limit } => {
                 self.members(&room, after.as_ref(), limit, reference);
@@ -508,6 +514,43 @@ impl Session {
             )),
             Err(error) => {
                 tracing::error!(%error, conn = self.conn.0, room = %room, "reading history failed");
+                self.error(
+                    ErrorCode::Unavailable,
+                    "storage is unavailable; try again",
+                    reference,
+                );
+            }
+        }
+    }
+
+    /// Full-text search of a room the connection is in (so a private room's only for its
+    /// members, like everything else about it).
+    async fn search(
+        &self,
+        room: &RoomName,
+        query: &str,
+        before: u64,
+        limit: u32,
+        reference: Option<&Ref>,
+    ) {
+        if !self.rooms.contains(room) {
+            return self.error(
+                ErrorCode::NotJoined,
+                "join the room to search it",
+                reference,
+            );
+        }
+        let words = crate::store::search_words(query);
+        match self.state.store.search(room, &words, before, limit).await {
+            Ok((messages, more)) => self.send(server::search_results(
+                room,
+                query,
+                &messages,
+                &self.user.id,
+                more,
+            )),
+            Err(error) => {
+                tracing::error!(%error, conn = self.conn.0, room = %room, "searching failed");
                 self.error(
                     ErrorCode::Unavailable,
                     "storage is unavailable; try again",

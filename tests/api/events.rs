@@ -351,3 +351,80 @@ async fn typing_reaches_the_others_at_most_every_two_seconds_and_never_the_typis
         .await;
     assert_eq!(carl.recv_until("error").await["code"], "not_joined");
 }
+
+#[tokio::test]
+async fn search_finds_a_rooms_messages_for_its_members_only() {
+    let server = TestServer::unlimited().await;
+    let base = server.base_url();
+    let (owner_cookie, _) = crate::support::register(&base, "owner").await;
+    let (status, body) = crate::support::http(
+        &base,
+        reqwest::Method::POST,
+        "/api/rooms",
+        Some(&owner_cookie),
+        Some(json!({"name": "secret", "visibility": "private"})),
+    )
+    .await;
+    assert!(status.is_success(), "{status} {body}");
+    let mut owner = server.client_with_cookie(&owner_cookie).await;
+    owner.join("secret").await;
+    owner.say("secret", "the launch code is swordfish").await;
+    owner.say("secret", "lunch at noon").await;
+    let first = owner.say("secret", "Swordfish again, SWORDFISH").await;
+
+    owner
+        .send(json!({"type": "search", "room": "secret", "query": "swordfish", "ref": 7}))
+        .await;
+    let results = owner.recv_until("search_results").await;
+    assert_eq!(
+        (results["room"].as_str(), results["query"].as_str()),
+        (Some("secret"), Some("swordfish"))
+    );
+    let seqs: Vec<u64> = results["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [first["seq"].as_u64().unwrap(), 1], "newest first");
+    assert_eq!(results["has_more"], false);
+    owner
+        .send(json!({"type": "search", "room": "secret", "query": "swordfish", "limit": 1}))
+        .await;
+    let page = owner.recv_until("search_results").await;
+    assert_eq!(
+        (
+            page["messages"].as_array().unwrap().len(),
+            page["has_more"].as_bool()
+        ),
+        (1, Some(true))
+    );
+    owner
+        .send(json!({"type": "search", "room": "secret", "query": "x", "limit": 0, "ref": 8}))
+        .await;
+    assert_eq!(owner.recv_until("error").await["code"], "invalid_limit");
+    owner
+        .send(json!({"type": "search", "room": "secret", "query": "\" AND ( NEAR *"}))
+        .await;
+    assert_eq!(
+        owner.recv_until("search_results").await["messages"],
+        json!([]),
+        "operators are text"
+    );
+
+    // Someone who is not a member can neither join nor search.
+    let (outsider_cookie, _) = crate::support::register(&base, "outsider").await;
+    let mut outsider = server.client_with_cookie(&outsider_cookie).await;
+    outsider
+        .send(json!({"type": "join", "room": "secret", "ref": 1}))
+        .await;
+    assert_eq!(outsider.recv_until("error").await["code"], "forbidden");
+    outsider
+        .send(json!({"type": "search", "room": "secret", "query": "swordfish", "ref": 2}))
+        .await;
+    let refused = outsider.recv_until("error").await;
+    assert_eq!(
+        (refused["code"].as_str(), refused["ref"].as_i64()),
+        (Some("not_joined"), Some(2))
+    );
+}

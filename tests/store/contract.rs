@@ -729,3 +729,85 @@ async fn edits_reactions_and_replies_keep_one_contract_on_every_backend() {
         store.close().await;
     }
 }
+
+#[tokio::test]
+async fn search_finds_current_text_in_one_room_newest_first_on_every_backend() {
+    use confab::domain::Event;
+    use confab::store::search_words;
+    let said = |room_name: &str, client_id: &str, text: &str| {
+        let mut new = message(room_name, "ann", client_id, 1);
+        new.text = text.into();
+        new
+    };
+    for backend in Backend::all().await {
+        println!("backend: {}", backend.name());
+        let store = backend.open().await;
+        store
+            .append(&[
+                said("s", "1", "the quick brown fox"),
+                said("s", "2", "a lazy dog"),
+                said("s", "3", "Quick thinking, brown bread"),
+                said("other", "4", "quick brown fox elsewhere"),
+                said("s", "5", "fox \"quoted\" AND OR NOT NEAR( * col:"),
+            ])
+            .await
+            .unwrap();
+        let found = |words: &str, before: u64, limit: u32| {
+            let store = &store;
+            let words = search_words(words);
+            async move {
+                let (messages, more) = store
+                    .search(&room("s"), &words, before, limit)
+                    .await
+                    .unwrap();
+                (seqs(&messages), more)
+            }
+        };
+        assert_eq!(
+            found("quick brown", 0, 20).await,
+            (vec![3, 1], false),
+            "every word, any case"
+        );
+        assert_eq!(
+            found("QUICK", 0, 1).await,
+            (vec![3], true),
+            "paged newest first"
+        );
+        assert_eq!(
+            found("quick", 3, 20).await,
+            (vec![1], false),
+            "before a seq"
+        );
+        assert_eq!(found("cat", 0, 20).await, (vec![], false));
+        // Operators and quotes are text, never syntax (and never an error).
+        for literal in ["AND", "\"quoted\"", "NEAR(", "col:", "*", "\"", "OR NOT"] {
+            store
+                .search(&room("s"), &search_words(literal), 0, 20)
+                .await
+                .unwrap();
+        }
+        // (The room's fourth message: the other room's took no seq of this one.)
+        assert_eq!(found("quoted", 0, 20).await, (vec![4], false));
+        assert_eq!(
+            found("elsewhere", 0, 20).await,
+            (vec![], false),
+            "one room only"
+        );
+        // An edit is found by its new text only; a deletion is found no more.
+        let mut edit = message("s", "ann", "e1", 2);
+        edit.text = "a sleepy cat".into();
+        edit.event = Event::Edited { target: 2 };
+        let mut delete = message("s", "ann", "d1", 3);
+        delete.text.clear();
+        delete.event = Event::Deleted { target: 1 };
+        store.append(&[edit, delete]).await.unwrap();
+        assert_eq!(found("cat", 0, 20).await, (vec![2], false));
+        assert_eq!(found("lazy", 0, 20).await, (vec![], false));
+        assert_eq!(
+            found("fox", 0, 20).await,
+            (vec![4], false),
+            "the deleted fox is gone"
+        );
+        store.close().await;
+    }
+}

@@ -17,9 +17,9 @@ use sqlx::sqlite::{
 
 use super::{
     Appended, NewMessage, Page, Store, StoreError, attach_reactions, page_from_rows, page_with_end,
-    reaction_range, reads,
+    reaction_range, reads, search_page,
 };
-use crate::domain::RoomName;
+use crate::domain::{Message, RoomName};
 use write::{Checkpointer, WriteSide};
 
 pub(crate) const DATABASE_FILE: &str = "confab.db";
@@ -212,6 +212,46 @@ impl Store for SqliteStore {
         };
         self.read_page(room, reads::BEFORE, Some(before), i64::from(limit), false)
             .await
+    }
+
+    async fn search(
+        &self,
+        room: &RoomName,
+        words: &[String],
+        before: u64,
+        limit: u32,
+    ) -> Result<(Vec<Message>, bool), StoreError> {
+        if words.is_empty() {
+            return Ok((Vec::new(), false));
+        }
+        // Every word a quoted FTS5 string: operators, quotes and column filters in the query
+        // are text to look for, never syntax. The room narrows through its own indexed token.
+        let phrases: Vec<String> = words
+            .iter()
+            .map(|word| format!("\"{}\"", word.replace('"', "\"\"")))
+            .collect();
+        let room_key = hex::encode_upper(room.as_str());
+        let expression = format!("room_key : {room_key} AND text : ({})", phrases.join(" "));
+        let before = if before == 0 {
+            i64::MAX
+        } else {
+            to_i64(before)
+        };
+        let rows = sqlx::query(
+            "SELECT m.seq, m.id, m.ts, m.user_id, m.user_name, m.user_guest, m.text, m.client_id,
+                    m.kind, m.target, m.deleted, m.edited_at, m.reply_to, m.added
+             FROM messages_fts JOIN messages m ON m.room = $1 AND m.seq = messages_fts.seq
+             WHERE messages_fts MATCH $2 AND messages_fts.seq < $3
+               AND m.kind = 'message' AND m.deleted = 0
+             ORDER BY messages_fts.seq DESC LIMIT $4",
+        )
+        .bind(room.as_str())
+        .bind(expression)
+        .bind(before)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.readers)
+        .await?;
+        search_page(room, &rows, limit)
     }
 
     async fn stream_after(

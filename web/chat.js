@@ -25,6 +25,7 @@
 
 import { closeAccountPanel, openAccountPanel, sessionAfterRevocation } from "/assets/account.js";
 import { Connection, SESSION_REVOKED } from "/assets/client.js";
+import { initRoomPage, memberActions, refreshRoomHeader, showExcluded } from "/assets/room-settings.js";
 import {
   MAX_TEXT_CHARS,
   avatar,
@@ -171,6 +172,9 @@ function handleFrame(frame) {
     case "error":
       handleError(frame);
       break;
+    case "removed":
+      if (frame.room === room) excluded(frame.reason === "banned" ? "banned" : "kicked");
+      break;
     default:
       // Unknown frames are ignored, as the protocol asks.
       break;
@@ -228,6 +232,22 @@ function signedOut() {
   conn.stop();
   closeAccountPanel();
   showSignIn(true);
+}
+
+/**
+ * The user may not be in this room: moderators removed or banned them (`removed`), or the join
+ * was refused (`forbidden`). Joining again would only be refused (or, after a kick from a public
+ * room, undo what the moderators meant), so the page stops and says why.
+ */
+function excluded(reason) {
+  conn.stop();
+  inRoom = false;
+  members.clear();
+  memberCount = 0;
+  membersAfter = null;
+  renderMembers();
+  setStatus("closed");
+  showExcluded(reason);
 }
 
 function handleJoined(frame) {
@@ -387,6 +407,8 @@ function handleError(frame) {
     if (frame.code === "invalid_room") {
       conn.stop();
       showRoomInvalid(frame.message);
+    } else if (frame.code === "forbidden") {
+      excluded("forbidden");
     } else if (frame.code === "already_joined") {
       // Cannot happen on a fresh connection; resynchronise the protocol way.
       conn.send({ type: "leave", room });
@@ -1077,6 +1099,7 @@ function renderMembers() {
       you.textContent = "(you)";
       li.append(" ", you);
     }
+    li.append(...memberActions(user));
     return li;
   });
   ui.memberList.replaceChildren(...items);
@@ -1107,7 +1130,13 @@ function scrollToBottom() {
 function setStatus(state) {
   ui.status.dataset.state = state;
   ui.status.textContent =
-    state === "connected" ? "Connected" : state === "reconnecting" ? "Reconnecting…" : "Connecting…";
+    state === "connected"
+      ? "Connected"
+      : state === "reconnecting"
+        ? "Reconnecting…"
+        : state === "closed"
+          ? "Not in this room"
+          : "Connecting…";
   ui.banner.hidden = state !== "reconnecting";
   document.body.dataset.connection = state;
   refreshPendingLabels();
@@ -1142,6 +1171,7 @@ function startRoom(user) {
   ui.signedOut.hidden = true;
   ui.app.hidden = false;
   conn.start();
+  refreshRoomHeader();
   ui.composer.focus();
 }
 
@@ -1216,6 +1246,7 @@ async function boot() {
   ui.composer.placeholder = `Message #${room}`;
   ui.composerLabel.textContent = `Message #${room}`;
   wireEvents();
+  initRoomPage({ room, me: () => me, online: () => [...members.values()] });
   bindNameForm(ui.nameForm, (user) => {
     me = user;
     startRoom(user);

@@ -1,5 +1,6 @@
 // The lobby: sign in (as a guest with a name, or with an account), see the rooms with their
-// live online counts, open a room.
+// live online counts, open or create a room, and (accounts) see your direct messages. The room
+// creation form and the direct-message list live in rooms.js.
 
 import {
   bindLoginForm,
@@ -12,6 +13,7 @@ import {
 } from "/assets/account.js";
 import { Connection, SESSION_REVOKED } from "/assets/client.js";
 import { avatar, bindNameForm, fetchSession, roomProblem } from "/assets/common.js";
+import { bindCreateRoom, isDirectRoom, markPrivate, showDirectMessages, updateCreateRoom } from "/assets/rooms.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -61,6 +63,8 @@ const rooms = new Map();
  * that. Rooms first seen in updates come after the snapshot's, busiest first.
  */
 const snapshotRank = new Map();
+/** Rooms the last snapshot marked private (the user's own; updates never name them). */
+const privateRooms = new Set();
 let haveSnapshot = false;
 let everConnected = false;
 
@@ -74,6 +78,8 @@ const conn = new Connection({
     } else if (frame.type === "rooms" && Array.isArray(frame.rooms)) {
       applyRooms(frame.rooms, frame.full === true);
       if (frame.full) {
+        // Direct messages are not in live updates either: refresh them with each snapshot.
+        showDirectMessages(me);
         everConnected = true;
         conn.resetBackoff();
         setStatus("connected");
@@ -122,6 +128,7 @@ function signedOut() {
   conn.stop();
   closeAccountPanel();
   me = null;
+  showDirectMessages(null);
   showSignIn("signed-out");
 }
 
@@ -135,14 +142,17 @@ function applyRooms(list, full) {
   if (full) {
     rooms.clear();
     snapshotRank.clear();
+    privateRooms.clear();
     list.forEach((room, index) => {
       if (room && typeof room.name === "string") snapshotRank.set(room.name, index);
     });
     haveSnapshot = true;
   }
   for (const room of list) {
-    if (room && typeof room.name === "string" && Number.isInteger(room.online)) {
+    // Direct messages have a list of their own.
+    if (room && typeof room.name === "string" && Number.isInteger(room.online) && !isDirectRoom(room.name)) {
       rooms.set(room.name, room.online);
+      if (full && room.visibility === "private") privateRooms.add(room.name);
     }
   }
   renderRooms();
@@ -182,6 +192,7 @@ function renderRooms() {
     li.dataset.online = String(online);
     count.textContent = `${online} online`;
     li.classList.toggle("idle", online === 0);
+    markPrivate(li, privateRooms.has(name));
     if (ui.rooms.children[index] !== li) ui.rooms.insertBefore(li, ui.rooms.children[index] ?? null);
   });
   for (const li of existing.values()) li.remove();
@@ -264,8 +275,11 @@ function showLobby(user) {
   ui.meGuest.hidden = user.guest === false;
   ui.upgrade.hidden = user.guest === false;
   ui.signOutError.hidden = true;
+  updateCreateRoom(user);
   if (first) {
     loadRoomsOverHttp();
+  } else {
+    showDirectMessages(user);
   }
   ui.status.hidden = false;
   if (conn.stopped) conn.start();
@@ -319,6 +333,8 @@ ui.signOut.addEventListener("click", async () => {
     ui.signOut.disabled = false;
   }
 });
+
+bindCreateRoom(() => me);
 
 ui.roomInput.addEventListener("input", () => {
   ui.roomError.hidden = true;

@@ -42,7 +42,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/rooms/{name}/bans/{user}", put(ban).delete(unban))
         .route("/api/rooms/{name}/roles/{user}", put(set_role))
         .route("/api/dm", get(direct_rooms))
-        .route("/api/dm/{username}", post(direct))
+        .route("/api/dm/{user}", post(direct))
 }
 
 fn unavailable(error: crate::store::StoreError) -> ApiError {
@@ -484,27 +484,22 @@ async fn direct_rooms(
     Ok(Json(json!({ "rooms": rooms })))
 }
 
-/// The private two-person room of the caller and `username`: created on the first ask (by
+/// The private two-person room of the caller and `user` (a username, or the user id of an
+/// account, which is all a room's member list shows of people): created on the first ask (by
 /// either), the same room after. Asking again re-adds either of them who left (not one who
-/// was banned).
+/// was banned). Guests have no direct messages, so a guest's id is no such user.
 async fn direct(
     State(state): State<AppState>,
     caller: Caller,
-    Path(username): Path<String>,
+    Path(user): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     if caller.username.is_none() {
         return Err(ApiError::AccountRequired);
     }
-    let lower = username.to_ascii_lowercase();
-    let other = match Username::parse(&lower) {
-        Ok(username) => state
-            .store
-            .account_by_username(username.as_str())
-            .await
-            .map_err(unavailable)?,
-        Err(_) => None,
+    let other = target(&state, &user).await?;
+    if other.username.is_none() {
+        return Err(ApiError::NotFound("no such user"));
     }
-    .ok_or(ApiError::NotFound("no such user"))?;
     if other.user.id == caller.user.id {
         return Err(ApiError::BadRequest(
             "a direct message needs someone else".into(),

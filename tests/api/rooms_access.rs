@@ -569,6 +569,28 @@ async fn a_direct_message_room_is_one_room_for_two_people() {
     assert_eq!(second["room"]["name"], room, "the same room whoever asks");
     let (_, again) = as_(&server, &alice, Method::POST, "/api/dm/bob").await;
     assert_eq!(again["room"]["name"], room);
+    // By user id too (what a room's member list shows), but only an account's.
+    let (status, by_id) = as_(
+        &server,
+        &alice,
+        Method::POST,
+        &format!("/api/dm/{}", bob.id()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(by_id["room"]["name"], room);
+    assert_eq!(
+        as_(
+            &server,
+            &alice,
+            Method::POST,
+            &format!("/api/dm/{}", visitor.id())
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND,
+        "guests have no direct messages"
+    );
 
     assert_eq!(
         as_(&server, &alice, Method::POST, "/api/dm/alice").await.0,

@@ -66,6 +66,7 @@ fn fan_out(c: &mut Criterion) {
                 viewer: &viewer,
                 since: None,
                 reset: false,
+                read_seq: None,
             };
             hub.activate(join, Page::default());
             receivers.push((conn, receiver));

@@ -74,6 +74,12 @@ pub enum Control {
         user: UserId,
         reason: Removal,
     },
+    /// `user`'s read marker in `room` moved to `seq`: all their connections hear it.
+    ReadMarker {
+        user: UserId,
+        room: RoomName,
+        seq: u64,
+    },
     /// `user` is typing in `room` (already throttled where it was typed).
     Typing { room: RoomName, user: User },
     /// A room's visibility, members or bans changed: forget what is cached about it.

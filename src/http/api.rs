@@ -37,10 +37,17 @@ async fn rooms(
     caller: Option<crate::accounts::Caller>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let viewer = caller.as_ref().map(|caller| &caller.user.id);
-    let rooms = state
+    let store = state.store.as_ref();
+    let mut rooms = state
         .hub
-        .lobby_for(state.store.as_ref(), viewer)
+        .lobby_for(store, viewer)
         .await
         .map_err(ApiError::Unavailable)?;
+    if let Some(caller) = &caller {
+        let username = caller.username.as_deref();
+        crate::rooms::unread::annotate(store, &caller.user, username, &mut rooms)
+            .await
+            .map_err(ApiError::Unavailable)?;
+    }
     Ok(Json(json!({ "rooms": rooms })))
 }

@@ -87,6 +87,8 @@ impl Kind {
             // Typing is throttled where it is fanned out (one per user per room per 2 s), and
             // the surplus is dropped: it is lossy by design.
             ClientFrame::Leave { .. } | ClientFrame::Ping | ClientFrame::Typing { .. } => None,
+            // Read markers follow scrolling; they pay like paging through history.
+            ClientFrame::Read { .. } => Some(Self::History),
         }
     }
 

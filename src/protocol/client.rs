@@ -64,6 +64,11 @@ pub enum ClientFrame {
     Typing {
         room: RoomName,
     },
+    /// The user has read `room` up to `seq`.
+    Read {
+        room: RoomName,
+        seq: u64,
+    },
     /// A page of a room's members, in id order, after the member `after`.
     Members {
         room: RoomName,
@@ -88,9 +93,9 @@ pub struct Rejection {
     pub reference: Option<Ref>,
 }
 
-const KNOWN_TYPES: [&str; 13] = [
+const KNOWN_TYPES: [&str; 14] = [
     "join", "leave", "send", "history", "rooms", "ping", "members", "delete", "edit", "react",
-    "unreact", "typing", "search",
+    "unreact", "typing", "search", "read",
 ];
 /// Longest `search.query`, and `search.limit`'s default and bound.
 const MAX_QUERY_CHARS: usize = 200;
@@ -166,6 +171,12 @@ enum Wire {
     },
     Typing {
         room: String,
+        #[serde(rename = "ref")]
+        reference: Option<Ref>,
+    },
+    Read {
+        room: String,
+        seq: u64,
         #[serde(rename = "ref")]
         reference: Option<Ref>,
     },
@@ -352,6 +363,14 @@ fn validate(wire: Wire) -> Result<(ClientFrame, Option<Ref>), Rejection> {
         Wire::Rooms { reference } => Ok((ClientFrame::Rooms, reference)),
         Wire::Typing { room, reference } => match RoomName::parse(&room) {
             Ok(room) => Ok((ClientFrame::Typing { room }, reference)),
+            Err(e) => Err(reject(e, reference)),
+        },
+        Wire::Read {
+            room,
+            seq,
+            reference,
+        } => match RoomName::parse(&room) {
+            Ok(room) => Ok((ClientFrame::Read { room, seq }, reference)),
             Err(e) => Err(reject(e, reference)),
         },
         Wire::Ping { reference } => Ok((ClientFrame::Ping, reference)),

@@ -87,6 +87,12 @@ pub struct RoomCount {
     /// Shown as `visibility`: only a member's own answer lists a private room.
     #[serde(rename = "visibility", serialize_with = "visibility")]
     pub private: bool,
+    /// For a signed-in user with a read marker in the room: messages from others after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unread: Option<u64>,
+    /// Of those, the ones that mention the user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mentions: Option<u64>,
 }
 
 fn visibility<S: serde::Serializer>(private: &bool, serializer: S) -> Result<S::Ok, S::Error> {
@@ -215,6 +221,8 @@ pub struct Joined<'a> {
     pub truncated: bool,
     /// The client's `since` was above the room's last seq and was dropped.
     pub reset: bool,
+    /// The user's read marker in the room.
+    pub read_seq: u64,
 }
 
 pub fn joined(joined: &Joined<'_>) -> Frame {
@@ -232,6 +240,7 @@ pub fn joined(joined: &Joined<'_>) -> Frame {
         truncated: bool,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         reset: bool,
+        read_seq: u64,
     }
     encode(&View {
         kind: "joined",
@@ -244,6 +253,23 @@ pub fn joined(joined: &Joined<'_>) -> Frame {
         has_more: joined.has_more,
         truncated: joined.truncated,
         reset: joined.reset,
+        read_seq: joined.read_seq,
+    })
+}
+
+/// The user's read marker in `room` moved to `seq` (on one of their connections, or another).
+pub fn read_marker(room: &RoomName, seq: u64) -> Frame {
+    #[derive(Serialize)]
+    struct View<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        room: &'a RoomName,
+        seq: u64,
+    }
+    encode(&View {
+        kind: "read_marker",
+        room,
+        seq,
     })
 }
 

@@ -324,6 +324,20 @@ impl Hub {
         }
     }
 
+    /// The newest seq this node knows `room` to have (from its log), if it hosts the room.
+    pub fn known_last_seq(&self, room: &RoomName) -> Option<u64> {
+        let cell = self.room(room)?;
+        let state = lock(&cell);
+        state.log.last_seq().or(state.last_seq)
+    }
+
+    /// The last seq `conn` has been given in `room` (right after a join: `joined.last_seq`).
+    pub fn cursor(&self, room: &RoomName, conn: ConnectionId) -> Option<u64> {
+        let cell = self.room(room)?;
+        let state = lock(&cell);
+        state.subscribers.get(&conn)?.cursor
+    }
+
     /// Whether `user`'s `typing` in `room` should go out now: at most once per
     /// [`TYPING_EVERY`] per user and room; the rest are dropped (typing is lossy by design).
     pub fn typing_due(&self, room: &RoomName, user: &UserId) -> bool {
@@ -520,6 +534,8 @@ impl Hub {
                 online: self.online(&name),
                 name,
                 private: true,
+                unread: None,
+                mentions: None,
             }));
         }
         Ok(rooms)
@@ -533,6 +549,8 @@ impl Hub {
                 name,
                 online: count(lock(&cell).presence.count()),
                 private: false,
+                unread: None,
+                mentions: None,
             })
             .filter(|room| room.online > 0)
             .chain(
@@ -544,6 +562,8 @@ impl Hub {
                         name,
                         online: count(online),
                         private: false,
+                        unread: None,
+                        mentions: None,
                     }),
             )
             .collect()
@@ -575,6 +595,9 @@ pub struct Activation<'a> {
     pub since: Option<u64>,
     /// The client's `since` was above the room's last seq: `joined` says `reset: true`.
     pub reset: bool,
+    /// The user's read marker, if they have one; `joined` otherwise says the room's last seq
+    /// (nothing old is unread on a first join).
+    pub read_seq: Option<u64>,
 }
 
 fn count(members: usize) -> u32 {
@@ -645,6 +668,7 @@ impl Room {
             has_more,
             truncated,
             reset: join.reset,
+            read_seq: join.read_seq.unwrap_or(cursor),
         });
         subscriber.outbox.push(frame);
         subscriber.cursor = Some(cursor);
@@ -739,6 +763,10 @@ impl Deliver for Hub {
             Control::Removed { room, user, reason } => self.remove_user(room, user, *reason),
             Control::AccessChanged { room } => self.access.forget(room),
             Control::Typing { room, user } => self.show_typing(room, user),
+            Control::ReadMarker { user, room, seq } => {
+                self.connections
+                    .send_to_user(user, &server::read_marker(room, *seq));
+            }
         }
     }
 
@@ -834,6 +862,7 @@ mod tests {
                 viewer,
                 since: None,
                 reset: false,
+                read_seq: None,
             },
             viewer.clone(),
         )

@@ -90,6 +90,8 @@ impl Lobby {
                     online: online(&name),
                     name,
                     private: false,
+                    unread: None,
+                    mentions: None,
                 })
                 .collect();
             changed.sort_by(|a, b| a.name.cmp(&b.name));
@@ -140,6 +142,8 @@ fn rank(occupied: Vec<RoomCount>, activity: Vec<(RoomName, i64)>, now: i64) -> V
                 name,
                 online: 0,
                 private: false,
+                unread: None,
+                mentions: None,
             },
             Some(last),
         )
@@ -185,12 +189,16 @@ mod tests {
                 name: room(&format!("a{i:03}")),
                 online: 2,
                 private: false,
+                unread: None,
+                mentions: None,
             })
             .collect();
         occupied.push(RoomCount {
             name: room("general"),
             online: 1,
             private: false,
+            unread: None,
+            mentions: None,
         });
         let activity = vec![(room("general"), NOW - 60_000)];
         let ranked = rank(occupied, activity, NOW);
@@ -205,16 +213,22 @@ mod tests {
                 name: room("quiet-crowd"),
                 online: 9,
                 private: false,
+                unread: None,
+                mentions: None,
             },
             RoomCount {
                 name: room("busy"),
                 online: 3,
                 private: false,
+                unread: None,
+                mentions: None,
             },
             RoomCount {
                 name: room("chatty"),
                 online: 1,
                 private: false,
+                unread: None,
+                mentions: None,
             },
         ];
         let activity = vec![

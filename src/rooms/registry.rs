@@ -1,15 +1,18 @@
 //! This node's connections by session, so that a session signed out or revoked on any node
-//! can close its connections here (4003).
+//! can close its connections here (4003), and by user, so that what concerns a user (their
+//! read markers) reaches all their connections.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use super::outbox::Outbox;
-use crate::domain::ConnectionId;
+use crate::domain::{ConnectionId, UserId};
+use crate::protocol::server::Frame;
 
 #[derive(Default)]
 pub struct Registry {
     by_session: Mutex<HashMap<String, Vec<(ConnectionId, Outbox)>>>,
+    by_user: Mutex<HashMap<UserId, Vec<(ConnectionId, Outbox)>>>,
 }
 
 impl Registry {
@@ -34,6 +37,30 @@ impl Registry {
             if conns.is_empty() {
                 map.remove(sid);
             }
+        }
+    }
+
+    /// Lists a connection under its user until [`Registry::remove_user`].
+    pub fn add_user(&self, user: &UserId, conn: ConnectionId, outbox: Outbox) {
+        let mut map = self.by_user.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(user.clone()).or_default().push((conn, outbox));
+    }
+
+    pub fn remove_user(&self, user: &UserId, conn: ConnectionId) {
+        let mut map = self.by_user.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(conns) = map.get_mut(user) {
+            conns.retain(|(held, _)| *held != conn);
+            if conns.is_empty() {
+                map.remove(user);
+            }
+        }
+    }
+
+    /// Queues `frame` on every connection of `user` on this node.
+    pub fn send_to_user(&self, user: &UserId, frame: &Frame) {
+        let map = self.by_user.lock().unwrap_or_else(PoisonError::into_inner);
+        for (_, outbox) in map.get(user).into_iter().flatten() {
+            outbox.push(frame.clone());
         }
     }
 

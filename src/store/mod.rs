@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod advisory;
 pub mod postgres;
+pub mod read_state;
 pub mod rooms_access;
 pub mod sqlite;
 
@@ -439,7 +440,13 @@ pub trait OrderHold: Send {
 /// when several writers (nodes) append at once, and must store a batch all or nothing.
 #[async_trait]
 pub trait Store:
-    Sessions + accounts::Accounts + rooms_access::RoomsAccess + Send + Sync + 'static
+    Sessions
+    + accounts::Accounts
+    + rooms_access::RoomsAccess
+    + read_state::ReadState
+    + Send
+    + Sync
+    + 'static
 {
     /// Stores a batch in one transaction, assigning each new message its room's next seq in
     /// batch order. Returns one outcome per input, in input order.

@@ -502,6 +502,7 @@ fn refers(new: &NewMessage) -> bool {
 }
 
 super::accounts::sql_accounts!(PostgresStore, read: pool, write: pool);
+super::read_state::sql_read_state!(PostgresStore, read: pool, write: pool);
 super::rooms_access::sql_rooms_access!(PostgresStore, read: pool, write: pool);
 
 #[async_trait]

@@ -48,14 +48,28 @@ async fn upgrade(
     mut request: Request,
 ) -> Response {
     let ip = client.bucket();
-    let (user, sid, admin, payer) = match (caller, params.name) {
+    let (identity, payer) = match (caller, params.name) {
         (Some(caller), _) => {
             let payer = Payer::User(caller.user.id.clone());
-            (caller.user, Some(caller.session.sid), caller.admin, payer)
+            let identity = session::Identity {
+                user: caller.user,
+                sid: Some(caller.session.sid),
+                admin: caller.admin,
+                username: caller.username,
+            };
+            (identity, payer)
         }
         // A new id on every connect: the IP pays, so reconnecting buys no fresh burst.
         (None, Some(name)) => match DisplayName::parse(&name) {
-            Ok(name) => (User::new_guest(name), None, false, Payer::Anonymous(ip)),
+            Ok(name) => {
+                let identity = session::Identity {
+                    user: User::new_guest(name),
+                    sid: None,
+                    admin: false,
+                    username: None,
+                };
+                (identity, Payer::Anonymous(ip))
+            }
             Err(invalid) => return ApiError::InvalidName(invalid.to_string()).into_response(),
         },
         (None, None) => return ApiError::Unauthenticated.into_response(),
@@ -74,7 +88,6 @@ async fn upgrade(
         )
             .into_response();
     };
-    let identity = session::Identity { user, sid, admin };
     // The connection counts against the connection caps (`http::edge`) until it ends.
     let permit = request.extensions_mut().remove::<ConnectionPermit>();
     let sessions = state.sessions.clone();

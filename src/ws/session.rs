@@ -17,6 +17,7 @@ use crate::protocol::{ErrorCode, JOIN_PAGE, MAX_ROOMS_PER_CONNECTION, RESUME_CAP
 use crate::rooms::access::Rank;
 use crate::rooms::hub::{Activation, JOINED_MEMBERS, TooManyRooms};
 use crate::rooms::outbox::Outbox;
+use crate::rooms::unread;
 use crate::rooms::writer::{AppendError, AppendReply, Sent};
 use crate::state::AppState;
 use crate::store::{NewMessage, Refusal};
@@ -53,6 +54,8 @@ pub struct Identity {
     pub user: User,
     pub sid: Option<String>,
     pub admin: bool,
+    /// The account's username (for mentions); `None` for guests.
+    pub username: Option<String>,
 }
 
 pub struct Session {
@@ -63,6 +66,7 @@ pub struct Session {
     sid: Option<String>,
     /// A server administrator (as of connecting).
     admin: bool,
+    username: Option<String>,
     state: AppState,
     outbox: Outbox,
     rooms: HashSet<RoomName>,
@@ -78,15 +82,25 @@ impl Session {
         state: AppState,
         outbox: Outbox,
     ) -> Self {
-        let Identity { user, sid, admin } = identity;
+        let Identity {
+            user,
+            sid,
+            admin,
+            username,
+        } = identity;
         if let Some(sid) = &sid {
             state.hub.connections.add(sid, conn, outbox.clone());
         }
+        state
+            .hub
+            .connections
+            .add_user(&user.id, conn, outbox.clone());
         Self {
             conn,
             user,
             sid,
             admin,
+            username,
             state,
             outbox,
             rooms: HashSet::new(),
@@ -209,6 +223,7 @@ impl Session {
             }
             ClientFrame::Rooms => self.watch_lobby(reference).await,
             ClientFrame::Typing { room } => self.typing(room, reference).await,
+            ClientFrame::Read { room, seq } => self.read(room, seq, reference).await,
             ClientFrame::Search {
                 room,
                 query,
@@ -274,6 +289,7 @@ impl Session {
                 tracing::warn!(%error, conn = self.conn.0, room = %room, "cannot read other nodes' members")
             }
         }
+        let read_seq = self.read_seq(&room).await;
         // Most joins ask for what the room holds in memory; only the rest read the store.
         let activation = Activation {
             room: &room,
@@ -281,9 +297,10 @@ impl Session {
             viewer: &self.user.id,
             since,
             reset: false,
+            read_seq,
         };
         if self.state.hub.activate_from_log(activation) {
-            return;
+            return self.start_reading(&room, read_seq).await;
         }
         match self.read_join_page(&room, since).await {
             Ok((page, reset_to)) => {
@@ -293,12 +310,82 @@ impl Session {
                     reset: reset_to.is_some(),
                     ..activation
                 };
-                self.state.hub.activate(activation, page);
+                if self.state.hub.activate(activation, page) {
+                    self.start_reading(&room, read_seq).await;
+                }
             }
             Err(error) => {
                 tracing::error!(%error, conn = self.conn.0, room = %room, "reading history for a join failed");
                 self.state.hub.unsubscribe(&room, self.conn);
                 self.rooms.remove(&room);
+                self.error(
+                    ErrorCode::Unavailable,
+                    "storage is unavailable; try again",
+                    reference,
+                );
+            }
+        }
+    }
+
+    /// The user's read marker in `room`, for users with a session (a `/ws?name=` user is new on
+    /// every connection and has no read state).
+    async fn read_seq(&self, room: &RoomName) -> Option<u64> {
+        self.sid.as_ref()?;
+        match self.state.store.read_seq(&self.user.id, room).await {
+            Ok(seq) => seq,
+            Err(error) => {
+                tracing::warn!(%error, conn = self.conn.0, room = %room, "reading a read marker failed");
+                None
+            }
+        }
+    }
+
+    /// On a user's first join of a room their marker starts at its last seq, so nothing old is
+    /// unread.
+    async fn start_reading(&self, room: &RoomName, read_seq: Option<u64>) {
+        if self.sid.is_none() || read_seq.is_some() {
+            return;
+        }
+        let Some(last) = self.state.hub.cursor(room, self.conn) else {
+            return;
+        };
+        if let Err(error) = self.state.store.mark_read(&self.user.id, room, last).await {
+            tracing::warn!(%error, conn = self.conn.0, room = %room, "starting a read marker failed");
+        }
+    }
+
+    /// `read {room, seq}`: moves the user's marker forward; every connection of theirs (on
+    /// every node) hears where it is now.
+    async fn read(&self, room: RoomName, seq: u64, reference: Option<&Ref>) {
+        if !self.rooms.contains(&room) {
+            return self.error(
+                ErrorCode::NotJoined,
+                "join the room to mark it read",
+                reference,
+            );
+        }
+        // Not beyond what the room has.
+        let seq = match self.state.hub.known_last_seq(&room) {
+            Some(last) => seq.min(last),
+            None => seq,
+        };
+        let before = self.read_seq(&room).await;
+        match self.state.store.mark_read(&self.user.id, &room, seq).await {
+            Ok(now) if before.is_none_or(|before| now > before) => {
+                let user = self.user.id.clone();
+                let control = Control::ReadMarker {
+                    user,
+                    room,
+                    seq: now,
+                };
+                if let Err(error) = self.state.broker.control(control).await {
+                    tracing::warn!(%error, "could not tell other nodes about a read marker");
+                }
+            }
+            // Already there (or further): this connection hears where it is.
+            Ok(now) => self.send(server::read_marker(&room, now)),
+            Err(error) => {
+                tracing::error!(%error, conn = self.conn.0, room = %room, "storing a read marker failed");
                 self.error(
                     ErrorCode::Unavailable,
                     "storage is unavailable; try again",
@@ -583,12 +670,17 @@ impl Session {
         // Watch first, then snapshot: a change in between arrives as an update after it.
         self.state.hub.lobby.watch(self.conn, self.outbox.clone());
         self.watching_lobby = true;
-        match self
-            .state
-            .hub
-            .lobby_for(self.state.store.as_ref(), Some(&self.user.id))
-            .await
-        {
+        let store = self.state.store.as_ref();
+        let rooms = match self.state.hub.lobby_for(store, Some(&self.user.id)).await {
+            Ok(mut rooms) if self.sid.is_some() => {
+                let username = self.username.as_deref();
+                unread::annotate(store, &self.user, username, &mut rooms)
+                    .await
+                    .map(|()| rooms)
+            }
+            other => other,
+        };
+        match rooms {
             Ok(rooms) => self.send(server::rooms(&rooms, true)),
             Err(error) => {
                 tracing::error!(%error, conn = self.conn.0, "reading the room list failed");
@@ -605,6 +697,10 @@ impl Session {
         if let Some(sid) = self.sid.take() {
             self.state.hub.connections.remove(&sid, self.conn);
         }
+        self.state
+            .hub
+            .connections
+            .remove_user(&self.user.id, self.conn);
         for room in self.rooms.drain() {
             self.state.hub.unsubscribe(&room, self.conn);
         }

@@ -428,3 +428,127 @@ async fn search_finds_a_rooms_messages_for_its_members_only() {
         (Some("not_joined"), Some(2))
     );
 }
+
+/// The lobby entry of `room` in a `rooms` snapshot.
+fn lobby_entry(rooms: &Value, room: &str) -> Value {
+    rooms["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == room)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn read_markers_move_forward_reach_every_tab_and_count_unread_and_mentions() {
+    let server = TestServer::unlimited().await;
+    let base = server.base_url();
+    let (ann_cookie, _) = crate::support::register(&base, "ann").await;
+    let (bob_cookie, _) = crate::support::register(&base, "bob").await;
+    let mut bob = server.client_with_cookie(&bob_cookie).await;
+    bob.join("rd").await;
+    for text in ["one", "two", "three"] {
+        bob.say("rd", text).await;
+    }
+    // A first join: nothing old is unread.
+    let mut ann = server.client_with_cookie(&ann_cookie).await;
+    let joined = ann.join("rd").await;
+    assert_eq!(
+        (joined["read_seq"].as_u64(), joined["last_seq"].as_u64()),
+        (Some(3), Some(3))
+    );
+    ann.send(json!({"type": "leave", "room": "rd"})).await;
+    ann.recv_until("left").await;
+    bob.say("rd", "four").await;
+    let five = bob.say("rd", "five, right @ANN?").await["seq"]
+        .as_u64()
+        .unwrap();
+    ann.send(json!({"type": "rooms"})).await;
+    let entry = lobby_entry(&ann.recv_until("rooms").await, "rd");
+    assert_eq!(
+        (entry["unread"].as_u64(), entry["mentions"].as_u64()),
+        (Some(2), Some(1)),
+        "{entry}"
+    );
+    let (_, api) = crate::support::http(
+        &base,
+        reqwest::Method::GET,
+        "/api/rooms",
+        Some(&ann_cookie),
+        None,
+    )
+    .await;
+    assert_eq!(lobby_entry(&api, "rd")["unread"], 2);
+
+    // Reading moves the marker on every tab; back is never.
+    let mut tab = server.client_with_cookie(&ann_cookie).await;
+    let joined = ann.join("rd").await;
+    assert_eq!(
+        joined["read_seq"], 3,
+        "the marker stayed where the first join put it"
+    );
+    tab.join("rd").await;
+    ann.send(json!({"type": "read", "room": "rd", "seq": 4}))
+        .await;
+    assert_eq!(ann.recv_until("read_marker").await["seq"], 4);
+    let heard = tab.recv_until("read_marker").await;
+    assert_eq!(
+        (heard["room"].as_str(), heard["seq"].as_u64()),
+        (Some("rd"), Some(4))
+    );
+    ann.send(json!({"type": "read", "room": "rd", "seq": 2}))
+        .await;
+    assert_eq!(
+        ann.recv_until("read_marker").await["seq"],
+        4,
+        "never backwards"
+    );
+    ann.send(json!({"type": "read", "room": "rd", "seq": 999}))
+        .await;
+    assert_eq!(
+        ann.recv_until("read_marker").await["seq"],
+        five,
+        "never past the room's end"
+    );
+    ann.send(json!({"type": "rooms"})).await;
+    let entry = lobby_entry(&ann.recv_until("rooms").await, "rd");
+    assert_eq!(
+        (entry["unread"].as_u64(), entry["mentions"].as_u64()),
+        (Some(0), Some(0))
+    );
+
+    // A deleted message is not unread; the user's own message moves their marker.
+    let six = bob.say("rd", "six").await["seq"].as_u64().unwrap();
+    bob.send(json!({"type": "delete", "room": "rd", "seq": six}))
+        .await;
+    bob.recv_until("deleted").await;
+    bob.say("rd", "eight").await;
+    ann.send(json!({"type": "rooms"})).await;
+    assert_eq!(
+        lobby_entry(&ann.recv_until("rooms").await, "rd")["unread"],
+        1
+    );
+    let mine = ann.say("rd", "all read now").await["seq"].as_u64().unwrap();
+    ann.send(json!({"type": "rooms"})).await;
+    assert_eq!(
+        lobby_entry(&ann.recv_until("rooms").await, "rd")["unread"],
+        0
+    );
+    let mut third = server.client_with_cookie(&ann_cookie).await;
+    assert_eq!(third.join("rd").await["read_seq"], mine);
+
+    // Outside the room: not_joined. Without a session: no read state, nothing unread.
+    ann.send(json!({"type": "read", "room": "elsewhere", "seq": 1, "ref": 3}))
+        .await;
+    assert_eq!(ann.recv_until("error").await["code"], "not_joined");
+    let mut visitor = server.client("visitor").await;
+    let joined = visitor.join("rd").await;
+    assert_eq!(joined["read_seq"], joined["last_seq"]);
+    visitor.send(json!({"type": "rooms"})).await;
+    assert!(
+        lobby_entry(&visitor.recv_until("rooms").await, "rd")
+            .get("unread")
+            .is_none()
+    );
+}

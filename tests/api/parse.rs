@@ -377,6 +377,9 @@ fn matches_input(parsed: &ClientFrame, frame: &Value) -> bool {
                 && emoji.as_str() == text("emoji")
         }
         ClientFrame::Typing { room } => room.as_str() == text("room"),
+        ClientFrame::Read { room, seq } => {
+            room.as_str() == text("room") && Some(*seq) == frame["seq"].as_u64()
+        }
         ClientFrame::Search { room, query, .. } => {
             room.as_str() == text("room") && query.as_str() == text("query")
         }

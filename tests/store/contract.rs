@@ -811,3 +811,38 @@ async fn search_finds_current_text_in_one_room_newest_first_on_every_backend() {
         store.close().await;
     }
 }
+
+#[tokio::test]
+async fn read_markers_only_move_forward_on_every_backend() {
+    for backend in Backend::all().await {
+        println!("backend: {}", backend.name());
+        let store = backend.open().await;
+        let ann = user("ann");
+        store
+            .append(&[
+                message("m", "bob", "1", 1),
+                message("m", "bob", "2", 2),
+                message("m", "ann", "3", 3),
+                message("m", "bob", "4", 4),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(store.read_seq(&ann.id, &room("m")).await.unwrap(), None);
+        assert_eq!(store.mark_read(&ann.id, &room("m"), 1).await.unwrap(), 1);
+        assert_eq!(
+            store.mark_read(&ann.id, &room("m"), 0).await.unwrap(),
+            1,
+            "never back"
+        );
+        // Her own message at seq 3 counts as read up to it.
+        assert_eq!(store.read_seq(&ann.id, &room("m")).await.unwrap(), Some(3));
+        let unread = store.unread(&ann.id, &room("m"), 3).await.unwrap();
+        assert_eq!(unread.count, 1);
+        assert_eq!(unread.texts, ["bob says 4"]);
+        assert_eq!(
+            store.read_markers_of(&ann.id).await.unwrap(),
+            [("m".to_owned(), 1)]
+        );
+        store.close().await;
+    }
+}

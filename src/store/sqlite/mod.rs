@@ -326,6 +326,7 @@ impl Store for SqliteStore {
 
 // Users and sessions: read beside the writer, written through the admin connection.
 super::accounts::sql_accounts!(SqliteStore, read: readers, write: admin);
+super::read_state::sql_read_state!(SqliteStore, read: readers, write: admin);
 // Rooms' access rules likewise: they touch no counter the writer keeps.
 super::rooms_access::sql_rooms_access!(SqliteStore, read: readers, write: admin);
 

@@ -7,6 +7,7 @@ mod support;
 
 mod services;
 
+mod events;
 mod faults;
 mod nodes;
 mod readiness;

@@ -117,8 +117,11 @@ const pacer = { tokens: SEND_BURST, refilled: performance.now(), pausedUntil: 0,
 /** nameKey -> ids of the users seen with that name (members and authors shown). */
 const idsByName = new Map();
 /** The signed-in user is a server administrator (`GET /api/session`), so moderates every room
- * and may delete anyone's message. Room roles will add room moderators. */
+ * and may delete anyone's message. */
 let isAdmin = false;
+/** The signed-in user owns or moderates this room (`GET /api/rooms/{name}`): they may delete
+ * anyone's message here too. */
+let isRoomModerator = false;
 /** Deletions asked for and not yet seen done, by the target's seq: {clientId, state} with state
  * "queued" (to send once joined) or "sent" (waiting for `deleted` or an error). */
 const deletions = new Map();
@@ -883,9 +886,10 @@ function focusBubble(li) {
   bubble.focus();
 }
 
-/** Authors delete their own messages; administrators (moderators) anyone's. */
+/** Authors delete their own messages; the room's owner and moderators, and administrators,
+ * anyone's. */
 function canDelete(userId) {
-  return me !== null && (userId === me.id || isAdmin);
+  return me !== null && (userId === me.id || isAdmin || isRoomModerator);
 }
 
 /** Gives a shown message its Delete action when the user may delete it, and takes it away when not. */
@@ -1246,7 +1250,15 @@ async function boot() {
   ui.composer.placeholder = `Message #${room}`;
   ui.composerLabel.textContent = `Message #${room}`;
   wireEvents();
-  initRoomPage({ room, me: () => me, online: () => [...members.values()] });
+  initRoomPage({
+    room,
+    me: () => me,
+    online: () => [...members.values()],
+    onRole: (role) => {
+      isRoomModerator = role === "owner" || role === "moderator";
+      for (const li of shown.values()) syncDeleteAction(li);
+    },
+  });
   bindNameForm(ui.nameForm, (user) => {
     me = user;
     startRoom(user);

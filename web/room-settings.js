@@ -36,12 +36,14 @@ let panel = null;
 
 /**
  * Wires the header's settings button. `options.me()` is the signed-in user (`{id, name,
- * guest}`), `options.online()` the people in the room now (the members panel's list).
+ * guest}`), `options.online()` the people in the room now (the members panel's list),
+ * `options.onRole(role)` hears the caller's stored role in the room whenever it is read.
  */
 export function initRoomPage(options) {
   page.room = options.room;
   page.me = options.me;
   page.online = options.online;
+  page.onRole = options.onRole ?? (() => {});
   $("room-settings-open").addEventListener("click", () => openRoomSettings());
 }
 
@@ -60,6 +62,7 @@ export async function refreshRoomHeader(known) {
       return;
     }
   }
+  page.onRole(room.role ?? null);
   const topic = $("room-topic");
   if (isDirectRoom(room.name)) {
     const me = page.me();

@@ -1643,6 +1643,35 @@ async fn delete_is_offered_on_ones_own_messages_and_to_an_administrator_on_every
 }
 
 #[tokio::test]
+async fn a_rooms_owner_is_offered_delete_on_everyones_messages_there() {
+    browser_test(|t| async move {
+        let olga = t.user().await;
+        sign_up(&olga, &t.base, "olga", "Olga").await;
+        click(&olga, "#create-room-toggle").await;
+        wait_displayed(&olga, "#create-room-name").await;
+        fill(&olga, "#create-room-name", "owned").await;
+        click(&olga, "#create-room-submit").await;
+        wait_connected(&olga).await;
+        let mut carol = Guest::connect(t.port, "carol").await;
+        carol.join("owned").await;
+        carol.send("owned", "a guest's line").await;
+        wait_texts(&olga, &["a guest's line"]).await;
+        // Not her message, not a server administrator: the room's owner moderates it.
+        eventually("Delete offered to the owner", || async {
+            match delete_offered(&olga).await.as_slice() {
+                [(1, true)] => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+        press_delete(&olga, 1).await;
+        click(&olga, "#messages li[data-seq='1'] .confirm-yes").await;
+        wait_placeholder(&olga, 1, "carol").await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_deletion_made_while_a_browser_was_offline_is_replayed_when_it_resumes() {
     browser_test(|t| async move {
         let mut carol = Guest::connect(t.port, "carol").await;

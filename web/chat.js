@@ -8,14 +8,24 @@
 //   connection has joined, and re-sent with the same `client_id` after every reconnect until a
 //   `message` carrying that `client_id` confirms them; the server stores each `client_id` once.
 //
-// Deleting (the `delete` frame and `deleted` event; tests/api/deletion.rs shows them, docs/protocol.md
-// does not describe them yet): a deletion is an event with a seq of its own,
-// so `lastSeq` advances on `deleted` frames and on the `deleted` items a resume replays, exactly as
-// on messages. A deleted message is a tombstone (`deleted: true`, no text) wherever it comes from:
+// Events (docs/protocol.md: `deleted`, `edited`, `reaction`): each has a seq of its own, so
+// `lastSeq` advances on them live and on the ones a resume replays, exactly as on messages, and
+// they are applied to their target message, never shown themselves. `states` holds each shown
+// message's current state (text, edited_at, reactions) so that events, reply quotes and the
+// reply bar all read one place.
+//
+// Deleting: a deletion is an event (above). A deleted message is a tombstone (`deleted: true`, no text) wherever it comes from:
 // live, `joined`, `history`; `markDeleted` turns a shown message into one in place, and nothing
 // ever puts its text back. A deletion asked for here keeps its `client_id` and is re-sent after a
 // reconnect until the message is seen deleted or the server refuses it; the server stores a
 // `client_id` once, so a retry never deletes twice.
+//
+// Editing, reacting and replying: Edit turns one's own message into a textarea in place; the edit
+// is re-sent with its `client_id` after a reconnect until the `edited` event carrying it arrives
+// or the server refuses it. Reactions are toggled by chips and by the React picker
+// (web/reactions.js) and are not retried: a lost one shows as not pressed, and can be pressed
+// again. A reply carries `reply_to`; the quote above it is drawn from `states`, and says
+// "an earlier message" until the original is loaded. Typing (web/composer.js) is ephemeral.
 //
 // Staying within the server's rate limits (docs/protocol.md, "Limits"): sends leave through
 // `pumpOutbox`, a token bucket a little stricter than the server's default send limit (a burst
@@ -26,6 +36,9 @@
 import { closeAccountPanel, openAccountPanel, sessionAfterRevocation } from "/assets/account.js";
 import { Connection, SESSION_REVOKED } from "/assets/client.js";
 import { initRoomPage, memberActions, refreshRoomHeader, showExcluded } from "/assets/room-settings.js";
+import { ReplyBar, TypingLine, TypingSignal, snippet } from "/assets/composer.js";
+import { applyReaction, closePicker, hasReacted, openPicker, reactionsFrom, renderReactions } from "/assets/reactions.js";
+import { renderText } from "/assets/text.js";
 import {
   MAX_TEXT_CHARS,
   avatar,
@@ -73,6 +86,7 @@ const ui = {
   composerLabel: $("composer-label"),
   composerError: $("composer-error"),
   composerCount: $("composer-count"),
+  typing: $("typing"),
   members: $("members"),
   memberCount: $("member-count"),
   memberList: $("member-list"),
@@ -125,6 +139,26 @@ let isRoomModerator = false;
 /** Deletions asked for and not yet seen done, by the target's seq: {clientId, state} with state
  * "queued" (to send once joined) or "sent" (waiting for `deleted` or an error). */
 const deletions = new Map();
+/** seq -> the current state of each shown message: {seq, user, text (null once deleted),
+ * editedAt, reactions, replyTo}. Events change it; the DOM is drawn from it. */
+const states = new Map();
+/** Edits being saved, by the target's seq: {clientId, text, state} as for `deletions`. */
+const edits = new Map();
+/** Reactions asked for and not yet answered: client_id -> target seq (for an error's `ref`). */
+const reactionRequests = new Map();
+
+const replyBar = new ReplyBar({
+  bar: $("reply-bar"),
+  label: $("reply-label"),
+  cancel: $("reply-cancel"),
+  composer: ui.composer,
+  describe: (seq) => {
+    const state = states.get(seq);
+    return state ? { name: state.user.name, text: state.text } : null;
+  },
+});
+const typingLine = new TypingLine(ui.typing);
+const typingSignal = new TypingSignal(() => inRoom && conn.send({ type: "typing", room }));
 
 const conn = new Connection({
   onConnecting() {
@@ -161,7 +195,14 @@ function handleFrame(frame) {
       break;
     case "message":
     case "deleted":
+    case "edited":
+    case "reaction":
       if (frame.room === room && inRoom) receive([frame], "live");
+      break;
+    case "typing":
+      if (frame.room === room && inRoom && frame.user && typeof frame.user.id === "string" && frame.user.id !== me?.id) {
+        typingLine.heard(frame.user);
+      }
       break;
     case "presence":
       if (frame.room === room && inRoom) handlePresence(frame);
@@ -199,6 +240,10 @@ async function handleClose({ code, hadHello, stopped }) {
   }
   // The answer is lost with the connection: ask again after the resume, same client_id.
   for (const deletion of deletions.values()) deletion.state = "queued";
+  for (const edit of edits.values()) edit.state = "queued";
+  // A reaction's answer is lost too; it is not retried (the chip shows what the server has).
+  reactionRequests.clear();
+  typingLine.clear();
   setStatus("reconnecting");
   if (stopped) return;
   if (code === SESSION_REVOKED) {
@@ -269,7 +314,7 @@ function handleJoined(frame) {
 
   historyInFlight = null;
   ui.historyLoading.hidden = true;
-  // A plain join lists messages (tombstones included); a resume also replays `deleted` events.
+  // A plain join lists messages (tombstones included); a resume also replays events.
   const messages = (Array.isArray(frame.messages) ? frame.messages : []).filter(isItem);
 
   if (!joinedOnce) {
@@ -295,6 +340,7 @@ function handleJoined(frame) {
   }
   flushOutbox();
   sendDeletions();
+  sendEdits();
 }
 
 function handlePresence(frame) {
@@ -359,7 +405,7 @@ function handleHistory(frame) {
 }
 
 function handleError(frame) {
-  if (typeof frame.ref === "string" && deletionRefused(frame)) return;
+  if (typeof frame.ref === "string" && (deletionRefused(frame) || editRefused(frame) || reactionRefused(frame))) return;
   const entry = frame.ref !== undefined ? outbox.find((e) => e.clientId === frame.ref) : undefined;
   const retryAfter = Number.isFinite(frame.retry_after_ms) ? Math.max(0, frame.retry_after_ms) : 1000;
   if (entry && frame.code === "rate_limited") {
@@ -455,7 +501,7 @@ function loadOlderIfRoom() {
 function isMessage(m) {
   return (
     m &&
-    m.type !== "deleted" &&
+    (m.type === undefined || m.type === "message") &&
     Number.isInteger(m.seq) &&
     m.user &&
     typeof m.user.id === "string" &&
@@ -463,13 +509,18 @@ function isMessage(m) {
   );
 }
 
-/** A `deleted` event: message `target` was deleted. It takes a seq, but is not shown itself. */
-function isDeletion(m) {
-  return m && m.type === "deleted" && Number.isInteger(m.seq) && Number.isInteger(m.target);
+/** An event about message `target` (`deleted`, `edited`, `reaction`). It takes a seq, but is
+ * not shown itself. */
+function isEvent(m) {
+  if (!m || !Number.isInteger(m.seq) || !Number.isInteger(m.target)) return false;
+  if (m.type === "deleted") return true;
+  if (m.type === "edited") return typeof m.text === "string";
+  if (m.type === "reaction") return typeof m.emoji === "string" && m.user && typeof m.user.id === "string";
+  return false;
 }
 
 function isItem(m) {
-  return isMessage(m) || isDeletion(m);
+  return isMessage(m) || isEvent(m);
 }
 
 /**
@@ -483,13 +534,13 @@ function receive(messages, kind) {
   let newFromOthers = false;
   let ownConfirmed = false;
   for (const m of messages) {
-    if (isDeletion(m)) {
-      // The event counts for the resume cursor like a message, or a resume would replay it.
-      if (kind === "live" || kind === "resume" || kind === "initial") lastSeq = Math.max(lastSeq, m.seq);
-      markDeleted(m.target);
+    if (isEvent(m)) {
+      applyEvent(m, kind);
       continue;
     }
     if (!isMessage(m)) continue;
+    // Their message ends their typing, whatever the 5 s say.
+    if (kind === "live" || kind === "resume") typingLine.stopped(m.user.id);
     if (typeof m.client_id === "string" && confirm(m.client_id)) ownConfirmed = true;
     if (shown.has(m.seq)) {
       // e.g. a history page overlapping what is shown: a tombstone wins, text never comes back.
@@ -519,12 +570,41 @@ function receive(messages, kind) {
   else if (newFromOthers) ui.jumpLatest.hidden = false;
 }
 
+/**
+ * Applies an event to its target. It counts for the resume cursor like a message, or a resume
+ * would replay it; one already counted (a duplicate) is not applied again, since a reaction
+ * counted twice would be wrong. A deletion is applied whatever its seq (it is idempotent).
+ */
+function applyEvent(m, kind) {
+  const counted = kind === "live" || kind === "resume" || kind === "initial";
+  const repeat = counted && m.seq <= lastSeq;
+  if (counted) lastSeq = Math.max(lastSeq, m.seq);
+  if (m.type === "deleted") markDeleted(m.target);
+  else if (m.type === "edited") {
+    const edit = edits.get(m.target);
+    if (edit && m.client_id === edit.clientId) {
+      // Our own edit is stored (maybe the answer to a retry): the editor has done its job.
+      edits.delete(m.target);
+      if (!repeat) markEdited(m);
+      closeEditor(shown.get(m.target), true);
+    } else if (!repeat) {
+      markEdited(m);
+    }
+  } else if (m.type === "reaction" && !repeat) {
+    if (typeof m.client_id === "string") reactionRequests.delete(m.client_id);
+    const state = states.get(m.target);
+    if (!state || state.text === null) return;
+    applyReaction(state.reactions, m);
+    showReactions(shown.get(m.target));
+  }
+}
+
 function insertMessage(m) {
   const li = buildMessage(m, false);
   li.dataset.seq = String(m.seq);
   shown.set(m.seq, li);
   if (m.deleted === true) deletions.delete(m.seq);
-  else syncDeleteAction(li);
+  else syncActions(li);
   if (lowestSeq === null || m.seq < lowestSeq) lowestSeq = m.seq;
 
   // Confirmed messages stay sorted by seq, above any pending ones. Appending is the usual case.
@@ -536,6 +616,8 @@ function insertMessage(m) {
     previous = previous.previousElementSibling;
   }
   list.insertBefore(li, anchor);
+  // Replies already shown to this (older) message can now quote it.
+  refreshQuotes(m.seq);
 }
 
 function buildMessage(m, pending) {
@@ -561,6 +643,11 @@ function buildMessage(m, pending) {
   if (nameIsShared(m.user.name)) meta.append(tagElement(m.user.id));
   if (m.user.guest !== false) meta.append(guestMark());
   meta.append(timeElement(m.ts));
+  const replyTo = Number.isInteger(m.reply_to) ? m.reply_to : null;
+  if (replyTo !== null) {
+    li.dataset.replyTo = String(replyTo);
+    bubble.append(quoteElement(replyTo));
+  }
   let text;
   if (m.deleted === true) {
     li.classList.add("deleted");
@@ -569,10 +656,23 @@ function buildMessage(m, pending) {
     text = document.createElement("div");
     text.className = "text";
     text.dir = "auto";
-    text.textContent = m.text;
+    renderText(text, m.text);
   }
   bubble.append(meta, text);
   li.append(avatar(m.user), bubble);
+  if (!pending) {
+    const state = {
+      seq: m.seq,
+      user: m.user,
+      text: m.deleted === true ? null : m.text,
+      editedAt: Number.isInteger(m.edited_at) ? m.edited_at : null,
+      reactions: m.deleted === true ? [] : reactionsFrom(m.reactions),
+      replyTo,
+    };
+    states.set(m.seq, state);
+    if (state.editedAt !== null) text.after(editedMark(state.editedAt));
+    showReactions(li, state);
+  }
   return li;
 }
 
@@ -695,14 +795,16 @@ function submitComposer() {
     return;
   }
   hideComposerError();
-  const entry = { clientId: newClientId(), text, ts: Date.now(), state: "queued", retries: 0, retryTimer: null };
-  entry.li = buildMessage({ user: me, text, ts: entry.ts }, true);
+  const replyTo = replyBar.seq;
+  const entry = { clientId: newClientId(), text, replyTo, ts: Date.now(), state: "queued", retries: 0, retryTimer: null };
+  entry.li = buildMessage({ user: me, text, ts: entry.ts, reply_to: replyTo ?? undefined }, true);
   entry.li.dataset.clientId = entry.clientId;
   entry.li.querySelector(".bubble").append(statusLine(pendingLabel()));
   outbox.push(entry);
   ui.messages.append(entry.li);
   relayout();
   ui.composer.value = "";
+  replyBar.clear();
   autosize();
   updateCount();
   pumpOutbox();
@@ -736,7 +838,9 @@ function statusLine(text) {
 }
 
 function sendEntry(entry) {
-  if (conn.send({ type: "send", room, text: entry.text, client_id: entry.clientId })) entry.state = "sent";
+  const frame = { type: "send", room, text: entry.text, client_id: entry.clientId };
+  if (entry.replyTo !== null) frame.reply_to = entry.replyTo;
+  if (conn.send(frame)) entry.state = "sent";
 }
 
 /** Sends every unconfirmed message, in the order typed, after a `joined`. */
@@ -866,13 +970,24 @@ function tombstoneText() {
  */
 function markDeleted(seq) {
   deletions.delete(seq);
+  edits.delete(seq);
+  const state = states.get(seq);
+  if (state) {
+    state.text = null;
+    state.reactions = [];
+  }
+  refreshQuotes(seq);
   const li = shown.get(seq);
   if (!li || li.classList.contains("deleted")) return;
   const hadFocus = li.contains(document.activeElement);
   li.classList.add("deleted");
-  li.classList.remove("confirming");
+  li.classList.remove("confirming", "editing");
   li.querySelector(".message-actions")?.remove();
-  for (const line of li.querySelectorAll(".confirm-delete, .delete-status")) line.remove();
+  for (const line of li.querySelectorAll(
+    ".confirm-delete, .delete-status, .edit-form, .edited-mark, .reactions, .reaction-picker, .react-status",
+  )) {
+    line.remove();
+  }
   const text = li.querySelector(".text");
   if (text) text.replaceWith(tombstoneText());
   else li.querySelector(".bubble").append(tombstoneText());
@@ -892,28 +1007,58 @@ function canDelete(userId) {
   return me !== null && (userId === me.id || isAdmin || isRoomModerator);
 }
 
-/** Gives a shown message its Delete action when the user may delete it, and takes it away when not. */
-function syncDeleteAction(li) {
+/**
+ * Gives a shown message its actions, in one group beside the bubble: Reply and React on every
+ * message, Edit on one's own, Delete where the user may delete (their own; everyone's for an
+ * administrator). Run again when who we are changes: it adds and takes away what changed.
+ */
+function syncActions(li) {
   if (li.classList.contains("deleted") || li.classList.contains("pending")) return;
-  const present = li.querySelector(".message-actions");
-  const wanted = canDelete(li.dataset.userId);
-  if (present && !wanted) {
-    present.remove();
+  let actions = li.querySelector(".message-actions");
+  const own = me !== null && li.dataset.userId === me.id;
+  const who = li.dataset.userName;
+  if (!actions) {
+    actions = document.createElement("div");
+    actions.className = "message-actions";
+    actions.setAttribute("role", "group");
+    actions.setAttribute("aria-label", "Message actions");
+    li.append(actions);
+  }
+  const wanted = [
+    ["message-reply", "Reply", own ? "Reply to your message" : `Reply to ${who}`, () => replyBar.set(Number(li.dataset.seq))],
+    ["message-react", "React", own ? "React to your message" : `React to the message from ${who}`, (b) => toggleReactionPicker(li, b)],
+    own ? ["message-edit", "Edit", "Edit your message", () => startEditing(li)] : null,
+    canDelete(li.dataset.userId)
+      ? ["message-delete", "Delete", own ? "Delete your message" : `Delete message from ${who}`, () => askToDelete(li)]
+      : null,
+  ].filter(Boolean);
+  const wantedClasses = new Set(wanted.map(([cls]) => cls));
+  for (const button of [...actions.querySelectorAll("button")]) {
+    if (![...button.classList].some((cls) => wantedClasses.has(cls))) button.remove();
+  }
+  if (!wantedClasses.has("message-delete")) {
     li.querySelector(".confirm-delete")?.remove();
     li.classList.remove("confirming");
   }
-  if (present || !wanted) return;
-  const actions = document.createElement("div");
-  actions.className = "message-actions";
-  const button = document.createElement("button");
-  button.type = "button";
-  button.className = "btn ghost small message-delete";
-  button.textContent = "Delete";
-  const own = me !== null && li.dataset.userId === me.id;
-  button.setAttribute("aria-label", own ? "Delete your message" : `Delete message from ${li.dataset.userName}`);
-  button.addEventListener("click", () => askToDelete(li));
-  actions.append(button);
-  li.append(actions);
+  let previous = null;
+  for (const [cls, label, name, act] of wanted) {
+    let button = actions.querySelector(`.${cls}`);
+    if (!button) {
+      button = document.createElement("button");
+      button.type = "button";
+      button.className = `btn ghost small message-action ${cls}`;
+      button.textContent = label;
+      button.addEventListener("click", () => act(button));
+      if (cls === "message-react") {
+        button.setAttribute("aria-haspopup", "true");
+        button.setAttribute("aria-expanded", "false");
+      }
+    }
+    button.setAttribute("aria-label", name);
+    const at = previous ? previous.nextElementSibling : actions.firstElementChild;
+    if (at !== button) actions.insertBefore(button, at);
+    previous = button;
+  }
 }
 
 /** Who we are changed (a sign-in in another tab): ask whether we administer, then fix the actions. */
@@ -927,7 +1072,7 @@ async function refreshIdentity() {
   }
   if (me?.id !== id) return; // changed again meanwhile; that change asks for itself
   isAdmin = user !== null && user.id === id && user.admin === true;
-  for (const li of shown.values()) syncDeleteAction(li);
+  for (const li of shown.values()) syncActions(li);
 }
 
 /** The confirmation step: "Delete this message for everyone? Delete / Cancel", inline. */
@@ -963,14 +1108,14 @@ function askToDelete(li) {
   };
   no.addEventListener("click", () => {
     close();
-    actions.querySelector("button").focus();
+    actions.querySelector(".message-delete").focus();
   });
   group.addEventListener("keydown", (event) => {
     if (event.key !== "Escape") return;
     event.preventDefault();
     event.stopPropagation();
     close();
-    actions.querySelector("button").focus();
+    actions.querySelector(".message-delete").focus();
   });
   yes.addEventListener("click", () => {
     close();
@@ -1038,6 +1183,321 @@ function deletionRefused(frame) {
   li.querySelector(".bubble").append(deleteLine(reason, true));
   const actions = li.querySelector(".message-actions");
   if (actions) actions.hidden = false;
+  return true;
+}
+
+// ---- replies -------------------------------------------------------------------------------
+
+/** The quoted line above a reply: the original's author and first words, a button to go there. */
+function quoteElement(seq) {
+  const quote = document.createElement("button");
+  quote.type = "button";
+  quote.className = "reply-quote";
+  quote.dataset.target = String(seq);
+  quote.addEventListener("click", () => goToMessage(seq));
+  fillQuote(quote);
+  return quote;
+}
+
+function fillQuote(quote) {
+  const original = states.get(Number(quote.dataset.target));
+  const icon = document.createElement("span");
+  icon.className = "reply-icon";
+  icon.setAttribute("aria-hidden", "true");
+  icon.textContent = "↪";
+  const author = document.createElement("span");
+  author.className = "quote-author";
+  author.dir = "auto";
+  const text = document.createElement("span");
+  text.className = "quote-text";
+  text.dir = "auto";
+  if (!original) {
+    author.textContent = "an earlier message";
+    quote.setAttribute("aria-label", "In reply to an earlier message, not loaded");
+    quote.setAttribute("aria-disabled", "true");
+    quote.replaceChildren(icon, author);
+    return;
+  }
+  author.textContent = original.user.name;
+  const words = original.text === null ? "message deleted" : snippet(original.text);
+  text.textContent = words;
+  text.classList.toggle("gone", original.text === null);
+  quote.setAttribute("aria-label", `In reply to ${original.user.name}: ${words}. Go to the original message`);
+  quote.removeAttribute("aria-disabled");
+  quote.replaceChildren(icon, author, text);
+}
+
+/** Message `seq` was loaded, edited or deleted: the quotes of it and the reply bar say so. */
+function refreshQuotes(seq) {
+  for (const quote of ui.messages.querySelectorAll(`.reply-quote[data-target="${seq}"]`)) fillQuote(quote);
+  if (replyBar.seq === seq) replyBar.refresh();
+}
+
+/** Scrolls to message `seq` and gives it the focus, if it is loaded. */
+function goToMessage(seq) {
+  const li = shown.get(seq);
+  if (!li) return;
+  li.scrollIntoView({ block: "center" });
+  focusBubble(li);
+  li.classList.remove("flash");
+  void li.offsetWidth; // restart the highlight when the same message is visited again
+  li.classList.add("flash");
+  li.addEventListener("animationend", () => li.classList.remove("flash"), { once: true });
+}
+
+// ---- editing -------------------------------------------------------------------------------
+
+function editedMark(ts) {
+  const mark = document.createElement("span");
+  mark.className = "edited-mark";
+  mark.textContent = "(edited)";
+  const date = new Date(ts);
+  if (!Number.isNaN(date.getTime())) {
+    mark.title = `Edited ${date.toLocaleString(undefined, { dateStyle: "full", timeStyle: "medium" })}`;
+  }
+  return mark;
+}
+
+/** An `edited` event: the message shows its new text, marked "(edited)". */
+function markEdited(event) {
+  const state = states.get(event.target);
+  if (!state || state.text === null) return;
+  state.text = event.text;
+  state.editedAt = Number.isInteger(event.ts) ? event.ts : Date.now();
+  refreshQuotes(event.target);
+  const li = shown.get(event.target);
+  const text = li?.querySelector(".text");
+  if (!text) return;
+  renderText(text, state.text);
+  li.querySelector(".edited-mark")?.remove();
+  text.after(editedMark(state.editedAt));
+}
+
+/** Edit: the text becomes a textarea in place. Enter saves, Shift+Enter is a new line, Esc cancels. */
+function startEditing(li) {
+  const seq = Number(li.dataset.seq);
+  const state = states.get(seq);
+  if (!state || state.text === null) return;
+  const open = li.querySelector(".edit-form textarea");
+  if (open) {
+    open.focus();
+    return;
+  }
+  closePicker(li.querySelector(".bubble"), false);
+  const text = li.querySelector(".text");
+  text.hidden = true;
+  li.classList.add("editing");
+
+  const form = document.createElement("div");
+  form.className = "edit-form";
+  const box = document.createElement("textarea");
+  box.className = "edit-box";
+  box.value = state.text;
+  box.rows = Math.min(8, state.text.split("\n").length + 1);
+  box.setAttribute("aria-label", "Edit your message");
+  const hint = document.createElement("p");
+  hint.className = "hint edit-hint";
+  hint.id = `edit-hint-${seq}`;
+  hint.textContent = "Enter to save · Shift+Enter for a new line · Esc to cancel";
+  const error = document.createElement("p");
+  error.className = "error edit-error";
+  error.id = `edit-error-${seq}`;
+  error.setAttribute("role", "alert");
+  error.hidden = true;
+  box.setAttribute("aria-describedby", `${hint.id} ${error.id}`);
+  const save = document.createElement("button");
+  save.type = "button";
+  save.className = "btn primary small edit-save";
+  save.textContent = "Save";
+  const cancel = document.createElement("button");
+  cancel.type = "button";
+  cancel.className = "btn ghost small edit-cancel";
+  cancel.textContent = "Cancel";
+  const buttons = document.createElement("div");
+  buttons.className = "edit-buttons";
+  buttons.append(save, cancel);
+  form.append(box, hint, error, buttons);
+  text.after(form);
+
+  box.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing && !event.altKey && !event.ctrlKey && !event.metaKey) {
+      event.preventDefault();
+      saveEdit(li);
+    } else if (event.key === "Escape") {
+      event.preventDefault();
+      event.stopPropagation();
+      edits.delete(seq);
+      closeEditor(li, true);
+    }
+  });
+  save.addEventListener("click", () => saveEdit(li));
+  cancel.addEventListener("click", () => {
+    edits.delete(seq);
+    closeEditor(li, true);
+  });
+  box.focus();
+  box.setSelectionRange(box.value.length, box.value.length);
+}
+
+function showEditError(li, message) {
+  const error = li.querySelector(".edit-error");
+  if (!error) return;
+  error.textContent = message;
+  error.hidden = false;
+  const box = li.querySelector(".edit-box");
+  box.setAttribute("aria-invalid", "true");
+  box.readOnly = false;
+  li.querySelector(".edit-form").classList.remove("saving");
+  li.querySelector(".edit-hint").textContent = "Enter to save · Shift+Enter for a new line · Esc to cancel";
+}
+
+function saveEdit(li) {
+  const seq = Number(li.dataset.seq);
+  const state = states.get(seq);
+  const box = li.querySelector(".edit-box");
+  if (!state || !box || edits.has(seq)) return;
+  const text = box.value;
+  if (text === state.text) {
+    closeEditor(li, true);
+    return;
+  }
+  if (text.trim().length === 0) {
+    showEditError(li, "A message can’t be empty. To remove it, delete it instead.");
+    return;
+  }
+  const length = charCount(text);
+  if (length > MAX_TEXT_CHARS) {
+    showEditError(li, `Messages can be at most ${MAX_TEXT_CHARS.toLocaleString("en")} characters; this one has ${length.toLocaleString("en")}.`);
+    return;
+  }
+  li.querySelector(".edit-error").hidden = true;
+  box.removeAttribute("aria-invalid");
+  box.readOnly = true;
+  li.querySelector(".edit-form").classList.add("saving");
+  li.querySelector(".edit-hint").textContent = inRoom ? "Saving…" : "Saving once the connection is back…";
+  edits.set(seq, { clientId: newClientId(), text, state: "queued" });
+  sendEdits();
+}
+
+/** Sends every edit not yet sent on this connection (after `joined`, or when saved). */
+function sendEdits() {
+  if (!inRoom) return;
+  for (const [seq, edit] of edits) {
+    if (edit.state !== "queued") continue;
+    const frame = { type: "edit", room, seq, text: edit.text, client_id: edit.clientId, ref: edit.clientId };
+    if (conn.send(frame)) edit.state = "sent";
+    const hint = shown.get(seq)?.querySelector(".edit-hint");
+    if (hint) hint.textContent = "Saving…";
+  }
+}
+
+/** Puts the message's text back in place of the editor; `refocus` moves the focus to Edit. */
+function closeEditor(li, refocus) {
+  const form = li?.querySelector(".edit-form");
+  if (!form) return;
+  const hadFocus = form.contains(document.activeElement);
+  form.remove();
+  li.classList.remove("editing");
+  const text = li.querySelector(".text");
+  if (text) text.hidden = false;
+  if (refocus && hadFocus) (li.querySelector(".message-edit") ?? li.querySelector(".bubble")).focus();
+}
+
+const EDIT_REFUSALS = {
+  forbidden: "Not saved: only the author of a message can edit it.",
+  not_found: "Not saved: this message no longer exists, or was deleted.",
+  invalid_text: "Not saved: a message needs 1–4,000 characters, not only spaces, and no control characters.",
+  unavailable: "Not saved: the server could not store the edit. Try again in a moment.",
+  not_joined: "Not saved: the page is not in the room right now. Try again in a moment.",
+};
+
+function waitWords(frame) {
+  const seconds = Math.max(1, Math.ceil((Number.isFinite(frame.retry_after_ms) ? frame.retry_after_ms : 1000) / 1000));
+  return seconds < 90 ? `${seconds} second${seconds === 1 ? "" : "s"}` : `${Math.ceil(seconds / 60)} minutes`;
+}
+
+/** An `error` answering one of our edits: said in the editor, which keeps the text. */
+function editRefused(frame) {
+  const found = [...edits].find(([, edit]) => edit.clientId === frame.ref);
+  if (!found) return false;
+  const [seq] = found;
+  edits.delete(seq);
+  const li = shown.get(seq);
+  if (!li) return true;
+  let reason = EDIT_REFUSALS[frame.code];
+  if (frame.code === "rate_limited" || frame.code === "overloaded") {
+    reason = `Not saved: too many messages and changes at once. Try again in ${waitWords(frame)}.`;
+  }
+  showEditError(li, reason ?? `Not saved: ${frame.message || "the server refused it."}`);
+  li.querySelector(".edit-box")?.focus();
+  return true;
+}
+
+// ---- reactions -----------------------------------------------------------------------------
+
+/** Draws the chips of message `li` from its state. */
+function showReactions(li, state = li ? states.get(Number(li.dataset.seq)) : undefined) {
+  if (!li || !state || state.text === null) return;
+  const bubble = li.querySelector(".bubble");
+  const before = bubble.querySelector(".send-status, .delete-status, .confirm-delete, .react-status, .reaction-picker");
+  renderReactions(bubble, state.reactions, me?.id, (emoji) => toggleReaction(li, emoji), before);
+}
+
+function toggleReactionPicker(li, opener) {
+  const bubble = li.querySelector(".bubble");
+  if (bubble.querySelector(".reaction-picker")) {
+    closePicker(bubble, true);
+    return;
+  }
+  const seq = Number(li.dataset.seq);
+  openPicker(bubble, opener, {
+    isMine: (emoji) => hasReacted(states.get(seq)?.reactions ?? [], emoji, me?.id),
+    onPick: (emoji) => toggleReaction(li, emoji),
+  });
+}
+
+/** Gives the user's `emoji` to message `li`, or takes it back if they gave it already. */
+function toggleReaction(li, emoji) {
+  const seq = Number(li.dataset.seq);
+  const state = states.get(seq);
+  if (!state || state.text === null || me === null) return;
+  li.querySelector(".react-status")?.remove();
+  const type = hasReacted(state.reactions, emoji, me.id) ? "unreact" : "react";
+  const clientId = newClientId();
+  if (!inRoom || !conn.send({ type, room, seq, emoji, client_id: clientId, ref: clientId })) {
+    reactStatus(li, "Not connected right now. Try again in a moment.");
+    return;
+  }
+  reactionRequests.set(clientId, seq);
+}
+
+function reactStatus(li, text) {
+  const line = statusLine(text);
+  line.classList.add("react-status", "error");
+  line.setAttribute("role", "alert");
+  li.querySelector(".react-status")?.remove();
+  li.querySelector(".bubble").append(line);
+}
+
+const REACT_REFUSALS = {
+  not_found: "This message can’t take reactions: it no longer exists, or was deleted.",
+  too_many_reactions: "This message has 20 different reactions already; add yours to one of them.",
+  invalid_emoji: "That reaction isn’t one emoji.",
+  unavailable: "Not saved: the server could not store the reaction. Try again in a moment.",
+};
+
+/** An `error` answering one of our reactions: said beside the message. */
+function reactionRefused(frame) {
+  const seq = reactionRequests.get(frame.ref);
+  if (seq === undefined) return false;
+  reactionRequests.delete(frame.ref);
+  const li = shown.get(seq);
+  if (!li || li.classList.contains("deleted")) return true;
+  let reason = REACT_REFUSALS[frame.code];
+  if (frame.code === "rate_limited" || frame.code === "overloaded") {
+    reason = `Not saved: too many messages and reactions at once. Try again in ${waitWords(frame)}.`;
+  }
+  reactStatus(li, reason ?? `Reaction not saved: ${frame.message || "the server refused it."}`);
   return true;
 }
 
@@ -1189,11 +1649,16 @@ function wireEvents() {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing && !event.altKey && !event.ctrlKey && !event.metaKey) {
       event.preventDefault();
       submitComposer();
+    } else if (event.key === "Escape" && replyBar.seq !== null) {
+      event.preventDefault();
+      event.stopPropagation();
+      replyBar.clear();
     }
   });
   ui.composer.addEventListener("input", () => {
     autosize();
     updateCount();
+    typingSignal.input(ui.composer.value);
   });
   ui.scroller.addEventListener(
     "scroll",

@@ -1766,6 +1766,341 @@ async fn a_refused_deletion_is_explained_beside_the_message_which_keeps_its_text
     .await;
 }
 
+#[tokio::test]
+async fn a_reply_quotes_its_original_and_reactions_toggle_live_in_both_browsers() {
+    browser_test(|t| async move {
+        let alice = t.user().await;
+        let bob = t.user().await;
+        enter_room(&alice, &t.base, "plans", "alice").await;
+        enter_room(&bob, &t.base, "plans", "bob").await;
+        wait_members(&bob, &["alice", "bob (you)"]).await;
+        say_and_wait_confirmed(&bob, "Lunch on Friday at the usual place?").await;
+        wait_texts(&alice, &["Lunch on Friday at the usual place?"]).await;
+
+        // Alice replies by keyboard: the bar over the composer says what she answers.
+        press(&alice, "#messages li[data-seq='1'] .message-reply").await;
+        let bar = wait_visible_text(&alice, "#reply-label").await;
+        assert_eq!(bar, "Replying to bob: Lunch on Friday at the usual place?");
+        let focused: String = js(&alice, "return document.activeElement.id").await;
+        assert_eq!(
+            focused, "composer",
+            "replying puts the focus in the composer"
+        );
+        say_and_wait_confirmed(&alice, "Friday works").await;
+        assert!(
+            !is_displayed(&alice, "#reply-bar").await,
+            "the bar goes once sent"
+        );
+
+        for page in [&alice, &bob] {
+            wait_texts(
+                page,
+                &["Lunch on Friday at the usual place?", "Friday works"],
+            )
+            .await;
+            let quote = "#messages li[data-seq='2'] .reply-quote";
+            wait_displayed(page, quote).await;
+            assert_eq!(attr_of(page, quote, "data-target").await, "1");
+            assert_eq!(
+                text_of(page, &format!("{quote} .quote-author")).await,
+                "bob"
+            );
+            assert_eq!(
+                text_of(page, &format!("{quote} .quote-text")).await,
+                "Lunch on Friday at the usual place?"
+            );
+        }
+        // Activating the quote takes the reader to the original, focused.
+        press(&bob, "#messages li[data-seq='2'] .reply-quote").await;
+        eventually("the original to have the focus", || async {
+            let seq: Option<String> = js(
+                &bob,
+                "return document.activeElement.closest('li.message')?.dataset.seq ?? null;",
+            )
+            .await;
+            if seq.as_deref() == Some("1") {
+                Ok(())
+            } else {
+                Err(format!("{seq:?}"))
+            }
+        })
+        .await;
+
+        // Bob reacts 👍 to Alice's reply from the picker, by keyboard.
+        press(&bob, "#messages li[data-seq='2'] .message-react").await;
+        wait_displayed(&bob, "#messages li[data-seq='2'] .reaction-picker").await;
+        let first: String = js(&bob, "return document.activeElement.dataset.emoji ?? '';").await;
+        assert_eq!(
+            first, "👍",
+            "the picker opens with the focus on its first emoji"
+        );
+        bob.active_element()
+            .await
+            .unwrap()
+            .send_keys(&Key::Enter.to_string())
+            .await
+            .unwrap();
+        wait_chips(&alice, 2, &[("👍", 1, false)]).await;
+        wait_chips(&bob, 2, &[("👍", 1, true)]).await;
+        assert!(!is_displayed(&bob, "#messages li[data-seq='2'] .reaction-picker").await);
+        let title = attr_of(&alice, "#messages li[data-seq='2'] .reaction-chip", "title").await;
+        assert_eq!(title, "👍 bob");
+
+        // Alice adds hers with the chip; then Bob takes his back with his.
+        click(&alice, "#messages li[data-seq='2'] .reaction-chip").await;
+        wait_chips(&alice, 2, &[("👍", 2, true)]).await;
+        wait_chips(&bob, 2, &[("👍", 2, true)]).await;
+        let title = attr_of(&bob, "#messages li[data-seq='2'] .reaction-chip", "title").await;
+        assert_eq!(title, "👍 bob and alice");
+        click(&bob, "#messages li[data-seq='2'] .reaction-chip").await;
+        wait_chips(&alice, 2, &[("👍", 1, true)]).await;
+        wait_chips(&bob, 2, &[("👍", 1, false)]).await;
+
+        // Three reaction events (seqs 3 to 5) moved the resume cursor.
+        assert_eq!(resume_cursor_after_a_drop(&t, &bob).await, Some(5));
+        // A reload shows the reply and the reaction from the join.
+        bob.refresh().await.unwrap();
+        wait_connected(&bob).await;
+        wait_chips(&bob, 2, &[("👍", 1, false)]).await;
+        assert_eq!(
+            text_of(
+                &bob,
+                "#messages li[data-seq='2'] .reply-quote .quote-author"
+            )
+            .await,
+            "bob"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn editing_ones_own_message_changes_it_in_place_for_everyone_even_after_a_reload() {
+    browser_test(|t| async move {
+        let alice = t.user().await;
+        let bob = t.user().await;
+        enter_room(&alice, &t.base, "typos", "alice").await;
+        enter_room(&bob, &t.base, "typos", "bob").await;
+        wait_members(&bob, &["alice", "bob (you)"]).await;
+        say_and_wait_confirmed(&alice, "helo wrold").await;
+        wait_texts(&bob, &["helo wrold"]).await;
+        assert!(
+            !is_displayed(&bob, "#messages li[data-seq='1'] .message-edit").await,
+            "only the author may edit"
+        );
+
+        // Escape backs out of the editor, focus back on Edit, nothing changed.
+        let editor = "#messages li[data-seq='1'] .edit-box";
+        press(&alice, "#messages li[data-seq='1'] .message-edit").await;
+        wait_displayed(&alice, editor).await;
+        assert_eq!(value_of(&alice, editor).await, "helo wrold");
+        let escape = Key::Escape.to_string();
+        alice
+            .active_element()
+            .await
+            .unwrap()
+            .send_keys(&escape)
+            .await
+            .unwrap();
+        eventually("the editor to close, focus back on Edit", || async {
+            let open = is_displayed(&alice, editor).await;
+            let focused: String = js(&alice, "return document.activeElement.className").await;
+            if !open && focused.contains("message-edit") {
+                Ok(())
+            } else {
+                Err(focused)
+            }
+        })
+        .await;
+        assert_eq!(texts(&alice).await, ["helo wrold"]);
+
+        // Enter saves; Shift+Enter makes a new line.
+        press(&alice, "#messages li[data-seq='1'] .message-edit").await;
+        wait_displayed(&alice, editor).await;
+        let newline = format!("{}{}{}", Key::Shift, Key::Enter, Key::Null);
+        let box_ = alice.find(Locator::Css(editor)).await.unwrap();
+        box_.clear().await.unwrap();
+        box_.send_keys(&format!("hello world{newline}again{}", Key::Enter))
+            .await
+            .unwrap();
+        for page in [&alice, &bob] {
+            wait_texts(page, &["hello world\nagain"]).await;
+            let mark = wait_visible_text(page, "#messages li[data-seq='1'] .edited-mark").await;
+            assert_eq!(mark, "(edited)");
+            let title = attr_of(page, "#messages li[data-seq='1'] .edited-mark", "title").await;
+            assert!(title.starts_with("Edited "), "{title}");
+        }
+        assert!(!is_displayed(&alice, editor).await, "the editor closed");
+
+        // An empty edit is refused inline; the message keeps its text.
+        press(&alice, "#messages li[data-seq='1'] .message-edit").await;
+        wait_displayed(&alice, editor).await;
+        let box_ = alice.find(Locator::Css(editor)).await.unwrap();
+        box_.clear().await.unwrap();
+        box_.send_keys(&Key::Enter.to_string()).await.unwrap();
+        let error = wait_visible_text(&alice, "#messages li[data-seq='1'] .edit-error").await;
+        assert!(error.starts_with("A message can’t be empty"), "{error}");
+        alice
+            .active_element()
+            .await
+            .unwrap()
+            .send_keys(&escape)
+            .await
+            .unwrap();
+        wait_texts(&alice, &["hello world\nagain"]).await;
+
+        // The edit event moved Bob's resume cursor, and a reload shows the edited text.
+        assert_eq!(resume_cursor_after_a_drop(&t, &bob).await, Some(2));
+        bob.refresh().await.unwrap();
+        wait_connected(&bob).await;
+        wait_texts(&bob, &["hello world\nagain"]).await;
+        assert_eq!(
+            wait_visible_text(&bob, "#messages li[data-seq='1'] .edited-mark").await,
+            "(edited)"
+        );
+        assert!(!dom_contains(&bob, "helo wrold").await);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_others_see_who_is_typing_until_their_message_arrives() {
+    browser_test(|t| async move {
+        let alice = t.user().await;
+        let bob = t.user().await;
+        enter_room(&alice, &t.base, "quiet", "alice").await;
+        enter_room(&bob, &t.base, "quiet", "bob").await;
+        wait_members(&bob, &["alice", "bob (you)"]).await;
+        assert_eq!(attr_of(&bob, "#typing", "aria-live").await, "polite");
+
+        let composer = alice.find(Locator::Css("#composer")).await.unwrap();
+        composer.send_keys("on my way").await.unwrap();
+        eventually("bob to see alice typing", || async {
+            let line = text_of(&bob, "#typing").await;
+            if line == "alice is typing…" {
+                Ok(())
+            } else {
+                Err(line)
+            }
+        })
+        .await;
+        assert_eq!(
+            text_of(&alice, "#typing").await,
+            "",
+            "nobody is told about their own typing"
+        );
+
+        composer.send_keys(&Key::Enter.to_string()).await.unwrap();
+        wait_texts(&bob, &["on my way"]).await;
+        assert_eq!(
+            text_of(&bob, "#typing").await,
+            "",
+            "her message ends her typing"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn web_addresses_become_safe_links_and_nothing_else_becomes_markup() {
+    browser_test(|t| async move {
+        let alice = t.user().await;
+        let bob = t.user().await;
+        enter_room(&alice, &t.base, "links", "alice").await;
+        enter_room(&bob, &t.base, "links", "bob").await;
+        wait_members(&bob, &["alice", "bob (you)"]).await;
+        bob.execute(
+            "window.alerted = false; window.alert = () => { window.alerted = true; };",
+            vec![],
+        )
+        .await
+        .unwrap();
+        let text = "see https://example.com/x and javascript:alert(1)";
+        say_and_wait_confirmed(&alice, text).await;
+        let second = "<img src=x onerror=alert(2)> (http://example.org/a_(b)).";
+        say_and_wait_confirmed(&alice, second).await;
+
+        for page in [&alice, &bob] {
+            wait_texts(page, &[text, second]).await;
+            let links: Vec<(String, String, String, String)> = js(
+                page,
+                "return [...document.querySelectorAll('#messages .text a')].map(a =>
+                    [a.getAttribute('href'), a.rel, a.target, a.textContent]);",
+            )
+            .await;
+            let link = |href: &str| {
+                (
+                    href.to_string(),
+                    "noopener noreferrer nofollow".to_string(),
+                    "_blank".to_string(),
+                    href.to_string(),
+                )
+            };
+            assert_eq!(
+                links,
+                [
+                    link("https://example.com/x"),
+                    link("http://example.org/a_(b)")
+                ]
+            );
+            let elements: u64 = js(
+                page,
+                "return document.querySelectorAll('#messages .text *').length;",
+            )
+            .await;
+            assert_eq!(
+                elements, 2,
+                "the two links are the only markup in the texts"
+            );
+            assert!(
+                page.get_alert_text().await.is_err(),
+                "no alert dialog opened"
+            );
+        }
+        let alerted: bool = js(&bob, "return window.alerted;").await;
+        assert!(!alerted, "no script ran");
+    })
+    .await;
+}
+
+/// Presses Enter on the element `css`, as a keyboard user would.
+async fn press(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .send_keys(&Key::Enter.to_string())
+        .await
+        .unwrap();
+}
+
+/// Waits for the reaction chips of message `seq` to be `expected`: (emoji, count, pressed).
+async fn wait_chips(c: &Client, seq: i64, expected: &[(&str, i64, bool)]) {
+    eventually(&format!("the reactions of message {seq}"), || async {
+        let chips: Vec<(String, i64, bool)> = js(
+            c,
+            &format!(
+                "return [...document.querySelectorAll(\"#messages li[data-seq='{seq}'] .reaction-chip\")].map(b =>
+                    [b.querySelector('.reaction-emoji').textContent, Number(b.querySelector('.reaction-count').textContent),
+                     b.getAttribute('aria-pressed') === 'true']);"
+            ),
+        )
+        .await;
+        let matches = chips.len() == expected.len()
+            && chips
+                .iter()
+                .zip(expected)
+                .all(|(seen, (emoji, count, pressed))| {
+                    seen.0 == *emoji && seen.1 == *count && seen.2 == *pressed
+                });
+        if matches {
+            Ok(())
+        } else {
+            Err(format!("{chips:?}"))
+        }
+    })
+    .await;
+}
+
 /// Cuts `c` off the network and back, and returns the `since` of the join it resumed with.
 async fn resume_cursor_after_a_drop(t: &TestCtx, c: &Client) -> Option<i64> {
     c.execute(

@@ -1721,7 +1721,7 @@ async function boot() {
     online: () => [...members.values()],
     onRole: (role) => {
       isRoomModerator = role === "owner" || role === "moderator";
-      for (const li of shown.values()) syncDeleteAction(li);
+      for (const li of shown.values()) syncActions(li);
     },
   });
   bindNameForm(ui.nameForm, (user) => {

@@ -14,9 +14,11 @@
 //!   nothing else of ours.
 //! - [`config`], [`state`]: options and the state every request shares.
 //! - [`limits`]: rate limits (token buckets per user and per IP), checked at the edges.
-//! - [`telemetry`]: log output and Prometheus metrics; [`ops`]: backup and restore.
+//! - [`telemetry`]: log output, Prometheus metrics and the admin view's figures; [`ops`]:
+//!   backup and restore; [`admin`]: what the admin view shows and does.
 
 pub mod accounts;
+pub mod admin;
 pub mod broker;
 pub mod config;
 pub mod domain;

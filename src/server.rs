@@ -244,6 +244,7 @@ impl Server {
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
             limits: crate::limits::Limits::new(&config),
+            admin_watchers: crate::admin::watch::Watchers::default(),
         });
         let options = ServeOptions {
             header_timeout: config.header_timeout(),
@@ -307,6 +308,11 @@ impl Server {
             }
         });
         let presence = tokio::spawn(state.hub.clone().run_presence(state.shutdown.clone()));
+        let sampler = tokio::spawn(crate::telemetry::stats::run_sampler(state.shutdown.clone()));
+        let admin_feed = tokio::spawn(crate::admin::watch::run(
+            state.clone(),
+            state.shutdown.clone(),
+        ));
         // Metrics outlive the public listener: a drain is worth watching. Stopped last.
         let metrics_stop = CancellationToken::new();
         let metrics_task = metrics.map(|metrics| {
@@ -341,6 +347,8 @@ impl Server {
         state.broker.stop().await;
         let _ = lobby.await;
         let _ = presence.await;
+        let _ = sampler.await;
+        let _ = admin_feed.await;
         state.store.close().await;
         metrics_stop.cancel();
         if let Some(task) = metrics_task {

@@ -49,6 +49,8 @@ pub struct Shared {
     pub sessions: TaskTracker,
     /// Rate-limit buckets, shared by every connection and request.
     pub limits: Arc<crate::limits::Limits>,
+    /// Connections watching the admin view (`admin_watch`).
+    pub admin_watchers: crate::admin::watch::Watchers,
 }
 
 impl FromRef<AppState> for Key {

@@ -34,7 +34,7 @@
 // same user), the refused request waits `retry_after_ms` and goes again; nothing is dropped.
 
 import { closeAccountPanel, openAccountPanel, sessionAfterRevocation } from "/assets/account.js";
-import { Connection, SESSION_REVOKED } from "/assets/client.js";
+import { BANNED, CLOSED_BY_ADMIN, Connection, SESSION_REVOKED } from "/assets/client.js";
 import { initRoomPage, memberActions, refreshRoomHeader, showExcluded } from "/assets/room-settings.js";
 import { ReplyBar, TypingLine, TypingSignal, snippet } from "/assets/composer.js";
 import { applyReaction, closePicker, hasReacted, openPicker, reactionsFrom, renderReactions } from "/assets/reactions.js";
@@ -248,6 +248,10 @@ async function handleClose({ code, hadHello, stopped }) {
   if (stopped) return;
   if (code === SESSION_REVOKED) {
     await sessionEnded();
+  } else if (code === BANNED) {
+    excluded("server_banned");
+  } else if (code === CLOSED_BY_ADMIN) {
+    excluded("disconnected");
   } else if (!hadHello) {
     // A refused upgrade (e.g. the session is gone) looks like any failed connection to a
     // script; ask the HTTP API whether we are still signed in.

@@ -7,6 +7,10 @@
 
 /** The close code of a socket whose session was signed out or revoked (docs/protocol.md). */
 export const SESSION_REVOKED = 4003;
+/** An administrator closed this user's connections: reconnect only when the user asks. */
+export const CLOSED_BY_ADMIN = 4004;
+/** The user was banned from the server: their session is gone and they may not sign in. */
+export const BANNED = 4005;
 const BACKOFF_BASE_MS = 300;
 const BACKOFF_CAP_MS = 8000;
 // The server drops a silent connection after `idle_timeout` (45 s by default) and pings us every
@@ -158,7 +162,9 @@ export class Connection {
     this.handlers.onClose?.({ code, hadHello, stopped: this.stopped });
     // A session that ended (4003) would only be refused again: the page asks who is signed in
     // now, then calls `reconnectNow()`, `stop()` or, when it cannot tell, `scheduleReconnect()`.
-    if (!this.stopped && code !== SESSION_REVOKED) this.scheduleReconnect();
+    // After 4004 and 4005 an administrator meant the connection to end: the page says so.
+    const final = code === SESSION_REVOKED || code === CLOSED_BY_ADMIN || code === BANNED;
+    if (!this.stopped && !final) this.scheduleReconnect();
   }
 
   scheduleReconnect() {

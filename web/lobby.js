@@ -11,7 +11,7 @@ import {
   sessionAfterRevocation,
   signOut,
 } from "/assets/account.js";
-import { Connection, SESSION_REVOKED } from "/assets/client.js";
+import { BANNED, CLOSED_BY_ADMIN, Connection, SESSION_REVOKED } from "/assets/client.js";
 import { avatar, bindNameForm, fetchSession, roomProblem } from "/assets/common.js";
 import { bindCreateRoom, isDirectRoom, markPrivate, showDirectMessages, updateCreateRoom } from "/assets/rooms.js";
 
@@ -89,8 +89,13 @@ const conn = new Connection({
   async onClose({ code, hadHello, stopped }) {
     setStatus(everConnected ? "reconnecting" : "connecting");
     if (stopped) return;
-    if (code === SESSION_REVOKED) {
+    if (code === SESSION_REVOKED || code === BANNED) {
+      // A ban ended the session too: the sign-in card comes back, and signing in says why.
       await sessionEnded();
+    } else if (code === CLOSED_BY_ADMIN) {
+      conn.stop();
+      ui.status.dataset.state = "closed";
+      ui.status.textContent = "Disconnected by an administrator. Reload to reconnect.";
     } else if (!hadHello) {
       // The upgrade may have been refused because the session is gone (401); a browser cannot
       // see the status of a failed upgrade, so ask the HTTP API.

@@ -92,6 +92,8 @@ const EXCLUDED = {
   kicked: "You were removed from this room.",
   banned: "You were banned from this room.",
   forbidden: "You can’t join this room (it is private, or you are banned).",
+  server_banned: "You are banned from this server.",
+  disconnected: "An administrator closed your connection. Reload the page to reconnect.",
 };
 
 /**

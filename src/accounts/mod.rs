@@ -106,7 +106,7 @@ pub async fn resolve(
 ) -> Result<Option<Caller>, StoreError> {
     let now = now_ms();
     if let Some((row, account)) = store.session(&cookie.sid, now).await? {
-        if row.user_id != cookie.user.id {
+        if row.user_id != cookie.user.id || account.banned {
             return Ok(None);
         }
         if now - row.last_seen >= TOUCH_EVERY_MS {
@@ -118,6 +118,7 @@ pub async fn resolve(
         return Ok(None);
     }
     let account = match store.account_by_id(&cookie.user.id).await? {
+        Some(account) if account.banned => return Ok(None),
         Some(account) if account.user.guest => account,
         Some(_) => return Ok(None), // the guest registered since: this cookie is history
         None => {
@@ -149,6 +150,7 @@ pub fn guest_account(user: User) -> Account {
         user,
         username: None,
         admin: false,
+        banned: false,
         password_hash: None,
     }
 }

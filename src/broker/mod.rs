@@ -68,6 +68,9 @@ impl Removal {
 pub enum Control {
     /// A session was signed out or revoked: its connections close with 4003.
     SessionEnded { sid: String },
+    /// A server administrator closed `user`'s connections (`code` 4004) or banned the user
+    /// (4005): every connection of theirs closes with `code`.
+    UserClosed { user: UserId, code: u16 },
     /// A user was kicked or banned from a room: their connections leave it and are told so.
     Removed {
         room: RoomName,

@@ -236,6 +236,7 @@ async fn register(
                 },
                 username: Some(username.as_str().to_owned()),
                 admin: false,
+                banned: false,
                 password_hash: Some(hash),
             };
             state
@@ -294,6 +295,10 @@ async fn login(
     let Some(account) = account.filter(|_| matches) else {
         return Err(ApiError::InvalidCredentials);
     };
+    // Said only to whoever knows the password: a ban is not a way to probe usernames.
+    if account.banned {
+        return Err(ApiError::Banned);
+    }
     if let Some(caller) = &caller {
         end_current(&state, caller).await?;
     }

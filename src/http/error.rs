@@ -38,6 +38,8 @@ pub enum ApiError {
     WrongPassword,
     #[error("this needs an account: sign up first")]
     AccountRequired,
+    #[error("this account is banned from this server")]
+    Banned,
     #[error("{0}")]
     Forbidden(&'static str),
     #[error("{0}")]
@@ -72,6 +74,7 @@ impl ApiError {
             Self::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
             Self::WrongPassword => (StatusCode::FORBIDDEN, "wrong_password"),
             Self::AccountRequired => (StatusCode::FORBIDDEN, "account_required"),
+            Self::Banned => (StatusCode::FORBIDDEN, "banned"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::RoomExists => (StatusCode::CONFLICT, "room_exists"),

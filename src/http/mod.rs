@@ -4,6 +4,7 @@
 //! ([`serve`], over TCP or [`tls`]).
 
 mod accounts;
+mod admin;
 mod api;
 pub mod edge;
 mod error;
@@ -46,6 +47,7 @@ pub fn router(state: AppState, edge: Arc<Edge>, ws: Router<AppState>) -> Router 
     Router::new()
         .merge(api::router())
         .merge(accounts::router())
+        .merge(admin::router())
         .merge(messages::router())
         .merge(rooms::router())
         .merge(pages::router())

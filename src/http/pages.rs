@@ -21,6 +21,9 @@ pub fn router() -> Router<AppState> {
             "/chat/{room}/",
             get(|headers: HeaderMap| async move { asset("chat.html", &headers) }),
         )
+        // The page is public like the others (it holds no data); what it shows comes from
+        // admin-only routes and frames.
+        .route("/admin", get(|headers: HeaderMap| async move { asset("admin.html", &headers) }))
         .route("/chat/{room}", get(|Path(room): Path<String>| async move { to_room(&room) }))
         .route(
             "/assets/{*path}",

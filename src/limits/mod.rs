@@ -82,11 +82,15 @@ impl Kind {
             ClientFrame::Join { .. } => Some(Self::Join),
             // Searching reads like paging back through history, and pays like it.
             ClientFrame::History { .. } | ClientFrame::Search { .. } => Some(Self::History),
-            ClientFrame::Rooms => Some(Self::Rooms),
+            // Watching the admin view is a subscription like the lobby's.
+            ClientFrame::Rooms | ClientFrame::AdminWatch => Some(Self::Rooms),
             ClientFrame::Members { .. } => Some(Self::Members),
             // Typing is throttled where it is fanned out (one per user per room per 2 s), and
             // the surplus is dropped: it is lossy by design.
-            ClientFrame::Leave { .. } | ClientFrame::Ping | ClientFrame::Typing { .. } => None,
+            ClientFrame::Leave { .. }
+            | ClientFrame::Ping
+            | ClientFrame::Typing { .. }
+            | ClientFrame::AdminUnwatch => None,
             // Read markers follow scrolling; they pay like paging through history.
             ClientFrame::Read { .. } => Some(Self::History),
         }

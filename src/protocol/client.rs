@@ -60,6 +60,9 @@ pub enum ClientFrame {
     },
     Rooms,
     Ping,
+    /// A server administrator's admin view: `admin_stats` every second until `AdminUnwatch`.
+    AdminWatch,
+    AdminUnwatch,
     /// The user is typing in `room` (ephemeral: no seq, not stored).
     Typing {
         room: RoomName,
@@ -93,9 +96,23 @@ pub struct Rejection {
     pub reference: Option<Ref>,
 }
 
-const KNOWN_TYPES: [&str; 14] = [
-    "join", "leave", "send", "history", "rooms", "ping", "members", "delete", "edit", "react",
-    "unreact", "typing", "search", "read",
+const KNOWN_TYPES: [&str; 16] = [
+    "join",
+    "leave",
+    "send",
+    "history",
+    "rooms",
+    "ping",
+    "members",
+    "delete",
+    "edit",
+    "react",
+    "unreact",
+    "typing",
+    "search",
+    "read",
+    "admin_watch",
+    "admin_unwatch",
 ];
 /// Longest `search.query`, and `search.limit`'s default and bound.
 const MAX_QUERY_CHARS: usize = 200;
@@ -189,6 +206,14 @@ enum Wire {
         reference: Option<Ref>,
     },
     Ping {
+        #[serde(rename = "ref")]
+        reference: Option<Ref>,
+    },
+    AdminWatch {
+        #[serde(rename = "ref")]
+        reference: Option<Ref>,
+    },
+    AdminUnwatch {
         #[serde(rename = "ref")]
         reference: Option<Ref>,
     },
@@ -374,6 +399,8 @@ fn validate(wire: Wire) -> Result<(ClientFrame, Option<Ref>), Rejection> {
             Err(e) => Err(reject(e, reference)),
         },
         Wire::Ping { reference } => Ok((ClientFrame::Ping, reference)),
+        Wire::AdminWatch { reference } => Ok((ClientFrame::AdminWatch, reference)),
+        Wire::AdminUnwatch { reference } => Ok((ClientFrame::AdminUnwatch, reference)),
         Wire::Search {
             room,
             query,

@@ -41,6 +41,10 @@ pub mod close {
     pub const RESYNC: u16 = 4002;
     /// The connection's session was signed out or revoked (on any node): sign in again.
     pub const SESSION_REVOKED: u16 = 4003;
+    /// A server administrator closed the user's connections (the admin view's "Disconnect").
+    pub const CLOSED_BY_ADMIN: u16 = 4004;
+    /// The user was banned from the server: their sessions ended and they may not sign in.
+    pub const BANNED: u16 = 4005;
 }
 
 /// The stable `code` of an `error` frame.

@@ -461,6 +461,21 @@ pub fn error_with_retry(
     })
 }
 
+/// The admin view's figures (see `admin::Stats`), sent to watching administrators.
+pub fn admin_stats<T: Serialize>(stats: &T) -> Frame {
+    #[derive(Serialize)]
+    struct View<'a, T> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        #[serde(flatten)]
+        stats: &'a T,
+    }
+    encode(&View {
+        kind: "admin_stats",
+        stats,
+    })
+}
+
 pub fn pong() -> Frame {
     Frame::from_json(r#"{"type":"pong"}"#)
 }

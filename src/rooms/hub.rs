@@ -415,6 +415,15 @@ impl Hub {
         Some(server::members(room, &users, state.presence.count(), more))
     }
 
+    /// Up to `limit` members of `room` in id order, and whether there are more; `None` if
+    /// this node does not host the room (the admin view).
+    pub fn member_page(&self, room: &RoomName, limit: usize) -> Option<(Vec<User>, bool)> {
+        let cell = self.room(room)?;
+        let state = lock(&cell);
+        let (users, more) = state.presence.page(None, limit);
+        Some((users.into_iter().cloned().collect(), more))
+    }
+
     fn announce(&self, room: &RoomName, user: &User, present: bool) {
         if let Some(announcer) = self.announcer.get() {
             announcer.announce(PresenceChange {
@@ -760,6 +769,7 @@ impl Deliver for Hub {
                 self.connections
                     .close_session(sid, crate::protocol::close::SESSION_REVOKED);
             }
+            Control::UserClosed { user, code } => self.connections.close_user(user, *code),
             Control::Removed { room, user, reason } => self.remove_user(room, user, *reason),
             Control::AccessChanged { room } => self.access.forget(room),
             Control::Typing { room, user } => self.show_typing(room, user),

@@ -1,6 +1,6 @@
 //! This node's connections by session, so that a session signed out or revoked on any node
 //! can close its connections here (4003), and by user, so that what concerns a user (their
-//! read markers) reaches all their connections.
+//! read markers, an administrator closing them) reaches all their connections.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -64,6 +64,14 @@ impl Registry {
         }
     }
 
+    /// Asks every connection of `user` on this node to close with `code`.
+    pub fn close_user(&self, user: &UserId, code: u16) {
+        let map = self.by_user.lock().unwrap_or_else(PoisonError::into_inner);
+        for (_, outbox) in map.get(user).into_iter().flatten() {
+            outbox.close_with(code);
+        }
+    }
+
     /// Asks every connection of session `sid` to close with `code`.
     pub fn close_session(&self, sid: &str, code: u16) {
         let conns = self.map().remove(sid).unwrap_or_default();
@@ -91,5 +99,20 @@ mod tests {
         registry.remove("b", ConnectionId(2));
         registry.close_session("b", 4003);
         assert_eq!(other_mailbox.cut_code(), None);
+    }
+
+    #[test]
+    fn closing_a_user_closes_all_their_connections_only() {
+        let registry = Registry::default();
+        let (ann, bob) = (UserId::generate(), UserId::generate());
+        let (tab_one, one) = outbox::outbox();
+        let (tab_two, two) = outbox::outbox();
+        let (bobs, bob_mailbox) = outbox::outbox();
+        registry.add_user(&ann, ConnectionId(1), tab_one);
+        registry.add_user(&ann, ConnectionId(2), tab_two);
+        registry.add_user(&bob, ConnectionId(3), bobs);
+        registry.close_user(&ann, 4005);
+        assert_eq!((one.cut_code(), two.cut_code()), (Some(4005), Some(4005)));
+        assert_eq!(bob_mailbox.cut_code(), None);
     }
 }

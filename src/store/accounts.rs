@@ -16,6 +16,8 @@ pub struct Account {
     pub admin: bool,
     /// The argon2id PHC string; `None` for guests.
     pub password_hash: Option<String>,
+    /// Banned from the server by an administrator: no session of theirs is honoured.
+    pub banned: bool,
 }
 
 /// One live session of a user, as `GET /api/sessions` lists it.
@@ -74,6 +76,12 @@ pub trait Accounts: Send + Sync {
     /// Grants or revokes server administration. Returns false for an unknown username.
     async fn set_admin(&self, username: &str, admin: bool) -> Result<bool, StoreError>;
 
+    /// Bans (`true`) or unbans a user server-wide. Returns false for an unknown id.
+    async fn set_banned(&self, id: &UserId, banned: bool) -> Result<bool, StoreError>;
+
+    /// The banned users, by name, at most `limit` of them.
+    async fn banned_users(&self, limit: u32) -> Result<Vec<Account>, StoreError>;
+
     /// Records a new session of an existing user.
     async fn start_session(&self, session: &SessionRow) -> Result<(), StoreError>;
 
@@ -105,11 +113,11 @@ pub trait Accounts: Send + Sync {
     ) -> Result<Vec<SessionRow>, StoreError>;
 }
 
-type AccountTuple = (String, String, Option<String>, bool, Option<String>);
+pub(crate) type AccountTuple = (String, String, Option<String>, bool, Option<String>, bool);
 type SessionTuple = (String, String, i64, i64, i64, String);
 
 pub(crate) fn account_from(row: AccountTuple) -> Result<Account, StoreError> {
-    let (id, name, username, admin, password_hash) = row;
+    let (id, name, username, admin, password_hash, banned) = row;
     let name = DisplayName::parse(&name)
         .map_err(|_| StoreError::Corrupt(format!("bad stored name {name:?}")))?;
     Ok(Account {
@@ -121,6 +129,7 @@ pub(crate) fn account_from(row: AccountTuple) -> Result<Account, StoreError> {
         username,
         admin,
         password_hash,
+        banned,
     })
 }
 
@@ -195,7 +204,7 @@ macro_rules! sql_accounts {
                 &self,
                 username: &str,
             ) -> Result<Option<$crate::store::accounts::Account>, $crate::store::StoreError> {
-                let sql = "SELECT u.id, u.name, u.username, u.admin, u.password_hash FROM users u WHERE u.username = $1";
+                let sql = "SELECT u.id, u.name, u.username, u.admin, u.password_hash, u.banned FROM users u WHERE u.username = $1";
                 sqlx::query_as(sql)
                     .bind(username)
                     .fetch_optional(&self.$read)
@@ -208,7 +217,7 @@ macro_rules! sql_accounts {
                 &self,
                 id: &$crate::domain::UserId,
             ) -> Result<Option<$crate::store::accounts::Account>, $crate::store::StoreError> {
-                let sql = "SELECT u.id, u.name, u.username, u.admin, u.password_hash FROM users u WHERE u.id = $1";
+                let sql = "SELECT u.id, u.name, u.username, u.admin, u.password_hash, u.banned FROM users u WHERE u.id = $1";
                 sqlx::query_as(sql)
                     .bind(id.as_str())
                     .fetch_optional(&self.$read)
@@ -256,6 +265,34 @@ macro_rules! sql_accounts {
                 Ok(done.rows_affected() == 1)
             }
 
+            async fn set_banned(
+                &self,
+                id: &$crate::domain::UserId,
+                banned: bool,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let done = sqlx::query("UPDATE users SET banned = $1 WHERE id = $2")
+                    .bind(banned)
+                    .bind(id.as_str())
+                    .execute(&self.$write)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn banned_users(
+                &self,
+                limit: u32,
+            ) -> Result<Vec<$crate::store::accounts::Account>, $crate::store::StoreError> {
+                let sql = "SELECT u.id, u.name, u.username, u.admin, u.password_hash, u.banned
+                     FROM users u WHERE u.banned ORDER BY u.name, u.id LIMIT $1";
+                let rows: Vec<$crate::store::accounts::AccountTuple> = sqlx::query_as(sql)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.$read)
+                    .await?;
+                rows.into_iter()
+                    .map($crate::store::accounts::account_from)
+                    .collect()
+            }
+
             async fn start_session(
                 &self,
                 session: &$crate::store::accounts::SessionRow,
@@ -287,7 +324,7 @@ macro_rules! sql_accounts {
                 $crate::store::StoreError,
             > {
                 let sql = "SELECT s.sid, s.user_id, s.created_at, s.last_seen, s.expires_at,
-                            s.user_agent, u.id, u.name, u.username, u.admin, u.password_hash
+                            s.user_agent, u.id, u.name, u.username, u.admin, u.password_hash, u.banned
                      FROM sessions s JOIN users u ON u.id = s.user_id
                      WHERE s.sid = $1 AND s.expires_at > $2";
                 let row: Option<(
@@ -302,6 +339,7 @@ macro_rules! sql_accounts {
                     Option<String>,
                     bool,
                     Option<String>,
+                    bool,
                 )> = sqlx::query_as(sql)
                     .bind(sid)
                     .bind(now)
@@ -311,7 +349,7 @@ macro_rules! sql_accounts {
                     let session =
                         $crate::store::accounts::session_from((r.0, r.1, r.2, r.3, r.4, r.5));
                     let account =
-                        $crate::store::accounts::account_from((r.6, r.7, r.8, r.9, r.10))?;
+                        $crate::store::accounts::account_from((r.6, r.7, r.8, r.9, r.10, r.11))?;
                     Ok((session, account))
                 })
                 .transpose()

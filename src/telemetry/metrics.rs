@@ -4,7 +4,8 @@
 //! The hot paths (a delivery, a commit) use handles looked up once at install time and kept in
 //! a `static`: recording is an atomic add (counters) or a lock-free push (histograms), with no
 //! name lookup, lock or allocation per event. Until [`install`] runs (metrics off, the
-//! default) every recording function is one atomic load that finds nothing.
+//! default) the Prometheus side of every recording function is one atomic load that finds
+//! nothing. Each also feeds the admin view's always-on counters ([`super::stats`]).
 //!
 //! The recorder is process-wide (the facade has one global recorder), so several servers in
 //! one process (tests) share one set of figures.
@@ -28,6 +29,9 @@ pub const DISCONNECT_REASONS: &[&str] = &[
     "vanished",
     "revoked",
     "protocol",
+    "admin",
+    "banned",
+    // Kept last: the admin view's counters file unknown reasons here.
     "other",
 ];
 
@@ -140,6 +144,7 @@ fn handles() -> Option<&'static Handles> {
 
 /// A WebSocket connection opened.
 pub fn connection_opened() {
+    super::stats::connection_opened();
     if let Some(m) = handles() {
         m.connections.increment(1.0);
     }
@@ -147,6 +152,7 @@ pub fn connection_opened() {
 
 /// A WebSocket connection ended, for `reason` (one of [`DISCONNECT_REASONS`]).
 pub fn connection_closed(reason: &'static str) {
+    super::stats::connection_closed(reason);
     if let Some(m) = handles() {
         m.connections.decrement(1.0);
         // Once per connection, not per message: the label lookup is affordable here.
@@ -156,6 +162,7 @@ pub fn connection_closed(reason: &'static str) {
 
 /// One batch committed, `stored` of its messages newly stored, in `took`.
 pub fn batch_stored(stored: usize, took: Duration) {
+    super::stats::stored(stored);
     if let Some(m) = handles() {
         m.messages_stored.increment(stored as u64);
         m.store_batch.record(took);
@@ -164,6 +171,7 @@ pub fn batch_stored(stored: usize, took: Duration) {
 
 /// `frames` room messages taken for writing to one connection.
 pub fn delivered(frames: usize) {
+    super::stats::delivered(frames);
     if let Some(m) = handles() {
         m.deliveries.increment(frames as u64);
     }
@@ -171,6 +179,7 @@ pub fn delivered(frames: usize) {
 
 /// How long the oldest message of a write batch took from its room's log to the socket.
 pub fn delivery_latency(took: Duration) {
+    super::stats::delivery_latency(took);
     if let Some(m) = handles() {
         m.delivery.record(took);
     }
@@ -185,6 +194,7 @@ pub fn broker_published(took: Duration) {
 
 /// A request for `action` was refused by its rate limit.
 pub fn rate_limited(action: &'static str) {
+    super::stats::rate_limited(action);
     if handles().is_some() {
         metrics::counter!("confab_rate_limited_total", "action" => action).increment(1);
     }

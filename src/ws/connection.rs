@@ -65,6 +65,8 @@ impl End {
             close::TOO_SLOW => "stalled",
             close::RESYNC => "resync",
             close::SESSION_REVOKED => "revoked",
+            close::CLOSED_BY_ADMIN => "admin",
+            close::BANNED => "banned",
             close::SERVICE_RESTART => "shutdown",
             // The only 1008 the server sends: a connection that kept going past its limits.
             close::POLICY_VIOLATION => "rate_limited",
@@ -185,6 +187,8 @@ where
                 let reason = match code {
                     close::TOO_SLOW => "too slow",
                     close::SESSION_REVOKED => "session revoked",
+                    close::CLOSED_BY_ADMIN => "closed by an administrator",
+                    close::BANNED => "banned from this server",
                     _ => "resync",
                 };
                 tracing::debug!(code, "cut off: {reason}");

@@ -71,6 +71,7 @@ pub struct Session {
     outbox: Outbox,
     rooms: HashSet<RoomName>,
     watching_lobby: bool,
+    watching_admin: bool,
     limits: limits::Connection,
 }
 
@@ -105,6 +106,7 @@ impl Session {
             outbox,
             rooms: HashSet::new(),
             watching_lobby: false,
+            watching_admin: false,
             limits,
         }
     }
@@ -231,6 +233,11 @@ impl Session {
                 limit,
             } => self.search(&room, &query, before, limit, reference).await,
             ClientFrame::Ping => self.send(server::pong()),
+            ClientFrame::AdminWatch => self.watch_admin(reference).await,
+            ClientFrame::AdminUnwatch => {
+                self.state.admin_watchers.unwatch(self.conn);
+                self.watching_admin = false;
+            }
             ClientFrame::Members { room, after, limit } => {
                 self.members(&room, after.as_ref(), limit, reference);
             }
@@ -666,6 +673,44 @@ impl Session {
         }
     }
 
+    /// `admin_watch`: for a server administrator (as stored now, not as of connecting), the
+    /// figures at once and then every second.
+    async fn watch_admin(&mut self, reference: Option<&Ref>) {
+        let admin = match self.state.store.account_by_id(&self.user.id).await {
+            Ok(account) => account.is_some_and(|account| account.admin && !account.banned),
+            Err(error) => {
+                tracing::error!(%error, conn = self.conn.0, "reading an account failed");
+                return self.error(
+                    ErrorCode::Unavailable,
+                    "storage is unavailable; try again",
+                    reference,
+                );
+            }
+        };
+        if self.sid.is_none() || !admin {
+            return self.error(
+                ErrorCode::Forbidden,
+                "only server administrators may watch the admin view",
+                reference,
+            );
+        }
+        match crate::admin::stats(&self.state).await {
+            Ok(stats) => self.send(server::admin_stats(&stats)),
+            Err(error) => {
+                tracing::error!(%error, conn = self.conn.0, "gathering the admin figures failed");
+                return self.error(
+                    ErrorCode::Unavailable,
+                    "storage is unavailable; try again",
+                    reference,
+                );
+            }
+        }
+        self.state
+            .admin_watchers
+            .watch(self.conn, self.outbox.clone());
+        self.watching_admin = true;
+    }
+
     async fn watch_lobby(&mut self, reference: Option<&Ref>) {
         // Watch first, then snapshot: a change in between arrives as an update after it.
         self.state.hub.lobby.watch(self.conn, self.outbox.clone());
@@ -706,6 +751,9 @@ impl Session {
         }
         if self.watching_lobby {
             self.state.hub.lobby.unwatch(self.conn);
+        }
+        if self.watching_admin {
+            self.state.admin_watchers.unwatch(self.conn);
         }
     }
 }

@@ -5,6 +5,7 @@
 mod support;
 
 mod accounts;
+mod admin;
 mod bad_input;
 mod conformance;
 mod deletion;

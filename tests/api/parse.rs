@@ -385,6 +385,8 @@ fn matches_input(parsed: &ClientFrame, frame: &Value) -> bool {
         }
         ClientFrame::Rooms => frame["type"] == "rooms",
         ClientFrame::Ping => frame["type"] == "ping",
+        ClientFrame::AdminWatch => frame["type"] == "admin_watch",
+        ClientFrame::AdminUnwatch => frame["type"] == "admin_unwatch",
         ClientFrame::Members { room, after, limit } => {
             room.as_str() == text("room")
                 && after.as_ref().map(|a| a.as_str()) == frame["after"].as_str()

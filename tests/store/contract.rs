@@ -372,6 +372,7 @@ async fn accounts_and_sessions_keep_the_same_contract_on_every_backend() {
             user: user("ann"),
             username: None,
             admin: false,
+            banned: false,
             password_hash: None,
         };
         store.create_user(&guest, 1).await.unwrap();
@@ -426,6 +427,7 @@ async fn accounts_and_sessions_keep_the_same_contract_on_every_backend() {
             user: user("bob"),
             username: Some("ann".into()),
             admin: false,
+            banned: false,
             password_hash: Some("h".into()),
         };
         assert!(matches!(

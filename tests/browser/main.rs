@@ -11,6 +11,7 @@
 mod support;
 
 mod accounts;
+mod admin;
 mod guest;
 mod harness;
 mod messages;

@@ -10,6 +10,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod accessibility;
 mod accounts;
 mod guest;
 mod harness;

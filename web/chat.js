@@ -573,7 +573,7 @@ function receive(messages, kind) {
     if (m.user.id !== me?.id) {
       newFromOthers = true;
       if (kind === "live" || kind === "resume") noteUnseen();
-      if (kind === "live") announce(m.deleted === true ? `${m.user.name}: message deleted` : `${m.user.name}: ${snippet(m.text, ANNOUNCE_CHARS)}`);
+      if (kind === "live") announce(m.deleted === true ? `${m.user.name}: message deleted` : `${m.user.name}: ${snippet(m.text, ANNOUNCE_CHARS)}`, m.seq);
       else if (kind === "resume") resumedFromOthers += 1;
     }
   }
@@ -601,7 +601,7 @@ function applyEvent(m, kind) {
     // (their focus is on the message, which now says "Message deleted").
     const heard = kind === "live" && !repeat && !deletions.has(m.target) && states.get(m.target)?.text != null;
     markDeleted(m.target);
-    if (heard) announce(`A message from ${states.get(m.target).user.name} was deleted`);
+    if (heard) announce(`A message by ${states.get(m.target).user.name} was deleted`);
   } else if (m.type === "edited") {
     const edit = edits.get(m.target);
     if (edit && m.client_id === edit.clientId) {
@@ -805,11 +805,19 @@ function dayDivider(ts) {
  * and a screen reader would read them all. Only what happens while the reader is here is said:
  * a message from someone else, an edit, a deletion, and a count after a resume.
  */
-function announce(text) {
+function announce(text, seq = null) {
   const line = document.createElement("p");
   line.textContent = text;
+  // A line quoting message `seq` goes when the message is deleted or edited (`forgetAnnounced`).
+  if (seq !== null) line.dataset.seq = String(seq);
   ui.announcer.append(line);
   while (ui.announcer.childElementCount > ANNOUNCE_KEEP) ui.announcer.firstElementChild.remove();
+}
+
+/** Takes what the live region quoted of message `seq` out of the DOM: a deleted message's text
+ * must not stay anywhere on the page, and an edited one's old text is no longer what it says. */
+function forgetAnnounced(seq) {
+  for (const line of ui.announcer.querySelectorAll(`p[data-seq="${seq}"]`)) line.remove();
 }
 
 let unseen = 0;
@@ -1028,6 +1036,7 @@ function tombstoneText() {
  * message and gets no announcement of its own.
  */
 function markDeleted(seq) {
+  forgetAnnounced(seq);
   deletions.delete(seq);
   edits.delete(seq);
   const state = states.get(seq);
@@ -1324,6 +1333,7 @@ function markEdited(event) {
   if (!state || state.text === null) return false;
   state.text = event.text;
   state.editedAt = Number.isInteger(event.ts) ? event.ts : Date.now();
+  forgetAnnounced(event.target);
   refreshQuotes(event.target);
   const li = shown.get(event.target);
   const text = li?.querySelector(".text");

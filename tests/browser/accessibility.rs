@@ -423,7 +423,7 @@ async fn new_messages_edits_and_deletions_are_announced_politely_but_the_backlog
         wait_placeholder(&c, 58, "bob").await;
         eventually("the live region to say what happened", || async {
             let said = announced(&c).await;
-            if said == ["bob: fresh news", "bob edited a message", "A message from bob was deleted"] {
+            if said == ["bob: fresh news", "bob edited a message", "A message by bob was deleted"] {
                 Ok(())
             } else {
                 Err(format!("{said:?}"))
@@ -446,6 +446,17 @@ async fn new_messages_edits_and_deletions_are_announced_politely_but_the_backlog
         let said = announced(&c).await;
         assert_eq!(said.last().map(String::as_str), Some("2 new messages"), "{said:?}");
         assert!(!said.iter().any(|s| s.contains("while you were away")), "{said:?}");
+
+        // A deleted message's text leaves the live region too, not only the list.
+        let fresh: i64 = js(
+            &c,
+            "return Number([...document.querySelectorAll('#messages li.message')].find(li => li.querySelector('.text').textContent === 'fresh news').dataset.seq);",
+        )
+        .await;
+        bob.frame(json!({"type": "delete", "room": "said", "seq": fresh, "client_id": "d-2"}))
+            .await;
+        wait_placeholder(&c, fresh, "bob").await;
+        assert!(!dom_contains(&c, "fresh news").await, "{:?}", announced(&c).await);
     })
     .await;
 }

@@ -1279,20 +1279,27 @@ function fillQuote(quote) {
   const text = document.createElement("span");
   text.className = "quote-text";
   text.dir = "auto";
+  // The button's name is its own text plus words for screen readers only, so what is seen is
+  // what is said (WCAG 2.5.3, label in name), whatever part of it is scrolled into view.
   if (!original) {
     author.textContent = "an earlier message";
-    quote.setAttribute("aria-label", "In reply to an earlier message, not loaded");
     quote.setAttribute("aria-disabled", "true");
-    quote.replaceChildren(icon, author);
+    quote.replaceChildren(icon, hiddenWords("In reply to "), author, hiddenWords(", not loaded"));
     return;
   }
   author.textContent = original.user.name;
   const words = original.text === null ? "message deleted" : snippet(original.text);
   text.textContent = words;
   text.classList.toggle("gone", original.text === null);
-  quote.setAttribute("aria-label", `In reply to ${original.user.name}: ${words}. Go to the original message`);
   quote.removeAttribute("aria-disabled");
-  quote.replaceChildren(icon, author, text);
+  quote.replaceChildren(icon, hiddenWords("In reply to "), author, hiddenWords(": "), text, hiddenWords(". Go to the original message"));
+}
+
+function hiddenWords(words) {
+  const span = document.createElement("span");
+  span.className = "visually-hidden";
+  span.textContent = words;
+  return span;
 }
 
 /** Message `seq` was loaded, edited or deleted: the quotes of it and the reply bar say so. */

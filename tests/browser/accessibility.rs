@@ -272,6 +272,14 @@ async fn a_busy_room_has_no_axe_violations_at_desktop_width() {
         click(&c, "#messages li[data-seq='2'] .message-react").await;
         wait_displayed(&c, "#messages li[data-seq='2'] .reaction-picker").await;
         audit(&c, "a busy room with the reaction picker open").await;
+        // Offline: the reconnecting banner, the dimmed members list and a message waiting to go.
+        t.set_offline(&c, true).await;
+        wait_displayed(&c, "#banner").await;
+        type_message(&c, "said while offline").await;
+        wait_displayed(&c, "#messages li.pending .send-status").await;
+        audit_both_schemes(&t, &c, "a busy room while reconnecting").await;
+        t.set_offline(&c, false).await;
+        say_and_wait_confirmed(&c, "back again").await;
     })
     .await;
 }

@@ -629,6 +629,8 @@ function applyEvent(m, kind) {
  */
 function insertMessage(m, pending = null) {
   let li = buildMessage(m, false);
+  // e.g. Retry of a failed send had the focus: it stays on the message it became.
+  const hadFocus = pending !== null && pending.contains(document.activeElement);
   if (pending) {
     pending.replaceChildren(...li.childNodes);
     pending.className = li.className;
@@ -653,6 +655,7 @@ function insertMessage(m, pending = null) {
     }
     list.insertBefore(li, anchor);
   }
+  if (hadFocus) focusBubble(li);
   // Replies already shown to this (older) message can now quote it.
   refreshQuotes(m.seq);
 }

@@ -60,6 +60,10 @@ const GAP_MAX_ROUNDS = 10;
 const GROUP_WINDOW_MS = 5 * 60 * 1000;
 const NEAR_BOTTOM_PX = 80;
 const NEAR_TOP_PX = 240;
+/** How much of a new message the live region reads out; the list holds all of it. */
+const ANNOUNCE_CHARS = 140;
+/** Announcements kept in the live region (older ones are removed; they were said). */
+const ANNOUNCE_KEEP = 5;
 /** Client-side send pacing: below the server's default of 10 at once, then 2 a second. */
 const SEND_BURST = 8;
 const SEND_INTERVAL_MS = 600;
@@ -78,6 +82,7 @@ const ui = {
   banner: $("banner"),
   scroller: $("scroller"),
   messages: $("messages"),
+  announcer: $("announcer"),
   historyStart: $("history-start"),
   historyLoading: $("history-loading"),
   jumpLatest: $("jump-latest"),
@@ -94,6 +99,8 @@ const ui = {
   membersToggleCount: $("members-toggle-count"),
   membersClose: $("members-close"),
   membersBackdrop: $("members-backdrop"),
+  topbar: document.querySelector(".topbar"),
+  conversation: document.querySelector(".conversation"),
 };
 
 // ---- state ---------------------------------------------------------------------------------
@@ -537,6 +544,7 @@ function receive(messages, kind) {
   const stick = kind === "older" ? false : isNearBottom();
   let newFromOthers = false;
   let ownConfirmed = false;
+  let resumedFromOthers = 0;
   for (const m of messages) {
     if (isEvent(m)) {
       applyEvent(m, kind);
@@ -545,28 +553,37 @@ function receive(messages, kind) {
     if (!isMessage(m)) continue;
     // Their message ends their typing, whatever the 5 s say.
     if (kind === "live" || kind === "resume") typingLine.stopped(m.user.id);
-    if (typeof m.client_id === "string" && confirm(m.client_id)) ownConfirmed = true;
+    const entry = typeof m.client_id === "string" ? confirm(m.client_id) : null;
+    if (entry) ownConfirmed = true;
     if (shown.has(m.seq)) {
       // e.g. a history page overlapping what is shown: a tombstone wins, text never comes back.
       if (m.deleted === true) markDeleted(m.seq);
+      entry?.li.remove();
       continue;
     }
     if (kind === "live" || kind === "resume") {
       if (m.seq <= lastSeq) {
         // Older than what we have seen live: only fill it in if it falls inside the shown range
         // (e.g. the answer to a retried send whose first copy we missed).
-        if (lowestSeq !== null && m.seq > lowestSeq) insertMessage(m);
+        if (lowestSeq !== null && m.seq > lowestSeq) insertMessage(m, entry?.li);
+        else entry?.li.remove();
         continue;
       }
       lastSeq = m.seq;
     } else if (kind === "initial") {
       lastSeq = Math.max(lastSeq, m.seq);
     }
-    insertMessage(m);
+    insertMessage(m, entry?.li);
     if (m.user.id !== me?.id) {
       newFromOthers = true;
       if (kind === "live" || kind === "resume") noteUnseen();
+      if (kind === "live") announce(m.deleted === true ? `${m.user.name}: message deleted` : `${m.user.name}: ${snippet(m.text, ANNOUNCE_CHARS)}`, m.seq);
+      else if (kind === "resume") resumedFromOthers += 1;
     }
+  }
+  // What a resume brings back is counted, not read out: it may be a long conversation.
+  if (resumedFromOthers > 0) {
+    announce(resumedFromOthers === 1 ? "1 new message" : `${resumedFromOthers} new messages`);
   }
   relayout();
   if (kind === "older" || kind === "initial") return;
@@ -583,8 +600,13 @@ function applyEvent(m, kind) {
   const counted = kind === "live" || kind === "resume" || kind === "initial";
   const repeat = counted && m.seq <= lastSeq;
   if (counted) lastSeq = Math.max(lastSeq, m.seq);
-  if (m.type === "deleted") markDeleted(m.target);
-  else if (m.type === "edited") {
+  if (m.type === "deleted") {
+    // Said only when it happens while the reader is here, and not to the one who asked for it
+    // (their focus is on the message, which now says "Message deleted").
+    const heard = kind === "live" && !repeat && !deletions.has(m.target) && states.get(m.target)?.text != null;
+    markDeleted(m.target);
+    if (heard) announce(`A message by ${states.get(m.target).user.name} was deleted`);
+  } else if (m.type === "edited") {
     const edit = edits.get(m.target);
     if (edit && m.client_id === edit.clientId) {
       // Our own edit is stored (maybe the answer to a retry): the editor has done its job.
@@ -592,7 +614,8 @@ function applyEvent(m, kind) {
       if (!repeat) markEdited(m);
       closeEditor(shown.get(m.target), true);
     } else if (!repeat) {
-      markEdited(m);
+      const author = states.get(m.target)?.user.name;
+      if (markEdited(m) && kind === "live" && author !== undefined) announce(`${author} edited a message`);
     }
   } else if (m.type === "reaction" && !repeat) {
     if (typeof m.client_id === "string") reactionRequests.delete(m.client_id);
@@ -603,8 +626,22 @@ function applyEvent(m, kind) {
   }
 }
 
-function insertMessage(m) {
-  const li = buildMessage(m, false);
+/**
+ * Shows confirmed message `m`. `pending` is the outbox's element for it when it is our own: it
+ * becomes the confirmed message in place, so assistive technology and focus keep their place
+ * (it only moves if a message of another confirmed before it must go above it).
+ */
+function insertMessage(m, pending = null) {
+  let li = buildMessage(m, false);
+  // e.g. Retry of a failed send had the focus: it stays on the message it became.
+  const hadFocus = pending !== null && pending.contains(document.activeElement);
+  if (pending) {
+    pending.replaceChildren(...li.childNodes);
+    pending.className = li.className;
+    delete pending.dataset.clientId;
+    Object.assign(pending.dataset, li.dataset);
+    li = pending;
+  }
   li.dataset.seq = String(m.seq);
   shown.set(m.seq, li);
   if (m.deleted === true) deletions.delete(m.seq);
@@ -613,15 +650,30 @@ function insertMessage(m) {
 
   // Confirmed messages stay sorted by seq, above any pending ones. Appending is the usual case.
   const list = ui.messages;
-  let anchor = list.querySelector("li.pending"); // null: append at the end
-  let previous = anchor ? anchor.previousElementSibling : list.lastElementChild;
-  while (previous && !(previous.dataset.seq && Number(previous.dataset.seq) < m.seq)) {
-    anchor = previous;
-    previous = previous.previousElementSibling;
+  if (!(pending && inPlace(li, m.seq))) {
+    let anchor = list.querySelector("li.pending"); // null: append at the end
+    let previous = anchor ? anchor.previousElementSibling : list.lastElementChild;
+    while (previous && !(previous !== li && previous.dataset.seq && Number(previous.dataset.seq) < m.seq)) {
+      if (previous !== li) anchor = previous;
+      previous = previous.previousElementSibling;
+    }
+    list.insertBefore(li, anchor);
   }
-  list.insertBefore(li, anchor);
+  if (hadFocus) focusBubble(li);
   // Replies already shown to this (older) message can now quote it.
   refreshQuotes(m.seq);
+}
+
+/** Is `li`, now confirmed as `seq`, where it belongs: below the confirmed messages with lower
+ * seqs, above the rest and above every pending one? */
+function inPlace(li, seq) {
+  let before = li.previousElementSibling;
+  while (before && !before.classList.contains("message")) before = before.previousElementSibling;
+  let after = li.nextElementSibling;
+  while (after && !after.classList.contains("message")) after = after.nextElementSibling;
+  const beforeOk = before === null || (before.dataset.seq !== undefined && Number(before.dataset.seq) < seq);
+  const afterOk = after === null || after.classList.contains("pending") || Number(after.dataset.seq) > seq;
+  return beforeOk && afterOk;
 }
 
 function buildMessage(m, pending) {
@@ -695,8 +747,7 @@ function timeElement(ts) {
  * their predecessor's group (same author, within 5 minutes, same day). One pass per batch.
  */
 function relayout() {
-  // Dividers already in place stay put: the list is a live region, and re-inserting them would
-  // make screen readers announce "Today" again with every message.
+  // Dividers already in place stay put, so that a screen reader's place in the list holds.
   let previous = null;
   let previousDay = null;
   for (const li of [...ui.messages.querySelectorAll("li.message")]) {
@@ -737,7 +788,6 @@ function dayDivider(ts) {
   const li = document.createElement("li");
   li.className = "day";
   li.dataset.day = dayKey(ts);
-  li.setAttribute("role", "separator");
   const label = document.createElement("span");
   const date = new Date(ts);
   const today = new Date();
@@ -754,6 +804,27 @@ function dayDivider(ts) {
   }
   li.append(label);
   return li;
+}
+
+/**
+ * Says `text` politely through the page's one live region for the conversation. The message list
+ * itself is not a live region: a join, a resume and older pages insert many messages at once,
+ * and a screen reader would read them all. Only what happens while the reader is here is said:
+ * a message from someone else, an edit, a deletion, and a count after a resume.
+ */
+function announce(text, seq = null) {
+  const line = document.createElement("p");
+  line.textContent = text;
+  // A line quoting message `seq` goes when the message is deleted or edited (`forgetAnnounced`).
+  if (seq !== null) line.dataset.seq = String(seq);
+  ui.announcer.append(line);
+  while (ui.announcer.childElementCount > ANNOUNCE_KEEP) ui.announcer.firstElementChild.remove();
+}
+
+/** Takes what the live region quoted of message `seq` out of the DOM: a deleted message's text
+ * must not stay anywhere on the page, and an edited one's old text is no longer what it says. */
+function forgetAnnounced(seq) {
+  for (const line of ui.announcer.querySelectorAll(`p[data-seq="${seq}"]`)) line.remove();
 }
 
 let unseen = 0;
@@ -877,15 +948,14 @@ function pumpOutbox() {
   }
 }
 
-/** Confirms the outbox entry with this `client_id`; returns whether there was one. */
+/** Confirms the outbox entry with this `client_id` and returns it (its `li` is still shown,
+ * for the confirmed message to take over), or null when there is none. */
 function confirm(clientId) {
   const index = outbox.findIndex((e) => e.clientId === clientId);
-  if (index < 0) return false;
+  if (index < 0) return null;
   const [entry] = outbox.splice(index, 1);
   clearTimeout(entry.retryTimer);
-  entry.li.remove();
-  relayout();
-  return true;
+  return entry;
 }
 
 function markFailed(entry, message) {
@@ -968,11 +1038,12 @@ function tombstoneText() {
 
 /**
  * Turns the shown message `seq` into a tombstone in place: its text leaves the DOM, author and
- * time stay. The messages list is the page's live region, so the new "Message deleted" is said
- * politely once, when it happens; a tombstone that arrives already deleted (a join, history)
- * is part of the conversation like any message and gets no announcement of its own.
+ * time stay. A deletion that happens while the reader is here is announced by `applyEvent`; a
+ * tombstone that arrives already deleted (a join, history) is part of the conversation like any
+ * message and gets no announcement of its own.
  */
 function markDeleted(seq) {
+  forgetAnnounced(seq);
   deletions.delete(seq);
   edits.delete(seq);
   const state = states.get(seq);
@@ -1215,20 +1286,27 @@ function fillQuote(quote) {
   const text = document.createElement("span");
   text.className = "quote-text";
   text.dir = "auto";
+  // The button's name is its own text plus words for screen readers only, so what is seen is
+  // what is said (WCAG 2.5.3, label in name), whatever part of it is scrolled into view.
   if (!original) {
     author.textContent = "an earlier message";
-    quote.setAttribute("aria-label", "In reply to an earlier message, not loaded");
     quote.setAttribute("aria-disabled", "true");
-    quote.replaceChildren(icon, author);
+    quote.replaceChildren(icon, hiddenWords("In reply to "), author, hiddenWords(", not loaded"));
     return;
   }
   author.textContent = original.user.name;
   const words = original.text === null ? "message deleted" : snippet(original.text);
   text.textContent = words;
   text.classList.toggle("gone", original.text === null);
-  quote.setAttribute("aria-label", `In reply to ${original.user.name}: ${words}. Go to the original message`);
   quote.removeAttribute("aria-disabled");
-  quote.replaceChildren(icon, author, text);
+  quote.replaceChildren(icon, hiddenWords("In reply to "), author, hiddenWords(": "), text, hiddenWords(". Go to the original message"));
+}
+
+function hiddenWords(words) {
+  const span = document.createElement("span");
+  span.className = "visually-hidden";
+  span.textContent = words;
+  return span;
 }
 
 /** Message `seq` was loaded, edited or deleted: the quotes of it and the reply bar say so. */
@@ -1262,19 +1340,22 @@ function editedMark(ts) {
   return mark;
 }
 
-/** An `edited` event: the message shows its new text, marked "(edited)". */
+/** An `edited` event: the message shows its new text, marked "(edited)". Returns whether a
+ * shown message changed. */
 function markEdited(event) {
   const state = states.get(event.target);
-  if (!state || state.text === null) return;
+  if (!state || state.text === null) return false;
   state.text = event.text;
   state.editedAt = Number.isInteger(event.ts) ? event.ts : Date.now();
+  forgetAnnounced(event.target);
   refreshQuotes(event.target);
   const li = shown.get(event.target);
   const text = li?.querySelector(".text");
-  if (!text) return;
+  if (!text) return false;
   renderText(text, state.text);
   li.querySelector(".edited-mark")?.remove();
   text.after(editedMark(state.editedAt));
+  return true;
 }
 
 /** Edit: the text becomes a textarea in place. Enter saves, Shift+Enter is a new line, Esc cancels. */
@@ -1576,11 +1657,54 @@ function renderMembers() {
   ui.membersToggleCount.textContent = count;
 }
 
+/** The layout where the members panel slides over the conversation (style.css's breakpoint). */
+const phoneLayout = matchMedia("(max-width: 700px)");
+
 function setMembersOpen(open) {
   ui.members.classList.toggle("open", open);
   ui.membersBackdrop.hidden = !open;
   ui.membersToggle.setAttribute("aria-expanded", String(open));
+  setMembersModal(open && phoneLayout.matches);
   if (open) ui.membersClose.focus();
+}
+
+/**
+ * Where the panel covers the conversation it is a modal dialog: the rest of the page is inert
+ * (neither focus nor a screen reader's cursor can wander behind the backdrop) and Tab cycles
+ * inside it. Beside the conversation (wide layout) it is an ordinary complementary region.
+ */
+function setMembersModal(modal) {
+  if (modal) {
+    ui.members.setAttribute("role", "dialog");
+    ui.members.setAttribute("aria-modal", "true");
+  } else {
+    ui.members.removeAttribute("role");
+    ui.members.removeAttribute("aria-modal");
+  }
+  for (const part of [ui.topbar, ui.banner, ui.conversation]) part.inert = modal;
+}
+
+function closeMembers() {
+  setMembersOpen(false);
+  ui.membersToggle.focus();
+}
+
+/** Keeps Tab inside the members panel while it is a modal dialog. */
+function trapMembersFocus(event) {
+  if (event.key !== "Tab" || ui.members.getAttribute("aria-modal") !== "true") return;
+  const focusable = [...ui.members.querySelectorAll("button, a[href], input, select, textarea, [tabindex]")].filter(
+    (el) => el.tabIndex >= 0 && !el.disabled && el.checkVisibility(),
+  );
+  if (focusable.length === 0) return;
+  const first = focusable[0];
+  const last = focusable[focusable.length - 1];
+  if (event.shiftKey && (document.activeElement === first || !ui.members.contains(document.activeElement))) {
+    event.preventDefault();
+    last.focus();
+  } else if (!event.shiftKey && (document.activeElement === last || !ui.members.contains(document.activeElement))) {
+    event.preventDefault();
+    first.focus();
+  }
 }
 
 // ---- scrolling and status ------------------------------------------------------------------
@@ -1678,11 +1802,11 @@ function wireEvents() {
   });
   ui.membersToggle.addEventListener("click", () => setMembersOpen(!ui.members.classList.contains("open")));
   ui.members.addEventListener("scroll", loadMoreMembers, { passive: true });
-  ui.membersClose.addEventListener("click", () => {
-    setMembersOpen(false);
-    ui.membersToggle.focus();
-  });
-  ui.membersBackdrop.addEventListener("click", () => setMembersOpen(false));
+  ui.membersClose.addEventListener("click", closeMembers);
+  ui.membersBackdrop.addEventListener("click", closeMembers);
+  ui.members.addEventListener("keydown", trapMembersFocus);
+  // Turning a phone (or resizing a window) across the breakpoint with the panel open.
+  phoneLayout.addEventListener("change", () => setMembersModal(ui.members.classList.contains("open") && phoneLayout.matches));
   ui.accountOpen.addEventListener("click", () =>
     openAccountPanel({
       // Reconnect so `hello` and the room see the new name (resuming with `since` loses nothing).
@@ -1696,10 +1820,7 @@ function wireEvents() {
     }
   });
   document.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && ui.members.classList.contains("open")) {
-      setMembersOpen(false);
-      ui.membersToggle.focus();
-    }
+    if (event.key === "Escape" && ui.members.classList.contains("open")) closeMembers();
   });
   // Keep the newest message in view when the viewport shrinks (phone keyboard opening).
   let stickOnResize = true;

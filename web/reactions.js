@@ -80,9 +80,6 @@ export function renderReactions(bubble, reactions, myId, onToggle, before = null
     row.className = "reactions";
     row.setAttribute("role", "group");
     row.setAttribute("aria-label", "Reactions");
-    // The conversation is a live region; a count going up is not worth interrupting anyone for
-    // (the person who pressed a chip hears its new pressed state from the chip itself).
-    row.setAttribute("aria-live", "off");
     bubble.insertBefore(row, before);
   }
   const chips = new Map([...row.children].map((chip) => [chip.dataset.emoji, chip]));

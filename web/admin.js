@@ -119,7 +119,7 @@ function renderRooms(rooms) {
       const item = el("li", {}, userLabel(user));
       if (!me || user.id !== me.id) {
         item.append(
-          actionButton("Close connections", `Close ${user.name}'s connections`, () => act("disconnect", user.id, user.name)),
+          actionButton("Close connections", `Close connections of ${user.name}`, () => act("disconnect", user.id, user.name)),
           actionButton("Ban", `Ban ${user.name} from the server`, () => act("ban", user.id, user.name), "ghost danger"),
         );
       }
@@ -139,7 +139,7 @@ function renderBanned(banned) {
   ui.bannedEmpty.hidden = banned.length > 0;
   for (const user of banned) {
     ui.banned.append(
-      el("li", {}, userLabel(user), actionButton("Lift ban", `Lift ${user.name}'s ban`, () => act("unban", user.id, user.name))),
+      el("li", {}, userLabel(user), actionButton("Lift ban", `Lift ban for ${user.name}`, () => act("unban", user.id, user.name))),
     );
   }
 }

@@ -1,5 +1,5 @@
-//! Accessibility: axe-core's WCAG 2.1 A and AA rules on the lobby and on a busy room, at desktop
-//! and phone width, in light and dark; and what a screen-reader or keyboard user relies on beyond
+//! Accessibility: axe-core's WCAG 2.1 A and AA rules on the lobby, on a busy room and on the
+//! admin view, at desktop and phone width, in light and dark; and what a screen-reader or keyboard user relies on beyond
 //! what axe can see: what the live region says, the phone members panel as a modal, and own
 //! messages confirmed in place.
 //!
@@ -293,6 +293,27 @@ async fn a_busy_room_has_no_axe_violations_at_phone_width() {
         click(&c, "#members-toggle").await;
         wait_displayed(&c, "#members-close").await;
         audit(&c, "a busy room on a phone, members panel open").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_admin_view_has_no_axe_violations_at_desktop_and_phone_width() {
+    browser_test(|t| async move {
+        let mut bob = Guest::connect(t.port, "bob").await;
+        bob.join("general").await;
+        bob.send("general", "hello").await;
+        for phone in [false, true] {
+            let c = t.browser(phone).await;
+            let username = if phone { "phoneadmin" } else { "deskadmin" };
+            sign_up(&c, &t.base, username, "Admin").await;
+            let (granted, said) = t.server.lock().await.admin(&["grant", username]).await;
+            assert!(granted, "{said}");
+            c.goto(&format!("{}/admin", t.base)).await.unwrap();
+            wait_displayed(&c, "#busiest .admin-room").await;
+            let width = if phone { "phone" } else { "desktop" };
+            audit_both_schemes(&t, &c, &format!("the admin view at {width} width")).await;
+        }
     })
     .await;
 }

@@ -101,7 +101,7 @@ async fn an_administrator_watches_live_figures_bans_and_lifts_a_ban_and_closes_c
         .await;
 
         // Lift it: the list empties, and the troll may sign in again.
-        click(&root, "#banned button[aria-label=\"Lift Troll's ban\"]").await;
+        click(&root, "#banned button[aria-label='Lift ban for Troll']").await;
         wait_displayed(&root, "#banned-empty").await;
         troll.goto(&format!("{}/", t.base)).await.unwrap();
         wait_displayed(&troll, "#show-login").await;

@@ -1,6 +1,11 @@
 // The lobby: sign in (as a guest with a name, or with an account), see the rooms with their
 // live online counts, open or create a room, and (accounts) see your direct messages. The room
 // creation form and the direct-message list live in rooms.js.
+//
+// Unread and mention counts come only with snapshots (docs/protocol.md, `rooms`), so the lobby
+// asks for a fresh snapshot when something suggests they moved: a live update (someone came or
+// went, usually around talking), a `read_marker` (read in another tab), the tab coming back into
+// view, and every half minute while it is in view; at most one request per two seconds.
 
 import {
   bindLoginForm,
@@ -14,6 +19,7 @@ import {
 import { Connection, SESSION_REVOKED } from "/assets/client.js";
 import { avatar, bindNameForm, fetchSession, roomProblem } from "/assets/common.js";
 import { bindCreateRoom, isDirectRoom, markPrivate, showDirectMessages, updateCreateRoom } from "/assets/rooms.js";
+import { countsLabel, showCountsInTitle } from "/assets/unread.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -67,6 +73,12 @@ const snapshotRank = new Map();
 const privateRooms = new Set();
 let haveSnapshot = false;
 let everConnected = false;
+/** name -> {unread, mentions} from the last snapshot, for rooms the user has a read marker in. */
+const counts = new Map();
+const REFRESH_GAP_MS = 2000;
+const REFRESH_EVERY_MS = 30000;
+/** When the last snapshot was asked for, and the timer of the next one. */
+const refresh = { askedAt: -Infinity, timer: null };
 
 const conn = new Connection({
   onConnecting() {
@@ -74,12 +86,15 @@ const conn = new Connection({
   },
   onFrame(frame) {
     if (frame.type === "hello") {
-      conn.send({ type: "rooms" });
+      askForRooms();
+    } else if (frame.type === "read_marker") {
+      refreshSoon();
     } else if (frame.type === "rooms" && Array.isArray(frame.rooms)) {
       applyRooms(frame.rooms, frame.full === true);
+      if (!frame.full) refreshSoon();
       if (frame.full) {
         // Direct messages are not in live updates either: refresh them with each snapshot.
-        showDirectMessages(me);
+        showDirectMessages(me).then(countDirectMessages);
         everConnected = true;
         conn.resetBackoff();
         setStatus("connected");
@@ -138,11 +153,30 @@ function setStatus(state) {
     state === "connected" ? "Connected" : state === "reconnecting" ? "Reconnecting…" : "Connecting…";
 }
 
+function askForRooms() {
+  clearTimeout(refresh.timer);
+  refresh.timer = null;
+  if (conn.send({ type: "rooms" })) refresh.askedAt = performance.now();
+}
+
+/** Asks for a snapshot (for its counts) soon, at most once per `REFRESH_GAP_MS`. */
+function refreshSoon() {
+  if (refresh.timer !== null) return;
+  const wait = Math.max(0, refresh.askedAt + REFRESH_GAP_MS - performance.now());
+  refresh.timer = setTimeout(askForRooms, wait);
+}
+
 function applyRooms(list, full) {
   if (full) {
     rooms.clear();
     snapshotRank.clear();
     privateRooms.clear();
+    counts.clear();
+    for (const room of list) {
+      if (room && typeof room.name === "string" && Number.isInteger(room.unread)) {
+        counts.set(room.name, { unread: room.unread, mentions: Number.isInteger(room.mentions) ? room.mentions : 0 });
+      }
+    }
     list.forEach((room, index) => {
       if (room && typeof room.name === "string") snapshotRank.set(room.name, index);
     });
@@ -185,6 +219,7 @@ function renderRooms() {
       const count = document.createElement("span");
       count.className = "count";
       a.append(hash, label, count);
+      addBadgeSlots(a);
       li.append(a);
     }
     existing.delete(name);
@@ -192,12 +227,63 @@ function renderRooms() {
     li.dataset.online = String(online);
     count.textContent = `${online} online`;
     li.classList.toggle("idle", online === 0);
+    showCounts(li, counts.get(name));
     markPrivate(li, privateRooms.has(name));
     if (ui.rooms.children[index] !== li) ui.rooms.insertBefore(li, ui.rooms.children[index] ?? null);
   });
   for (const li of existing.values()) li.remove();
   if (focused && focused !== document.activeElement && document.contains(focused)) focused.focus();
   ui.roomsEmpty.hidden = sorted.length > 0;
+  let unread = 0;
+  let mentioned = 0;
+  for (const count of counts.values()) {
+    unread += count.unread;
+    mentioned += count.mentions;
+  }
+  showCountsInTitle(unread, mentioned);
+}
+
+/** The unread badge and the distinct mention badge of a room, and the words for both. */
+function showCounts(li, count) {
+  const unread = count ? count.unread : 0;
+  const mentioned = count ? count.mentions : 0;
+  const badges = li.querySelector(".badges");
+  const parts = [];
+  if (unread > 0) parts.push(badge("unread-badge", String(unread)));
+  if (mentioned > 0) parts.push(badge("mention-badge", `@${mentioned}`));
+  badges.replaceChildren(...parts);
+  const label = countsLabel(unread, mentioned);
+  li.querySelector(".counts-label").textContent = label ? `, ${label}` : "";
+  li.classList.toggle("unread", unread > 0);
+  li.dataset.unread = String(unread);
+  li.dataset.mentions = String(mentioned);
+}
+
+/** Room for the badges and their words at the end of a lobby link. */
+function addBadgeSlots(a) {
+  const badges = document.createElement("span");
+  badges.className = "badges";
+  badges.setAttribute("aria-hidden", "true");
+  const said = document.createElement("span");
+  said.className = "visually-hidden counts-label";
+  a.append(badges, said);
+}
+
+/** The direct messages list (drawn by rooms.js) gets the same badges as the rooms. */
+function countDirectMessages() {
+  for (const li of document.querySelectorAll("#dm-list li[data-room]")) {
+    const a = li.querySelector("a");
+    if (!a) continue;
+    if (!a.querySelector(".badges")) addBadgeSlots(a);
+    showCounts(li, counts.get(li.dataset.room));
+  }
+}
+
+function badge(kind, text) {
+  const span = document.createElement("span");
+  span.className = `badge ${kind}`;
+  span.textContent = text;
+  return span;
 }
 
 async function loadRoomsOverHttp() {
@@ -335,6 +421,15 @@ ui.signOut.addEventListener("click", async () => {
 });
 
 bindCreateRoom(() => me);
+
+// Counts come with snapshots only: refresh them when the lobby is looked at again, and now and
+// then while it is.
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible" && me !== null) refreshSoon();
+});
+setInterval(() => {
+  if (document.visibilityState === "visible" && me !== null) refreshSoon();
+}, REFRESH_EVERY_MS);
 
 ui.roomInput.addEventListener("input", () => {
   ui.roomError.hidden = true;

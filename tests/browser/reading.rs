@@ -454,6 +454,24 @@ async fn notifications_are_asked_for_only_from_the_control_and_it_shows_what_the
         )
         .await;
 
+        // The click asks: headless Chromium answers every permission prompt with "no", so the
+        // permission turns from "default" to "denied" only now, and the control says so.
+        click(&alice, "#notify-toggle").await;
+        eventually(
+            "the prompt to be answered and the control to say so",
+            || async {
+                let permission: String = js(&alice, "return Notification.permission").await;
+                let pressed = attr_of(&alice, "#notify-toggle", "aria-pressed").await;
+                let state = text_of(&alice, "#notify-state").await;
+                if permission == "denied" && pressed == "false" && state.contains("blocked") {
+                    Ok(())
+                } else {
+                    Err(format!("{permission} {pressed} {state}"))
+                }
+            },
+        )
+        .await;
+
         // The site is allowed (as if the user said yes); the control turns on when clicked.
         let origin = t.base.trim_end_matches('/').to_string();
         cdp(
@@ -498,26 +516,6 @@ async fn notifications_are_asked_for_only_from_the_control_and_it_shows_what_the
                 Ok(())
             } else {
                 Err(pressed)
-            }
-        })
-        .await;
-
-        // Blocked in the browser: the control says so, and clicking it cannot turn it on.
-        cdp(
-            &t,
-            &alice,
-            "Browser.setPermission",
-            json!({"origin": origin, "permission": {"name": "notifications"}, "setting": "denied"}),
-        )
-        .await;
-        click(&alice, "#notify-toggle").await;
-        eventually("the control to say notifications are blocked", || async {
-            let pressed = attr_of(&alice, "#notify-toggle", "aria-pressed").await;
-            let state = text_of(&alice, "#notify-state").await;
-            if pressed == "false" && state.contains("blocked") {
-                Ok(())
-            } else {
-                Err(format!("{pressed} {state}"))
             }
         })
         .await;

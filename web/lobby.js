@@ -5,7 +5,9 @@
 // Unread and mention counts come only with snapshots (docs/protocol.md, `rooms`), so the lobby
 // asks for a fresh snapshot when something suggests they moved: a live update (someone came or
 // went, usually around talking), a `read_marker` (read in another tab), the tab coming back into
-// view, and every half minute while it is in view; at most one request per two seconds.
+// view, and every half minute while it is in view. A snapshot with counts costs the server a few
+// queries per room read, so they are spaced: at least 2 s apart, and 5 s after the one before
+// when only a live update (which may be anyone coming or going anywhere) asked for it.
 
 import {
   bindLoginForm,
@@ -75,10 +77,12 @@ let haveSnapshot = false;
 let everConnected = false;
 /** name -> {unread, mentions} from the last snapshot, for rooms the user has a read marker in. */
 const counts = new Map();
+/** The least time between two snapshots asked for, and after one asked for by a live update. */
 const REFRESH_GAP_MS = 2000;
+const REFRESH_AFTER_UPDATE_MS = 5000;
 const REFRESH_EVERY_MS = 30000;
 /** When the last snapshot was asked for, and the timer of the next one. */
-const refresh = { askedAt: -Infinity, timer: null };
+const refresh = { askedAt: -Infinity, timer: null, due: 0 };
 
 const conn = new Connection({
   onConnecting() {
@@ -91,7 +95,7 @@ const conn = new Connection({
       refreshSoon();
     } else if (frame.type === "rooms" && Array.isArray(frame.rooms)) {
       applyRooms(frame.rooms, frame.full === true);
-      if (!frame.full) refreshSoon();
+      if (!frame.full) refreshSoon(REFRESH_AFTER_UPDATE_MS);
       if (frame.full) {
         // Direct messages are not in live updates either: refresh them with each snapshot.
         showDirectMessages(me).then(countDirectMessages);
@@ -159,11 +163,14 @@ function askForRooms() {
   if (conn.send({ type: "rooms" })) refresh.askedAt = performance.now();
 }
 
-/** Asks for a snapshot (for its counts) soon, at most once per `REFRESH_GAP_MS`. */
-function refreshSoon() {
-  if (refresh.timer !== null) return;
-  const wait = Math.max(0, refresh.askedAt + REFRESH_GAP_MS - performance.now());
-  refresh.timer = setTimeout(askForRooms, wait);
+/** Asks for a snapshot (for its counts) `gap` ms after the last one, or now if that has passed. */
+function refreshSoon(gap = REFRESH_GAP_MS) {
+  const now = performance.now();
+  const due = Math.max(now, refresh.askedAt + gap);
+  if (refresh.timer !== null && refresh.due <= due) return;
+  clearTimeout(refresh.timer);
+  refresh.due = due;
+  refresh.timer = setTimeout(askForRooms, due - now);
 }
 
 function applyRooms(list, full) {

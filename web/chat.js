@@ -32,6 +32,10 @@
 // of 10, then 2 a second), so replaying a long outbox after a reconnect paces itself instead of
 // being refused. Should the server still say `rate_limited` (a lower limit, another tab of the
 // same user), the refused request waits `retry_after_ms` and goes again; nothing is dropped.
+//
+// Reading and searching live in web/unread.js (the "New messages" divider, `read` as messages are
+// seen, the title's unread count, mention notifications) and web/search.js (the room's search
+// box); mentions of the viewer are highlighted by web/mentions.js.
 
 import { closeAccountPanel, openAccountPanel, sessionAfterRevocation } from "/assets/account.js";
 import { BANNED, CLOSED_BY_ADMIN, Connection, SESSION_REVOKED } from "/assets/client.js";
@@ -39,6 +43,9 @@ import { initRoomPage, memberActions, refreshRoomHeader, showExcluded } from "/a
 import { ReplyBar, TypingLine, TypingSignal, snippet } from "/assets/composer.js";
 import { applyReaction, closePicker, hasReacted, openPicker, reactionsFrom, renderReactions } from "/assets/reactions.js";
 import { renderText } from "/assets/text.js";
+import { highlightMentions, mentionNeedles } from "/assets/mentions.js";
+import { Reading } from "/assets/unread.js";
+import { Search } from "/assets/search.js";
 import {
   MAX_TEXT_CHARS,
   avatar,
@@ -153,6 +160,8 @@ const states = new Map();
 const edits = new Map();
 /** Reactions asked for and not yet answered: client_id -> target seq (for an error's `ref`). */
 const reactionRequests = new Map();
+/** The signed-in account's username (`GET /api/session`; `hello` does not carry it), for mentions. */
+let username = null;
 
 const replyBar = new ReplyBar({
   bar: $("reply-bar"),
@@ -173,6 +182,26 @@ const conn = new Connection({
   },
   onFrame: handleFrame,
   onClose: handleClose,
+  onPageHide: () => reading.flushNow(),
+});
+const reading = new Reading({
+  room,
+  conn,
+  scroller: ui.scroller,
+  list: ui.messages,
+  inRoom: () => inRoom,
+  lastSeq: () => lastSeq,
+  needles: () => mentionNeedles(me, username),
+});
+const search = new Search({
+  room,
+  conn,
+  inRoom: () => inRoom,
+  goTo: (seq) => {
+    if (!shown.has(seq)) return false;
+    goToMessage(seq);
+    return true;
+  },
 });
 
 function roomFromPath(path) {
@@ -219,6 +248,12 @@ function handleFrame(frame) {
       break;
     case "history":
       if (frame.room === room) handleHistory(frame);
+      break;
+    case "read_marker":
+      if (frame.room === room) reading.marker(frame.seq);
+      break;
+    case "search_results":
+      if (frame.room === room) search.results(frame);
       break;
     case "error":
       handleError(frame);
@@ -328,13 +363,23 @@ function handleJoined(frame) {
   // A plain join lists messages (tombstones included); a resume also replays events.
   const messages = (Array.isArray(frame.messages) ? frame.messages : []).filter(isItem);
 
-  if (!joinedOnce) {
+  const first = !joinedOnce;
+  if (first) {
     joinedOnce = true;
     olderExhausted = frame.has_more !== true;
     receive(messages, "initial");
     lastSeq = Math.max(lastSeq, Number.isInteger(frame.last_seq) ? frame.last_seq : 0);
     if (olderExhausted) showHistoryStart();
+    const divider = reading.joined(frame, true);
     scrollToBottom();
+    // Unread messages taller than the view: start at the divider, so the first is not missed.
+    if (divider) {
+      const top = divider.getBoundingClientRect().top - ui.scroller.getBoundingClientRect().top;
+      if (top < 0) {
+        ui.scroller.scrollTop += top - 8;
+        ui.jumpLatest.hidden = false;
+      }
+    }
     loadOlderIfRoom();
   } else if (frame.reset === true) {
     // Our cursor was ahead of the room (e.g. the server's data was restored from a backup):
@@ -349,6 +394,7 @@ function handleJoined(frame) {
       requestHistory({ kind: "gap", after: before, before: messages[0].seq, rounds: 1 });
     }
   }
+  if (!first) reading.joined(frame, false);
   flushOutbox();
   sendDeletions();
   sendEdits();
@@ -416,7 +462,12 @@ function handleHistory(frame) {
 }
 
 function handleError(frame) {
-  if (typeof frame.ref === "string" && (deletionRefused(frame) || editRefused(frame) || reactionRefused(frame))) return;
+  if (
+    typeof frame.ref === "string" &&
+    (deletionRefused(frame) || editRefused(frame) || reactionRefused(frame) || reading.refused(frame) || search.refused(frame))
+  ) {
+    return;
+  }
   const entry = frame.ref !== undefined ? outbox.find((e) => e.clientId === frame.ref) : undefined;
   const retryAfter = Number.isFinite(frame.retry_after_ms) ? Math.max(0, frame.retry_after_ms) : 1000;
   if (entry && frame.code === "rate_limited") {
@@ -576,7 +627,6 @@ function receive(messages, kind) {
     insertMessage(m, entry?.li);
     if (m.user.id !== me?.id) {
       newFromOthers = true;
-      if (kind === "live" || kind === "resume") noteUnseen();
       if (kind === "live") announce(m.deleted === true ? `${m.user.name}: message deleted` : `${m.user.name}: ${snippet(m.text, ANNOUNCE_CHARS)}`, m.seq);
       else if (kind === "resume") resumedFromOthers += 1;
     }
@@ -712,7 +762,7 @@ function buildMessage(m, pending) {
     text = document.createElement("div");
     text.className = "text";
     text.dir = "auto";
-    renderText(text, m.text);
+    showText(text, m.text);
   }
   bubble.append(meta, text);
   li.append(avatar(m.user), bubble);
@@ -730,6 +780,12 @@ function buildMessage(m, pending) {
     showReactions(li, state);
   }
   return li;
+}
+
+/** A message's text: links (web/text.js), and mentions of the viewer marked. */
+function showText(element, text) {
+  renderText(element, text);
+  highlightMentions(element, mentionNeedles(me, username));
 }
 
 function timeElement(ts) {
@@ -825,15 +881,6 @@ function announce(text, seq = null) {
  * must not stay anywhere on the page, and an edited one's old text is no longer what it says. */
 function forgetAnnounced(seq) {
   for (const line of ui.announcer.querySelectorAll(`p[data-seq="${seq}"]`)) line.remove();
-}
-
-let unseen = 0;
-
-/** Counts messages from others that arrive while the tab is hidden, in the tab's title. */
-function noteUnseen() {
-  if (document.visibilityState !== "hidden") return;
-  unseen += 1;
-  document.title = `(${unseen}) #${room} · confab`;
 }
 
 function showHistoryStart() {
@@ -1046,6 +1093,7 @@ function markDeleted(seq) {
   forgetAnnounced(seq);
   deletions.delete(seq);
   edits.delete(seq);
+  search.forget(seq);
   const state = states.get(seq);
   if (state) {
     state.text = null;
@@ -1352,7 +1400,7 @@ function markEdited(event) {
   const li = shown.get(event.target);
   const text = li?.querySelector(".text");
   if (!text) return false;
-  renderText(text, state.text);
+  showText(text, state.text);
   li.querySelector(".edited-mark")?.remove();
   text.after(editedMark(state.editedAt));
   return true;
@@ -1758,6 +1806,7 @@ function showSignIn(signedOut) {
 
 function startRoom(user) {
   me = me ?? user;
+  username = typeof user.username === "string" ? user.username : null;
   isAdmin = user.admin === true;
   ui.signin.hidden = true;
   ui.signedOut.hidden = true;
@@ -1813,12 +1862,6 @@ function wireEvents() {
       onUserChanged: () => conn.drop(),
     }),
   );
-  document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible" && unseen > 0) {
-      unseen = 0;
-      document.title = `#${room} · confab`;
-    }
-  });
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && ui.members.classList.contains("open")) closeMembers();
   });

@@ -28,6 +28,7 @@ export class Connection {
    *   the socket closed or failed to open; `stopped` when `stop()` closed it. After code 4003
    *   (session ended) nothing reconnects until the handler says so (see `closed`).
    * @param {() => void} [handlers.onConnecting] a new attempt starts
+   * @param {() => void} [handlers.onPageHide] the page is being left, the socket still open
    */
   constructor(handlers) {
     this.handlers = handlers;
@@ -52,6 +53,8 @@ export class Connection {
     this.suspended = false;
     window.addEventListener("pagehide", () => {
       if (this.stopped) return;
+      // The page's last words (a read marker waiting for its throttle) go before the close.
+      this.handlers.onPageHide?.();
       this.suspended = true;
       this.stop();
     });

@@ -1,6 +1,13 @@
 // The lobby: sign in (as a guest with a name, or with an account), see the rooms with their
 // live online counts, open or create a room, and (accounts) see your direct messages. The room
 // creation form and the direct-message list live in rooms.js.
+//
+// Unread and mention counts come only with snapshots (docs/protocol.md, `rooms`), so the lobby
+// asks for a fresh snapshot when something suggests they moved: a live update (someone came or
+// went, usually around talking), a `read_marker` (read in another tab), the tab coming back into
+// view, and every half minute while it is in view. A snapshot with counts costs the server a few
+// queries per room read, so they are spaced: at least 2 s apart, and 5 s after the one before
+// when only a live update (which may be anyone coming or going anywhere) asked for it.
 
 import {
   bindLoginForm,
@@ -14,6 +21,7 @@ import {
 import { BANNED, CLOSED_BY_ADMIN, Connection, SESSION_REVOKED } from "/assets/client.js";
 import { avatar, bindNameForm, fetchSession, roomProblem } from "/assets/common.js";
 import { bindCreateRoom, isDirectRoom, markPrivate, showDirectMessages, updateCreateRoom } from "/assets/rooms.js";
+import { countsLabel, showCountsInTitle } from "/assets/unread.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -67,6 +75,14 @@ const snapshotRank = new Map();
 const privateRooms = new Set();
 let haveSnapshot = false;
 let everConnected = false;
+/** name -> {unread, mentions} from the last snapshot, for rooms the user has a read marker in. */
+const counts = new Map();
+/** The least time between two snapshots asked for, and after one asked for by a live update. */
+const REFRESH_GAP_MS = 2000;
+const REFRESH_AFTER_UPDATE_MS = 5000;
+const REFRESH_EVERY_MS = 30000;
+/** When the last snapshot was asked for, and the timer of the next one. */
+const refresh = { askedAt: -Infinity, timer: null, due: 0 };
 
 const conn = new Connection({
   onConnecting() {
@@ -74,12 +90,15 @@ const conn = new Connection({
   },
   onFrame(frame) {
     if (frame.type === "hello") {
-      conn.send({ type: "rooms" });
+      askForRooms();
+    } else if (frame.type === "read_marker") {
+      refreshSoon();
     } else if (frame.type === "rooms" && Array.isArray(frame.rooms)) {
       applyRooms(frame.rooms, frame.full === true);
+      if (!frame.full) refreshSoon(REFRESH_AFTER_UPDATE_MS);
       if (frame.full) {
         // Direct messages are not in live updates either: refresh them with each snapshot.
-        showDirectMessages(me);
+        showDirectMessages(me).then(countDirectMessages);
         everConnected = true;
         conn.resetBackoff();
         setStatus("connected");
@@ -143,11 +162,33 @@ function setStatus(state) {
     state === "connected" ? "Connected" : state === "reconnecting" ? "Reconnecting…" : "Connecting…";
 }
 
+function askForRooms() {
+  clearTimeout(refresh.timer);
+  refresh.timer = null;
+  if (conn.send({ type: "rooms" })) refresh.askedAt = performance.now();
+}
+
+/** Asks for a snapshot (for its counts) `gap` ms after the last one, or now if that has passed. */
+function refreshSoon(gap = REFRESH_GAP_MS) {
+  const now = performance.now();
+  const due = Math.max(now, refresh.askedAt + gap);
+  if (refresh.timer !== null && refresh.due <= due) return;
+  clearTimeout(refresh.timer);
+  refresh.due = due;
+  refresh.timer = setTimeout(askForRooms, due - now);
+}
+
 function applyRooms(list, full) {
   if (full) {
     rooms.clear();
     snapshotRank.clear();
     privateRooms.clear();
+    counts.clear();
+    for (const room of list) {
+      if (room && typeof room.name === "string" && Number.isInteger(room.unread)) {
+        counts.set(room.name, { unread: room.unread, mentions: Number.isInteger(room.mentions) ? room.mentions : 0 });
+      }
+    }
     list.forEach((room, index) => {
       if (room && typeof room.name === "string") snapshotRank.set(room.name, index);
     });
@@ -190,6 +231,7 @@ function renderRooms() {
       const count = document.createElement("span");
       count.className = "count";
       a.append(hash, label, count);
+      addBadgeSlots(a);
       li.append(a);
     }
     existing.delete(name);
@@ -197,12 +239,63 @@ function renderRooms() {
     li.dataset.online = String(online);
     count.textContent = `${online} online`;
     li.classList.toggle("idle", online === 0);
+    showCounts(li, counts.get(name));
     markPrivate(li, privateRooms.has(name));
     if (ui.rooms.children[index] !== li) ui.rooms.insertBefore(li, ui.rooms.children[index] ?? null);
   });
   for (const li of existing.values()) li.remove();
   if (focused && focused !== document.activeElement && document.contains(focused)) focused.focus();
   ui.roomsEmpty.hidden = sorted.length > 0;
+  let unread = 0;
+  let mentioned = 0;
+  for (const count of counts.values()) {
+    unread += count.unread;
+    mentioned += count.mentions;
+  }
+  showCountsInTitle(unread, mentioned);
+}
+
+/** The unread badge and the distinct mention badge of a room, and the words for both. */
+function showCounts(li, count) {
+  const unread = count ? count.unread : 0;
+  const mentioned = count ? count.mentions : 0;
+  const badges = li.querySelector(".badges");
+  const parts = [];
+  if (unread > 0) parts.push(badge("unread-badge", String(unread)));
+  if (mentioned > 0) parts.push(badge("mention-badge", `@${mentioned}`));
+  badges.replaceChildren(...parts);
+  const label = countsLabel(unread, mentioned);
+  li.querySelector(".counts-label").textContent = label ? `, ${label}` : "";
+  li.classList.toggle("unread", unread > 0);
+  li.dataset.unread = String(unread);
+  li.dataset.mentions = String(mentioned);
+}
+
+/** Room for the badges and their words at the end of a lobby link. */
+function addBadgeSlots(a) {
+  const badges = document.createElement("span");
+  badges.className = "badges";
+  badges.setAttribute("aria-hidden", "true");
+  const said = document.createElement("span");
+  said.className = "visually-hidden counts-label";
+  a.append(badges, said);
+}
+
+/** The direct messages list (drawn by rooms.js) gets the same badges as the rooms. */
+function countDirectMessages() {
+  for (const li of document.querySelectorAll("#dm-list li[data-room]")) {
+    const a = li.querySelector("a");
+    if (!a) continue;
+    if (!a.querySelector(".badges")) addBadgeSlots(a);
+    showCounts(li, counts.get(li.dataset.room));
+  }
+}
+
+function badge(kind, text) {
+  const span = document.createElement("span");
+  span.className = `badge ${kind}`;
+  span.textContent = text;
+  return span;
 }
 
 async function loadRoomsOverHttp() {
@@ -340,6 +433,15 @@ ui.signOut.addEventListener("click", async () => {
 });
 
 bindCreateRoom(() => me);
+
+// Counts come with snapshots only: refresh them when the lobby is looked at again, and now and
+// then while it is.
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible" && me !== null) refreshSoon();
+});
+setInterval(() => {
+  if (document.visibilityState === "visible" && me !== null) refreshSoon();
+}, REFRESH_EVERY_MS);
 
 ui.roomInput.addEventListener("input", () => {
   ui.roomError.hidden = true;

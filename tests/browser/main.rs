@@ -17,6 +17,7 @@ mod guest;
 mod harness;
 mod messages;
 mod page;
+mod reading;
 mod room_basics;
 mod rooms;
 

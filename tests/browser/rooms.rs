@@ -14,11 +14,13 @@ async fn a_private_room_made_in_the_lobby_is_locked_hidden_and_refused_until_its
         fill(&olga, "#create-room-topic", "Only for the two of us").await;
         click(&olga, "#create-room-private").await;
         click(&olga, "#create-room-submit").await;
+        // The lobby's own status says "Connected" too: wait for the room's address first.
+        eventually("the new room to open", || async {
+            let path = olga.current_url().await.unwrap().path().to_string();
+            if path == "/chat/secret-plans/" { Ok(()) } else { Err(path) }
+        })
+        .await;
         wait_connected(&olga).await;
-        assert_eq!(
-            olga.current_url().await.unwrap().path(),
-            "/chat/secret-plans/"
-        );
         assert_eq!(
             wait_visible_text(&olga, "#room-topic").await,
             "Only for the two of us"

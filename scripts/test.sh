@@ -1,40 +1,16 @@
 #!/usr/bin/env bash
 # README command 2: installs and starts what the tests need, then runs every check and test.
-# Under CI=true nothing may be skipped: a missing browser is installed or the run fails.
+# Under CI=true nothing may be skipped: a missing service is installed or the run fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The browser, Redis and PostgreSQL, installed and started when missing (scripts/services.sh says
+# what it does at each step); exports CONFAB_TEST_REDIS_URL and CONFAB_TEST_DATABASE_URL.
+# shellcheck source=scripts/services.sh
+source scripts/services.sh
+ensure_services
+# Headings with a blank line before them from here on (services.sh's `say` is more compact).
 say() { printf '\n==> %s\n' "$*"; }
-sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-
-say "browser for the end-to-end tests"
-if [ -x scripts/install-browser.sh ]; then
-    if ! bash scripts/install-browser.sh; then
-        if [ "${CI:-}" = "true" ]; then
-            echo "cannot install chromium + chromium-driver, and CI=true forbids skipping" >&2
-            exit 1
-        fi
-        echo "!!! chromium could not be installed: browser tests will skip (run scripts/install-browser.sh)" >&2
-    fi
-fi
-
-say "Redis and PostgreSQL for the cluster tests"
-# Start each service the way the machine does, but only if it is not answering already.
-if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
-    command -v redis-server >/dev/null || { sudo_if_needed apt-get install -y redis-server; }
-    mkdir -p /var/lib/redis /var/log/redis
-    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
-        --dir /var/lib/redis --logfile /var/log/redis/ci.log
-fi
-if ! pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
-    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
-fi
-for _ in $(seq 1 50); do
-    redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1 && break
-    sleep 0.2
-done
-export CONFAB_TEST_REDIS_URL="${CONFAB_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
-export CONFAB_TEST_DATABASE_URL="${CONFAB_TEST_DATABASE_URL:-postgres://root@127.0.0.1:5432/postgres}"
 
 say "format and lints"
 cargo fmt --all -- --check

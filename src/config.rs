@@ -25,6 +25,17 @@ pub enum Command {
     /// Replace the data folder's database with the backup at PATH. Refused while a server
     /// uses the folder: stop it first.
     Restore { path: PathBuf },
+    /// Write the messages of room NAME as JSON lines (one per message, oldest first, in their
+    /// current state, the shape of `history` messages) to stdout or --out PATH, also while the
+    /// server runs.
+    Export {
+        /// The room to export.
+        #[arg(long)]
+        room: String,
+        /// Write to this file (created, or replaced) instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -221,6 +232,13 @@ pub struct Config {
     #[arg(long, env = "CONFAB_MAX_ROOMS_PER_USER", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_rooms_per_user: u32,
+
+    /// Delete messages (and the events about them) older than this many days, in the
+    /// background, in small batches; off when not given. Seqs are never reused, and a resume
+    /// from before the horizon says `truncated: true` (docs/operations.md, "Retention").
+    #[arg(long, env = "CONFAB_RETENTION_DAYS",
+          value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub retention_days: Option<u32>,
 }
 
 /// An origin `--allowed-origins` admits: any, or one `scheme://host[:port]`, kept lowercase and
@@ -306,6 +324,7 @@ impl Config {
             limit_refusals: default_rate(limits::defaults::REFUSALS),
             writer_queue: 8192,
             max_rooms_per_user: 100,
+            retention_days: None,
         }
     }
 

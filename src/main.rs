@@ -40,6 +40,46 @@ async fn main() -> anyhow::Result<()> {
             );
             return Ok(());
         }
+        Some(Command::Export { room, out }) => {
+            let room = confab::domain::RoomName::parse(room)
+                .map_err(|_| anyhow::anyhow!("{room:?} is not a valid room name"))?;
+            let source = match &config.database_url {
+                Some(url) => confab::ops::export::Source::Postgres(
+                    confab::store::postgres::PostgresStore::connect(url)
+                        .await
+                        .context("cannot open the database")?,
+                ),
+                None => confab::ops::export::Source::Sqlite(
+                    confab::store::sqlite::SqliteReader::open(&config.data_dir)
+                        .await
+                        .context("cannot open the data folder's database")?,
+                ),
+            };
+            let written = match out {
+                Some(path) => {
+                    let file = std::fs::File::create(path)
+                        .with_context(|| format!("cannot create {}", path.display()))?;
+                    let mut file = std::io::BufWriter::new(file);
+                    let written = confab::ops::export::export(&source, &room, &mut file).await;
+                    if written.is_ok() {
+                        file.into_inner()
+                            .map_err(std::io::IntoInnerError::into_error)
+                            .and_then(|f| f.sync_all())
+                            .context("cannot write the export")?;
+                    }
+                    written
+                }
+                None => {
+                    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+                    confab::ops::export::export(&source, &room, &mut stdout).await
+                }
+            };
+            source.close().await;
+            let written = written.context("export failed")?;
+            // To stderr: stdout may be the export itself.
+            eprintln!("exported {written} messages of {room}");
+            return Ok(());
+        }
         None => {}
     }
     let server = confab::Server::build(config)

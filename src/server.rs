@@ -150,6 +150,8 @@ pub struct Server {
     writer_task: JoinHandle<()>,
     edge: Arc<Edge>,
     options: ServeOptions,
+    /// `--retention-days`, if set: the background purge runs while the server serves.
+    retention_days: Option<u32>,
 }
 
 impl Server {
@@ -260,6 +262,7 @@ impl Server {
             writer_task,
             edge: Arc::new(Edge::new(&config)),
             options,
+            retention_days: config.retention_days,
         })
     }
 
@@ -290,6 +293,7 @@ impl Server {
             writer_task,
             edge,
             options,
+            retention_days,
         } = self;
         let lobby = tokio::spawn({
             let (hub, store, shutdown) = (
@@ -313,6 +317,13 @@ impl Server {
             state.clone(),
             state.shutdown.clone(),
         ));
+        let retention = retention_days.map(|days| {
+            tokio::spawn(crate::ops::retention::run(
+                state.store.clone(),
+                days,
+                state.shutdown.clone(),
+            ))
+        });
         // Metrics outlive the public listener: a drain is worth watching. Stopped last.
         let metrics_stop = CancellationToken::new();
         let metrics_task = metrics.map(|metrics| {
@@ -349,6 +360,9 @@ impl Server {
         let _ = presence.await;
         let _ = sampler.await;
         let _ = admin_feed.await;
+        if let Some(retention) = retention {
+            let _ = retention.await;
+        }
         state.store.close().await;
         metrics_stop.cancel();
         if let Some(task) = metrics_task {

@@ -397,6 +397,14 @@ pub fn search_results(
     })
 }
 
+/// A message as `confab export` writes it: the shape of a `history` message, as nobody in
+/// particular sees it (so without `client_id`).
+pub fn export_line(message: &Message) -> String {
+    // Serializing this plain struct cannot fail (no maps with non-string keys, no I/O).
+    serde_json::to_string(&MessageView::new(message, None))
+        .expect("a message view always serializes")
+}
+
 pub fn history(room: &RoomName, messages: &[Message], viewer: &UserId, has_more: bool) -> Frame {
     #[derive(Serialize)]
     struct View<'a> {

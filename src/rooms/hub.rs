@@ -662,7 +662,18 @@ impl Room {
         }
         // A plain join read from the store lists only the page; anything committed since comes
         // after `joined` as live frames (events included), from the cursor at the read.
-        let has_more = messages.first().is_some_and(|first| first.seq > 1);
+        // The store's page knows the oldest stored message (retention may have purged the
+        // room's first ones); a join served from the log alone does not, and says "more" for
+        // anything after seq 1 (a `history` then answers an empty page, `has_more: false`).
+        let has_more = match (&history, messages.first()) {
+            (_, None) => false,
+            (History::Read(page), Some(first))
+                if page.messages.first().map(|m| m.seq) == Some(first.seq) =>
+            {
+                page.has_more
+            }
+            (_, Some(first)) => first.seq > 1,
+        };
         let truncated = join
             .since
             .is_some_and(|since| messages.first().is_some_and(|first| first.seq > since + 1));

@@ -21,7 +21,7 @@ use super::{OrderHold, PublishOrder, StoreError};
 use crate::domain::RoomName;
 
 /// The advisory-lock class confab uses, so its locks never collide with another application's.
-const LOCK_CLASS: i32 = 0x00C0_FAB0;
+pub(crate) const LOCK_CLASS: i32 = 0x00C0_FAB0;
 /// Lock keys rooms are hashed into. Every node must use the same number and hash.
 const BUCKETS: u64 = 64;
 

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod advisory;
 pub mod postgres;
 pub mod read_state;
+pub mod retention;
 pub mod rooms_access;
 pub mod sqlite;
 
@@ -88,9 +89,8 @@ pub enum Appended {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Page {
     pub messages: Vec<Message>,
-    /// Messages older than the first one here exist. Seqs are gapless from 1 and seq 1 is
-    /// always a message (events are about earlier messages), so this is simply "the first seq
-    /// is above 1".
+    /// Messages older than the first one here exist (are still stored: retention may have
+    /// purged a room's oldest ones).
     pub has_more: bool,
     /// The room's last seq (of any item) as of the same read, for reads that say it: the page
     /// may end before it when the newest items are events.
@@ -106,6 +106,17 @@ impl Page {
             has_more,
             end: None,
         }
+    }
+
+    /// The page, knowing the seq of the room's oldest message still stored (`room_first` of
+    /// the reads that select it): after retention purged a room's oldest messages, seq 1 is
+    /// gone and "older ones exist" means "the oldest stored one is older than our first".
+    pub(crate) fn with_oldest_stored(mut self, oldest: Option<i64>) -> Self {
+        self.has_more = match (self.messages.first(), oldest) {
+            (Some(first), Some(oldest)) => i64::try_from(first.seq).is_ok_and(|seq| seq > oldest),
+            _ => false,
+        };
+        self
     }
 
     /// The page with the room's last seq as of its read.
@@ -247,25 +258,40 @@ pub(crate) fn stored_message(new: &NewMessage, seq: u64, text: String) -> Messag
 /// statement, so it is from the same snapshot as the page: a later value would let a join's
 /// cursor skip items committed between the two reads.
 pub(crate) mod reads {
-    /// `$1` room, `$2` limit: the newest messages, with `room_end`.
+    /// The seq of the room's (`$1`) oldest stored message: 1 unless retention purged some.
+    /// Ordered and limited rather than `min()`, so both engines walk the primary key from the
+    /// start and stop at the first message.
+    macro_rules! oldest_message {
+        () => {
+            "(SELECT seq FROM messages WHERE room = $1 AND kind = 'message' ORDER BY seq LIMIT 1)"
+        };
+    }
+    /// `$1` room, `$2` limit: the newest messages, with `room_end` and `room_first`.
     pub const LATEST: &str = concat!(
-        "SELECT (SELECT last_seq FROM rooms WHERE name = $1) AS room_end, p.*
+        "SELECT (SELECT last_seq FROM rooms WHERE name = $1) AS room_end, ",
+        oldest_message!(),
+        " AS room_first, p.*
          FROM (SELECT 1) AS one LEFT JOIN (SELECT ",
         row_columns!(),
         " FROM messages WHERE room = $1 AND kind = 'message'
           ORDER BY seq DESC LIMIT $2) AS p ON TRUE"
     );
-    /// `$1` room, `$2` since, `$3` cap: the newest items after `since`, with `room_end`.
+    /// `$1` room, `$2` since, `$3` cap: the newest items after `since`, with `room_end` and
+    /// `room_first`.
     pub const AFTER: &str = concat!(
-        "SELECT (SELECT last_seq FROM rooms WHERE name = $1) AS room_end, p.*
+        "SELECT (SELECT last_seq FROM rooms WHERE name = $1) AS room_end, ",
+        oldest_message!(),
+        " AS room_first, p.*
          FROM (SELECT 1) AS one LEFT JOIN (SELECT ",
         row_columns!(),
         " FROM messages WHERE room = $1 AND seq > $2
           ORDER BY seq DESC LIMIT $3) AS p ON TRUE"
     );
-    /// `$1` room, `$2` before, `$3` limit: messages, newest first.
+    /// `$1` room, `$2` before, `$3` limit: messages, newest first, each with `room_first`.
     pub const BEFORE: &str = concat!(
         "SELECT ",
+        oldest_message!(),
+        " AS room_first, ",
         row_columns!(),
         " FROM messages WHERE room = $1 AND seq < $2 AND kind = 'message'
           ORDER BY seq DESC LIMIT $3"
@@ -295,9 +321,9 @@ where
     Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     Option<bool>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
-    let end: Option<i64> = match rows.first() {
-        Some(row) => row.try_get("room_end")?,
-        None => None,
+    let (end, oldest): (Option<i64>, Option<i64>) = match rows.first() {
+        Some(row) => (row.try_get("room_end")?, row.try_get("room_first")?),
+        None => (None, None),
     };
     let mut messages = Vec::with_capacity(rows.len());
     for row in rows {
@@ -306,7 +332,9 @@ where
             messages.push(message_from_row(room, row)?);
         }
     }
-    Ok(Page::from_newest_first(messages).ending_at(end))
+    Ok(Page::from_newest_first(messages)
+        .ending_at(end)
+        .with_oldest_stored(oldest))
 }
 
 /// The words of a search query, taken literally: split on white space, without the ones that
@@ -345,15 +373,18 @@ where
     Ok((messages, more))
 }
 
-/// The seqs a page's reactions are read for, if it holds messages that are not deleted.
+/// The seqs a page's reactions are read for, if it holds messages that are not deleted. By
+/// lowest and highest, not first and last: pages are read in either order.
 pub(crate) fn reaction_range(page: &Page) -> Option<(i64, i64)> {
-    let mut live = page
+    let live = page
         .messages
         .iter()
         .filter(|m| m.event == Event::Message && !m.deleted)
         .map(|m| i64::try_from(m.seq).unwrap_or(i64::MAX));
-    let first = live.next()?;
-    Some((first, live.next_back().unwrap_or(first)))
+    live.fold(None, |range, seq| match range {
+        None => Some((seq, seq)),
+        Some((low, high)) => Some((seq.min(low), seq.max(high))),
+    })
 }
 
 /// Rows of [`reads::REACTIONS`] summed up onto the page's messages: per emoji, in the order it
@@ -420,7 +451,17 @@ where
         .iter()
         .map(|row| message_from_row(room, row))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Page::from_newest_first(messages))
+    let page = Page::from_newest_first(messages);
+    // Reads that select `room_first` (history's) say exactly whether older messages exist;
+    // the others (a reader catching up) keep the plain answer.
+    match rows
+        .first()
+        .map(|row| row.try_get::<Option<i64>, _>("room_first"))
+    {
+        Some(Ok(oldest)) => Ok(page.with_oldest_stored(oldest)),
+        Some(Err(sqlx::Error::ColumnNotFound(_))) | None => Ok(page),
+        Some(Err(error)) => Err(error.into()),
+    }
 }
 
 /// Keeps the publish order of some rooms across nodes: while a node holds it, no other node
@@ -497,6 +538,12 @@ pub trait Store:
     /// Rooms that hold messages with the time of their last message (ms since the epoch),
     /// most recently active first: what the lobby ranks by.
     async fn room_activity(&self, limit: u32) -> Result<Vec<(RoomName, i64)>, StoreError>;
+
+    /// Retention: deletes each room's oldest run of items stored before `horizon` (ms since the
+    /// epoch), with their reactions, in transactions of at most `batch` items (see
+    /// [`retention`] for exactly what goes and why). Returns how many items were deleted; 0
+    /// also when another node is purging the same database right now.
+    async fn purge_before(&self, horizon: i64, batch: u32) -> Result<u64, StoreError>;
 }
 
 /// Rows of `(name, last_active)` checked back into room names.

@@ -67,6 +67,10 @@ impl PostgresStore {
     }
 }
 
+/// Retention's advisory lock key, in confab's lock class beside the publish-order buckets
+/// (0..64), which it never collides with.
+const RETENTION_LOCK: i32 = 1_000;
+
 fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
@@ -383,6 +387,26 @@ impl Store for PostgresStore {
                 .fetch_one(&self.pool)
                 .await?;
         Ok(Some(secret))
+    }
+
+    /// Under a session advisory lock, so one node purges at a time: the others find it taken
+    /// and skip this round (`pg_try_advisory_lock` never waits). The lock is held by a
+    /// connection taken out of the pool for the purge and closed after it, so it is released
+    /// whatever happens: a purge that fails, is cancelled at shutdown, or a node that dies.
+    async fn purge_before(&self, horizon: i64, batch: u32) -> Result<u64, StoreError> {
+        let mut conn = self.pool.acquire().await?.detach();
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
+            .bind(super::advisory::LOCK_CLASS)
+            .bind(RETENTION_LOCK)
+            .fetch_one(&mut conn)
+            .await?;
+        let purged = if locked {
+            async { super::retention::purge_with!(&mut conn, horizon, batch) }.await
+        } else {
+            Ok(0)
+        };
+        let _ = sqlx::Connection::close(conn).await;
+        purged
     }
 
     async fn close(&self) {

@@ -46,22 +46,11 @@ where
 
 pub(crate) fn browser_available() -> bool {
     let present = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
-    if !present {
-        let notice = format!(
-            "browser tests need {CHROMIUM} and {CHROMEDRIVER}: run scripts/install-browser.sh to install them"
-        );
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{notice} (CI=true, so this is a failure)");
-        }
-        eprintln!(
-            "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
-        );
-        eprintln!("!!! SKIPPED: {notice}");
-        eprintln!(
-            "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
-        );
-    }
-    present
+    crate::support::services::require_service(
+        present,
+        &format!("a browser ({CHROMIUM} and {CHROMEDRIVER})"),
+        "run scripts/install-browser.sh to install chromium and chromium-driver",
+    )
 }
 
 pub(crate) struct TestCtx {

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::nodes::until_members;
 use crate::services::{Cluster, PrivateRedis, Proxy, SECRET, TestDatabase, node, prefix, urls};
+use crate::support::services::with_host;
 use crate::support::{Client, Event, TestServer, seqs, spawn_binary};
 
 #[tokio::test]
@@ -192,13 +193,8 @@ async fn nodes_ride_out_a_redis_restart_and_rebuild_presence() {
 #[tokio::test]
 async fn sends_get_unavailable_while_postgres_is_away_and_work_again_after() {
     let Some((admin, redis)) = urls() else { return };
-    let db = TestDatabase::create(&admin).await;
-    let target = tokio::net::lookup_host(postgres_host(&admin))
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = Proxy::start(target).await;
+    let db = TestDatabase::create_on(&admin).await;
+    let proxy = Proxy::start(db.addr().await).await;
     let via_proxy = with_host(&db.url, &proxy.addr.to_string());
     let prefix = prefix();
     let server: TestServer = node(&via_proxy, &redis, &prefix).await;
@@ -206,7 +202,7 @@ async fn sends_get_unavailable_while_postgres_is_away_and_work_again_after() {
     ann.join("r").await;
     assert_eq!(ann.say("r", "one").await["seq"], 1);
 
-    proxy.cut();
+    proxy.cut().await;
     ann.send(json!({"type":"send","room":"r","text":"two","client_id":"two"}))
         .await;
     let error = tokio::time::timeout(Duration::from_secs(15), ann.recv_until("error"))
@@ -237,28 +233,5 @@ async fn sends_get_unavailable_while_postgres_is_away_and_work_again_after() {
             "service did not resume: {frame}"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-pub(crate) fn postgres_host(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let rest = rest.split_once('@').map_or(rest, |(_, rest)| rest);
-    let host = rest.split(['/', '?']).next().unwrap_or("127.0.0.1:5432");
-    if host.contains(':') {
-        host.to_owned()
-    } else {
-        format!("{host}:5432")
-    }
-}
-
-pub(crate) fn with_host(url: &str, host: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap();
-    let (user, rest) = rest
-        .split_once('@')
-        .map_or((None, rest), |(u, r)| (Some(u), r));
-    let path = rest.find(['/', '?']).map_or("", |i| &rest[i..]);
-    match user {
-        Some(user) => format!("{scheme}://{user}@{host}{path}"),
-        None => format!("{scheme}://{host}{path}"),
     }
 }

@@ -6,9 +6,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::faults::{postgres_host, with_host};
 use crate::services::{Cluster, PrivateRedis, Proxy, TestDatabase, node, prefix, urls};
 use crate::support::TestServer;
+use crate::support::services::with_host;
 
 /// Polls `/readyz` until it answers `want` (within 20 s); returns the last body.
 async fn until_readiness(server: &TestServer, want: StatusCode) -> Value {
@@ -33,13 +33,8 @@ async fn until_readiness(server: &TestServer, want: StatusCode) -> Value {
 #[tokio::test]
 async fn readyz_is_503_while_postgres_is_away_and_200_again_after() {
     let Some((admin, redis)) = urls() else { return };
-    let db = TestDatabase::create(&admin).await;
-    let target = tokio::net::lookup_host(postgres_host(&admin))
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = Proxy::start(target).await;
+    let db = TestDatabase::create_on(&admin).await;
+    let proxy = Proxy::start(db.addr().await).await;
     let server = node(
         &with_host(&db.url, &proxy.addr.to_string()),
         &redis,
@@ -48,7 +43,7 @@ async fn readyz_is_503_while_postgres_is_away_and_200_again_after() {
     .await;
     until_readiness(&server, StatusCode::OK).await;
 
-    proxy.cut();
+    proxy.cut().await;
     let body = until_readiness(&server, StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(body["error"]["code"], "not_ready");
     assert!(

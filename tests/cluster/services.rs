@@ -1,15 +1,10 @@
-//! The services a cluster test needs: a fresh PostgreSQL database, a fresh Redis prefix, a
-//! private redis-server, a cuttable TCP proxy, and nodes wired to them.
+//! The services a cluster test needs: a fresh Redis prefix, a private redis-server, and nodes
+//! wired to them (the database, the proxy and the skip policy are `tests/support`'s).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
-
 use crate::support::TestServer;
+pub use crate::support::services::{Proxy, TestDatabase};
 
 /// The shared signing secret of every node of a test cluster.
 pub const SECRET: &str = "test-cluster-secret-test-cluster-secret-test-cluster-secret-0123456789";
@@ -17,90 +12,7 @@ pub const SECRET: &str = "test-cluster-secret-test-cluster-secret-test-cluster-s
 /// `CONFAB_TEST_DATABASE_URL` (an admin URL, e.g. `postgres://root@127.0.0.1:5432/postgres`) and
 /// `CONFAB_TEST_REDIS_URL`. Missing ones skip the test loudly, or fail it under `CI=true`.
 pub fn urls() -> Option<(String, String)> {
-    let database = std::env::var("CONFAB_TEST_DATABASE_URL").ok();
-    let redis = std::env::var("CONFAB_TEST_REDIS_URL").ok();
-    match (database, redis) {
-        (Some(database), Some(redis)) => Some((database, redis)),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!(
-                "CONFAB_TEST_DATABASE_URL and CONFAB_TEST_REDIS_URL must be set under CI (scripts/test.sh sets them)"
-            )
-        }
-        _ => {
-            eprintln!(
-                "\n!!! SKIPPED: set CONFAB_TEST_DATABASE_URL and CONFAB_TEST_REDIS_URL \
-                 (or run scripts/test.sh, which starts the services and sets them)\n"
-            );
-            None
-        }
-    }
-}
-
-/// A database of its own for one test, dropped when the test ends.
-pub struct TestDatabase {
-    pub url: String,
-    admin: String,
-    name: String,
-}
-
-impl TestDatabase {
-    pub async fn create(admin: &str) -> Self {
-        let name = format!("confab_test_{}", uuid::Uuid::now_v7().simple());
-        let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(admin)
-            .await
-            .expect("admin connection");
-        sqlx::Executor::execute(
-            &mut connection,
-            sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
-        )
-        .await
-        .expect("create database");
-        let url = with_database(admin, &name);
-        Self {
-            url,
-            admin: admin.to_owned(),
-            name,
-        }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let admin = self.admin.clone();
-        let name = self.name.clone();
-        // Drop is not async: a short-lived runtime on its own thread does the cleanup.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async {
-                let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
-                    .await
-                    .ok()?;
-                let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                sqlx::Executor::execute(&mut connection, sqlx::AssertSqlSafe(drop))
-                    .await
-                    .ok()
-            })
-        })
-        .join();
-    }
-}
-
-/// `admin` with its database name replaced by `database` (and its host:port by `host`, if given).
-pub fn with_database(admin: &str, database: &str) -> String {
-    let (base, query) = admin
-        .split_once('?')
-        .map_or((admin, None), |(b, q)| (b, Some(q)));
-    let base = match base.rfind('/') {
-        Some(slash) if slash > "postgres://".len() => &base[..slash],
-        _ => base,
-    };
-    match query {
-        Some(query) => format!("{base}/{database}?{query}"),
-        None => format!("{base}/{database}"),
-    }
+    crate::support::services::database_and_redis_urls()
 }
 
 /// A fresh key prefix, so concurrent tests sharing one Redis never hear each other.
@@ -118,7 +30,7 @@ pub struct Cluster {
 impl Cluster {
     pub async fn new(admin: &str, redis: &str) -> Self {
         Self {
-            db: TestDatabase::create(admin).await,
+            db: TestDatabase::create_on(admin).await,
             redis: redis.to_owned(),
             prefix: prefix(),
         }
@@ -242,71 +154,5 @@ impl PrivateRedis {
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// A TCP proxy to `target` that the test can cut (refusing and dropping every connection) and
-/// restore.
-pub struct Proxy {
-    pub addr: SocketAddr,
-    open: Arc<AtomicBool>,
-    cut: std::sync::Mutex<CancellationToken>,
-    stop: CancellationToken,
-}
-
-impl Proxy {
-    pub async fn start(target: SocketAddr) -> Arc<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let proxy = Arc::new(Self {
-            addr: listener.local_addr().expect("proxy addr"),
-            open: Arc::new(AtomicBool::new(true)),
-            cut: std::sync::Mutex::new(CancellationToken::new()),
-            stop: CancellationToken::new(),
-        });
-        let serving = proxy.clone();
-        tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    () = serving.stop.cancelled() => return,
-                    accepted = listener.accept() => accepted,
-                };
-                let Ok((mut inbound, _)) = accepted else {
-                    continue;
-                };
-                if !serving.open.load(Ordering::SeqCst) {
-                    continue; // dropped: the client sees the connection closed
-                }
-                let cut = serving.cut.lock().unwrap().clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        () = cut.cancelled() => {}
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                    }
-                });
-            }
-        });
-        proxy
-    }
-
-    /// Drops every open connection and refuses new ones.
-    pub fn cut(&self) {
-        self.open.store(false, Ordering::SeqCst);
-        let mut cut = self.cut.lock().unwrap();
-        cut.cancel();
-        *cut = CancellationToken::new();
-    }
-
-    pub fn restore(&self) {
-        self.open.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.stop.cancel();
-        self.cut.lock().unwrap().cancel();
     }
 }

@@ -848,3 +848,142 @@ async fn read_markers_only_move_forward_on_every_backend() {
         store.close().await;
     }
 }
+
+#[tokio::test]
+async fn retention_purges_each_rooms_oldest_run_and_keeps_seqs_history_and_search_exact() {
+    use confab::domain::Event;
+    use confab::store::search_words;
+    let at = |room_name: &str, client_id: &str, ts: i64, text: &str| {
+        let mut new = message(room_name, "ann", client_id, ts);
+        new.text = text.into();
+        new
+    };
+    let event = |client_id: &str, ts: i64, event: Event, text: &str| {
+        let mut new = at("r", client_id, ts, text);
+        new.event = event;
+        new
+    };
+    for backend in Backend::all().await {
+        println!("backend: {}", backend.name());
+        let store = backend.open().await;
+        // Room r: seqs 1-4 old (with an edit, a reaction and a reply among them), 5-8 new;
+        // seq 7 edits message 2 after the horizon, seq 8 reacts to message 5.
+        store
+            .append(&[
+                at("r", "1", 100, "old apple"),
+                at("r", "2", 110, "old banana"),
+                event("e1", 120, Event::Edited { target: 1 }, "old apple edited"),
+                event(
+                    "e2",
+                    130,
+                    Event::Reaction {
+                        target: 2,
+                        added: true,
+                    },
+                    "👍",
+                ),
+                at("r", "5", 1_000, "new apple"),
+                {
+                    let mut reply = at("r", "6", 1_010, "new reply");
+                    reply.reply_to = Some(2);
+                    reply
+                },
+                event("e3", 1_020, Event::Edited { target: 2 }, "late edit"),
+                event(
+                    "e4",
+                    1_030,
+                    Event::Reaction {
+                        target: 5,
+                        added: true,
+                    },
+                    "🎉",
+                ),
+            ])
+            .await
+            .unwrap();
+        // Room clock: item 3 is new but item 4 is old again (a node's clock behind): the purged
+        // run ends before item 3, leaving no hole.
+        store
+            .append(&[
+                at("clock", "1", 100, "c1"),
+                at("clock", "2", 100, "c2"),
+                at("clock", "3", 2_000, "c3"),
+                at("clock", "4", 100, "c4"),
+            ])
+            .await
+            .unwrap();
+        // Room all-old: purged empty. Room fresh: untouched.
+        store
+            .append(&[at("all-old", "1", 10, "x"), at("all-old", "2", 20, "y")])
+            .await
+            .unwrap();
+        store.append(&[at("fresh", "1", 5_000, "z")]).await.unwrap();
+
+        // Batches of 2 items, so every room takes several.
+        let purged = store.purge_before(500, 2).await.unwrap();
+
+        assert_eq!(purged, 4 + 2 + 2, "r's 1-4, clock's 1-2, all-old's 1-2");
+        let after = store.after(&room("r"), 0, 100).await.unwrap();
+        assert_eq!(seqs(&after.messages), [5, 6, 7, 8], "the rest, gapless");
+        assert_eq!(after.end, Some(8));
+        assert!(!after.has_more, "nothing older is stored");
+        assert_eq!(
+            after.messages[1].reply_to,
+            Some(2),
+            "a reply keeps reply_to"
+        );
+        let latest = store.latest(&room("r"), 50).await.unwrap();
+        assert_eq!(seqs(&latest.messages), [5, 6]);
+        assert!(!latest.has_more, "history stops at the oldest kept message");
+        assert_eq!(latest.messages[0].reactions.len(), 1, "kept reactions stay");
+        assert_eq!(
+            backend.count("SELECT count(*) FROM reactions").await,
+            1,
+            "the purged message's reaction went with it"
+        );
+        let older = store.before(&room("r"), 5, 50).await.unwrap();
+        assert!(older.messages.is_empty() && !older.has_more);
+        let page = store.before(&room("r"), 0, 1).await.unwrap();
+        assert_eq!(
+            (seqs(&page.messages), page.has_more),
+            (vec![6], true),
+            "a page above the oldest kept message still says more"
+        );
+        let (found, _) = store
+            .search(&room("r"), &search_words("apple"), 0, 10)
+            .await
+            .unwrap();
+        assert_eq!(seqs(&found), [5], "the search index lost the purged text");
+
+        let clock = store.after(&room("clock"), 0, 100).await.unwrap();
+        assert_eq!(seqs(&clock.messages), [3, 4]);
+        let emptied = store.after(&room("all-old"), 0, 100).await.unwrap();
+        assert!(emptied.messages.is_empty());
+        assert_eq!(emptied.end, Some(2), "the counter stays");
+        let fresh = store.after(&room("fresh"), 0, 100).await.unwrap();
+        assert_eq!(seqs(&fresh.messages), [1]);
+
+        // Seqs go on from the counter, never reusing a purged one; a client_id of a purged
+        // message is new again (retries come seconds apart, not days).
+        let next = store
+            .append(&[
+                at("all-old", "1", 6_000, "again"),
+                at("r", "9", 6_000, "on"),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(stored(&next[0]).seq, 3);
+        assert_eq!(stored(&next[1]).seq, 9);
+        // Nothing more is that old: a second purge finds nothing.
+        assert_eq!(store.purge_before(500, 2).await.unwrap(), 0);
+        store.close().await;
+        // And after a restart, the counters still go on.
+        let store = backend.open().await;
+        let outcome = store
+            .append(&[at("all-old", "3", 7_000, "after restart")])
+            .await
+            .unwrap();
+        assert_eq!(stored(&outcome[0]).seq, 4);
+        store.close().await;
+    }
+}

@@ -6,146 +6,29 @@
 //! `CONFAB_TEST_DATABASE_URL` and dropped when the test ends (even when it fails), so tests run
 //! in parallel without seeing each other.
 
+#[path = "../support/mod.rs"]
+mod support;
+
 mod contract;
 mod postgres;
 mod sqlite;
 
-use std::io::Write;
 use std::sync::Arc;
 
 use confab::domain::{ClientId, DisplayName, Message, RoomName, User, UserId};
 use confab::store::postgres::PostgresStore;
 use confab::store::sqlite::SqliteStore;
 use confab::store::{Appended, NewMessage, Store};
-use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+use sqlx::{AssertSqlSafe, Executor};
+pub(crate) use support::services::TestDatabase;
 
-const DATABASE_URL_VAR: &str = "CONFAB_TEST_DATABASE_URL";
-
-/// A database of one test's own, dropped (with any connections still open to it) on drop.
-pub(crate) struct TestDatabase {
-    admin_url: String,
-    name: String,
-    pub(crate) url: String,
-}
-
+/// What a store test adds to the shared test database: the store on it.
 impl TestDatabase {
-    /// A fresh, empty database, or `None` (after saying so loudly) when no server is configured
-    /// outside CI. Under `CI=true` a missing server fails the test: nothing may be skipped there.
-    pub(crate) async fn create() -> Option<Self> {
-        let Ok(admin_url) = std::env::var(DATABASE_URL_VAR) else {
-            if std::env::var("CI").is_ok_and(|ci| ci == "true") {
-                panic!("{DATABASE_URL_VAR} is not set, and CI=true forbids skipping");
-            }
-            // Written to the stderr handle, not with `eprintln!`, which the test harness
-            // captures and hides for a test that passes. Once per binary is loud enough.
-            static SAID: std::sync::Once = std::sync::Once::new();
-            SAID.call_once(|| {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "\n!!! SKIPPING the PostgreSQL store tests: set {DATABASE_URL_VAR} \
-                     (e.g. postgres://postgres@127.0.0.1:5432/postgres); scripts/test.sh sets it\n"
-                );
-            });
-            return None;
-        };
-        let name = format!("confab_test_{:016x}", rand::random::<u64>());
-        let mut admin = PgConnection::connect(&admin_url)
-            .await
-            .expect("connect to the admin database");
-        admin
-            .execute(AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
-            .await
-            .expect("create the test database");
-        admin.close().await.ok();
-        let url = with_database(&admin_url, &name);
-        Some(Self {
-            admin_url,
-            name,
-            url,
-        })
-    }
-
     pub(crate) async fn store(&self) -> PostgresStore {
         PostgresStore::connect(&self.url)
             .await
             .expect("store connects")
     }
-
-    /// An extra connection to the test database, for arranging what the store cannot.
-    pub(crate) async fn connection(&self) -> PgConnection {
-        PgConnection::connect(&self.url)
-            .await
-            .expect("connect to the test database")
-    }
-
-    /// Ends every session on the test database except the caller's, and waits until they are
-    /// gone, as a database restart or an administrator would.
-    pub(crate) async fn kill_connections(&self) -> i64 {
-        let mut admin = PgConnection::connect(&self.admin_url)
-            .await
-            .expect("connect to the admin database");
-        // The victims are chosen first (MATERIALIZED), then terminated: a terminate call in the
-        // WHERE clause may run before the other conditions and hit every session on the server.
-        let killed: i64 = sqlx::query_scalar(
-            "WITH victims AS MATERIALIZED (
-                 SELECT pid FROM pg_stat_activity
-                 WHERE datname = $1 AND pid <> pg_backend_pid()
-             )
-             SELECT count(*) FILTER (WHERE terminated)
-             FROM (SELECT pg_terminate_backend(pid, 5000) AS terminated FROM victims) AS t",
-        )
-        .bind(&self.name)
-        .fetch_one(&mut admin)
-        .await
-        .expect("terminate backends");
-        admin.close().await.ok();
-        killed
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        // Drop runs inside the test's runtime (or while a failed test unwinds), where nothing can
-        // be awaited: a thread with a runtime of its own does the clean-up and is waited for.
-        let admin_url = self.admin_url.clone();
-        let name = self.name.clone();
-        let dropped = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime")
-                .block_on(async {
-                    let mut admin = PgConnection::connect(&admin_url).await?;
-                    admin
-                        .execute(AssertSqlSafe(format!(
-                            r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
-                        )))
-                        .await?;
-                    admin.close().await
-                })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop test database {}: {dropped:?}", self.name);
-        }
-    }
-}
-
-/// `url` with its database (the path) replaced by `database`, keeping any query string.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let authority_start = base.find("://").map_or(0, |at| at + 3);
-    let path_start = base[authority_start..]
-        .find('/')
-        .map_or(base.len(), |at| authority_start + at);
-    let mut out = format!("{}/{database}", &base[..path_start]);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
 }
 
 pub(crate) fn room(name: &str) -> RoomName {
@@ -217,6 +100,20 @@ impl Backend {
                 Arc::new(SqliteStore::open(dir.path()).await.expect("sqlite opens"))
             }
             Self::Postgres(db) => Arc::new(db.store().await),
+        }
+    }
+
+    /// The single number `sql` (e.g. a `count(*)`) answers, read beside the store.
+    pub(crate) async fn count(&self, sql: &str) -> i64 {
+        match self {
+            Self::Sqlite(dir) => rusqlite::Connection::open(dir.path().join("confab.db"))
+                .unwrap()
+                .query_row(sql, [], |row| row.get(0))
+                .unwrap(),
+            Self::Postgres(db) => sqlx::query_scalar(AssertSqlSafe(sql.to_owned()))
+                .fetch_one(&mut db.connection().await)
+                .await
+                .unwrap(),
         }
     }
 

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use confab::store::Store;
 use confab::store::postgres::PostgresStore;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 
+use crate::support::services::{Proxy, with_host};
 use crate::{TestDatabase, message, room, seqs, stored};
 
 #[tokio::test]
@@ -102,8 +103,8 @@ async fn an_outage_fails_calls_within_seconds_and_the_store_recovers_when_it_end
     let Some(db) = TestDatabase::create().await else {
         return;
     };
-    let mut proxy = Proxy::start(host_and_port(&db.url)).await;
-    let store = PostgresStore::connect(&with_host_port(&db.url, proxy.port))
+    let proxy = Proxy::start(db.addr().await).await;
+    let store = PostgresStore::connect(&with_host(&db.url, &proxy.addr.to_string()))
         .await
         .expect("store connects through the proxy");
     store.append(&[message("r", "ann", "1", 1)]).await.unwrap();
@@ -116,7 +117,7 @@ async fn an_outage_fails_calls_within_seconds_and_the_store_recovers_when_it_end
     assert!(waited < Duration::from_secs(6), "failed after {waited:?}");
     assert!(store.latest(&room("r"), 10).await.is_err());
 
-    proxy.restore().await;
+    proxy.restore();
     let outcomes = store.append(&[message("r", "ann", "2", 3)]).await.unwrap();
     assert_eq!(
         stored(&outcomes[0]).seq,
@@ -139,90 +140,8 @@ async fn connecting_to_a_database_that_is_not_there_fails_within_seconds() {
     };
     let started = Instant::now();
 
-    let result = PostgresStore::connect(&with_host_port(&db.url, port)).await;
+    let result = PostgresStore::connect(&with_host(&db.url, &format!("127.0.0.1:{port}"))).await;
 
     assert!(result.is_err());
     assert!(started.elapsed() < Duration::from_secs(6));
-}
-
-/// `url` pointed at 127.0.0.1:`port`, keeping user, database and query string.
-fn with_host_port(url: &str, port: u16) -> String {
-    let authority_start = url.find("://").map_or(0, |at| at + 3);
-    let rest = &url[authority_start..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let user = authority.rsplit_once('@').map(|(user, _)| user);
-    let mut out = url[..authority_start].to_owned();
-    if let Some(user) = user {
-        out.push_str(user);
-        out.push('@');
-    }
-    out.push_str(&format!("127.0.0.1:{port}"));
-    out.push_str(&rest[authority_end..]);
-    out
-}
-
-/// A TCP proxy in front of PostgreSQL that the test can cut and restore, to play an outage
-/// without touching the machine's shared server.
-struct Proxy {
-    port: u16,
-    upstream: (String, u16),
-    task: Option<JoinHandle<()>>,
-}
-
-/// Where the database at `url` listens.
-fn host_and_port(url: &str) -> (String, u16) {
-    let options: sqlx::postgres::PgConnectOptions = url.parse().expect("database url");
-    (options.get_host().to_owned(), options.get_port())
-}
-
-impl Proxy {
-    async fn start(upstream: (String, u16)) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let mut proxy = Self {
-            port,
-            upstream,
-            task: None,
-        };
-        proxy.serve(listener);
-        proxy
-    }
-
-    fn serve(&mut self, listener: TcpListener) {
-        let upstream = self.upstream.clone();
-        self.task = Some(tokio::spawn(async move {
-            // Dropping this set (when the task is aborted) aborts every piped connection.
-            let mut pipes = JoinSet::new();
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    continue;
-                };
-                let upstream = upstream.clone();
-                pipes.spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-            }
-        }));
-    }
-
-    /// Refuses new connections and drops the open ones; both are done when this returns.
-    async fn cut(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-            // The aborted task, and with it the listener and every pipe, is dropped once the
-            // handle reports it.
-            let _ = task.await;
-        }
-    }
-
-    /// Listens again on the same port.
-    async fn restore(&mut self) {
-        let listener = TcpListener::bind(("127.0.0.1", self.port))
-            .await
-            .expect("rebind the proxy port");
-        self.serve(listener);
-    }
 }

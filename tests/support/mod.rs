@@ -1,6 +1,10 @@
 //! Shared by the integration-test binaries: a real confab server on an ephemeral port with its
-//! own temporary data folder, and a small protocol client over a real WebSocket.
+//! own temporary data folder, a small protocol client over a real WebSocket, and (in
+//! [`services`]) what tests need from outside: PostgreSQL, Redis, a cuttable proxy, and the
+//! policy for skipping when one is missing.
 #![allow(dead_code)] // each test binary uses its own part of this
+
+pub mod services;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -57,6 +61,18 @@ impl TestServer {
     pub async fn start_on(data_dir: &Path, port: u16) -> Self {
         let mut config = confab::Config::ephemeral(data_dir);
         config.addr = SocketAddr::from(([127, 0, 0, 1], port));
+        Self::launch(config).await
+    }
+
+    /// [`Self::start_on`] with a configuration `adjust` may change.
+    pub async fn start_on_with(
+        data_dir: &Path,
+        port: u16,
+        adjust: impl FnOnce(&mut confab::Config),
+    ) -> Self {
+        let mut config = confab::Config::ephemeral(data_dir);
+        config.addr = SocketAddr::from(([127, 0, 0, 1], port));
+        adjust(&mut config);
         Self::launch(config).await
     }
 

@@ -39,6 +39,8 @@ pub struct SqliteStore {
     /// touch no room, so the writer's in-memory counters stay true, and the writer's busy
     /// timeout covers the moment either holds SQLite's write lock.
     admin: SqlitePool,
+    /// One connection for retention's deletes, opened on first use (see `purge_before`).
+    purger: SqlitePool,
     /// The data folder's lock, released on close: the writer keeps each room's next seq in
     /// memory, so a second process writing the same file would hand out seqs this one does not
     /// know of.
@@ -75,6 +77,9 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite").run(&admin).await?;
         let write = WriteSide::open(&path)?;
         let checkpointer = Checkpointer::start(&path)?;
+        let purger = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(options.clone());
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
             .connect_with(options.read_only(true))
@@ -84,6 +89,7 @@ impl SqliteStore {
             checkpointer: Mutex::new(Some(checkpointer)),
             readers,
             admin,
+            purger,
             lock: Mutex::new(Some(lock)),
         })
     }
@@ -122,9 +128,6 @@ impl SqliteAccounts {
 }
 
 impl SqliteStore {
-    /// One read of a room's stream (`sql` binds `$1` room, then `from` if given, then `limit`),
-    /// rows newest first, with its messages' reactions from the same snapshot; `with_end` for
-    /// reads that also select the room's last seq.
     async fn read_page(
         &self,
         room: &RoomName,
@@ -133,28 +136,95 @@ impl SqliteStore {
         limit: i64,
         with_end: bool,
     ) -> Result<Page, StoreError> {
-        let mut tx = self.readers.begin().await?;
-        let mut query = sqlx::query(sql).bind(room.as_str());
-        if let Some(from) = from {
-            query = query.bind(from);
+        read_page(&self.readers, room, sql, from, limit, with_end).await
+    }
+}
+
+/// One read of a room's stream (`sql` binds `$1` room, then `from` if given, then `limit`),
+/// rows newest first, with its messages' reactions from the same snapshot; `with_end` for
+/// reads that also select the room's last seq.
+async fn read_page(
+    pool: &SqlitePool,
+    room: &RoomName,
+    sql: &'static str,
+    from: Option<i64>,
+    limit: i64,
+    with_end: bool,
+) -> Result<Page, StoreError> {
+    let mut tx = pool.begin().await?;
+    let mut query = sqlx::query(sql).bind(room.as_str());
+    if let Some(from) = from {
+        query = query.bind(from);
+    }
+    let rows = query.bind(limit).fetch_all(&mut *tx).await?;
+    let mut page = if with_end {
+        page_with_end(room, &rows)?
+    } else {
+        page_from_rows(room, &rows)?
+    };
+    if let Some((first, last)) = reaction_range(&page) {
+        let rows = sqlx::query(reads::REACTIONS)
+            .bind(room.as_str())
+            .bind(first)
+            .bind(last)
+            .fetch_all(&mut *tx)
+            .await?;
+        attach_reactions(&mut page, &rows)?;
+    }
+    tx.commit().await?;
+    Ok(page)
+}
+
+/// The data folder's messages for reading beside a running server (`confab export`): a WAL
+/// reader, without the folder's lock and without migrating, so it never writes.
+pub struct SqliteReader {
+    pool: SqlitePool,
+}
+
+impl SqliteReader {
+    /// Opens `confab.db` in `data_dir`, which a server must have created.
+    pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let path = data_dir.join(DATABASE_FILE);
+        if !path.exists() {
+            return Err(StoreError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} does not exist: is --data-dir right?", path.display()),
+            )));
         }
-        let rows = query.bind(limit).fetch_all(&mut *tx).await?;
-        let mut page = if with_end {
-            page_with_end(room, &rows)?
-        } else {
-            page_from_rows(room, &rows)?
-        };
-        if let Some((first, last)) = reaction_range(&page) {
-            let rows = sqlx::query(reads::REACTIONS)
-                .bind(room.as_str())
-                .bind(first)
-                .bind(last)
-                .fetch_all(&mut *tx)
-                .await?;
-            attach_reactions(&mut page, &rows)?;
-        }
-        tx.commit().await?;
+        // Read-write without create, not read-only: a read-only connection cannot create the
+        // WAL index when no server has the file open. Nothing here writes.
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(&path)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// As [`Store::stream_after`].
+    pub async fn stream_after(
+        &self,
+        room: &RoomName,
+        after: u64,
+        limit: u32,
+    ) -> Result<Page, StoreError> {
+        let mut page = read_page(
+            &self.pool,
+            room,
+            reads::STREAM_AFTER,
+            Some(to_i64(after)),
+            i64::from(limit),
+            false,
+        )
+        .await?;
+        page.messages.reverse();
         Ok(page)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
     }
 }
 
@@ -299,9 +369,17 @@ impl Store for SqliteStore {
         super::activity_from_rows(rows)
     }
 
+    /// On a connection of its own: the admin connection stays free for sign-ins meanwhile, and
+    /// SQLite's busy timeout on both sides covers the moments either holds the write lock.
+    async fn purge_before(&self, horizon: i64, batch: u32) -> Result<u64, StoreError> {
+        let mut conn = self.purger.acquire().await?;
+        super::retention::purge_with!(&mut *conn, horizon, batch)
+    }
+
     async fn close(&self) {
         self.readers.close().await;
         self.admin.close().await;
+        self.purger.close().await;
         drop(
             self.checkpointer
                 .lock()

@@ -43,7 +43,7 @@ import { initRoomPage, memberActions, refreshRoomHeader, showExcluded } from "/a
 import { ReplyBar, TypingLine, TypingSignal, snippet } from "/assets/composer.js";
 import { applyReaction, closePicker, hasReacted, openPicker, reactionsFrom, renderReactions } from "/assets/reactions.js";
 import { renderText } from "/assets/text.js";
-import { highlightMentions, mentionNeedles } from "/assets/mentions.js";
+import { highlightMentions, memberNeedles, mentionNeedles } from "/assets/mentions.js";
 import { Reading } from "/assets/unread.js";
 import { Search } from "/assets/search.js";
 import {
@@ -786,6 +786,7 @@ function buildMessage(m, pending) {
 function showText(element, text) {
   renderText(element, text);
   highlightMentions(element, mentionNeedles(me, username));
+  highlightMentions(element, memberNeedles(members.values(), me), "mention-other");
 }
 
 function timeElement(ts) {

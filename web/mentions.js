@@ -1,4 +1,4 @@
-// Mentions of the viewer in message text: `@username` (accounts) and `@` + the display name, in
+// Mentions in message text, of the viewer (and, more quietly, of the room's present members): `@username` (accounts) and `@` + the display name, in
 // any case, not followed by more of a name, the same rule the server counts by
 // (docs/protocol.md, `rooms`: `mentions`), so what is highlighted here is what the lobby counted.
 //
@@ -50,11 +50,27 @@ export function mentions(text, needles) {
 }
 
 /**
- * Wraps each mention of the viewer inside `container` (already filled by `renderText`) in
- * `<mark class="mention">`. Links are left alone: an address is not a mention. Returns whether
- * anything was marked.
+ * The display names of the room's other present members, lowercased and longest first: a
+ * mention of one of them is shown as a mention too (`mention-other`), more quietly than one of
+ * the viewer.
  */
-export function highlightMentions(container, needles) {
+export function memberNeedles(members, viewer) {
+  const needles = new Set();
+  for (const user of members) {
+    if (user && user.id !== viewer?.id && typeof user.name === "string" && user.name.trim() !== "") {
+      needles.add(user.name.toLowerCase());
+    }
+  }
+  return [...needles].sort((a, b) => b.length - a.length);
+}
+
+/**
+ * Wraps each mention of `needles` inside `container` (already filled by `renderText`) in
+ * `<mark class="...">` (`mention`, the viewer, by default). Links and marks already made are
+ * left alone: an address is not a mention, and the viewer's own mentions are marked first.
+ * Returns whether anything was marked.
+ */
+export function highlightMentions(container, needles, className = "mention") {
   if (needles.length === 0) return false;
   let found = false;
   for (const node of [...container.childNodes]) {
@@ -68,7 +84,7 @@ export function highlightMentions(container, needles) {
     for (const [start, end] of ranges) {
       if (start > at) parts.push(document.createTextNode(text.slice(at, start)));
       const mark = document.createElement("mark");
-      mark.className = "mention";
+      mark.className = className;
       mark.textContent = text.slice(start, end);
       parts.push(mark);
       at = end;

@@ -258,7 +258,7 @@ async fn the_lobby_badges_and_the_titles_count_unread_messages_and_mentions_unti
 }
 
 #[tokio::test]
-async fn a_mention_of_the_viewer_is_highlighted_and_stays_plain_text() {
+async fn a_mention_of_the_viewer_is_highlighted_others_present_more_quietly_and_text_stays_text() {
     browser_test(|t| async move {
         let alice = t.user().await;
         sign_up(&alice, &t.base, "alice", "Alice").await;
@@ -291,12 +291,18 @@ async fn a_mention_of_the_viewer_is_highlighted_and_stays_plain_text() {
         )
         .await;
         assert_eq!(marks, [(1, "@alice".to_string())]);
-        let others: u64 = js(
+        // Carol sees Alice, who is present, mentioned: quietly, not as her own mention.
+        let others: Vec<(i64, String, String)> = js(
             &carol,
-            "return document.querySelectorAll('#messages mark').length",
+            "return [...document.querySelectorAll('#messages .text mark')]
+                .map(m => [Number(m.closest('li').dataset.seq), m.className, m.textContent])",
         )
         .await;
-        assert_eq!(others, 0, "a mention of Alice is not highlighted for Carol");
+        assert_eq!(
+            others,
+            [(1, "mention-other".to_string(), "@alice".to_string())],
+            "a mention of Alice is shown to Carol as someone else's"
+        );
     })
     .await;
 }

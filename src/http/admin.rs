@@ -13,6 +13,7 @@ use super::ApiError;
 use crate::accounts::Caller;
 use crate::admin::{self, ActionError, Stats};
 use crate::state::AppState;
+use crate::store::accounts::Account;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -31,6 +32,17 @@ fn administrator(caller: Caller) -> Result<Caller, ApiError> {
             "only server administrators may use the admin view",
         ))
     }
+}
+
+/// The caller, if an administrator, and the user `key` names.
+async fn administrator_and_target(
+    state: &AppState,
+    caller: Caller,
+    key: &str,
+) -> Result<(Caller, Account), ApiError> {
+    let caller = administrator(caller)?;
+    let target = admin::find_user(state, key).await.map_err(action_error)?;
+    Ok((caller, target))
 }
 
 fn action_error(error: ActionError) -> ApiError {
@@ -56,10 +68,7 @@ async fn ban(
     caller: Caller,
     Path(user): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let caller = administrator(caller)?;
-    let target = admin::find_user(&state, &user)
-        .await
-        .map_err(action_error)?;
+    let (caller, target) = administrator_and_target(&state, caller, &user).await?;
     if target.user.id == caller.user.id {
         return Err(ApiError::Forbidden("you cannot ban yourself"));
     }
@@ -72,10 +81,7 @@ async fn unban(
     caller: Caller,
     Path(user): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    administrator(caller)?;
-    let target = admin::find_user(&state, &user)
-        .await
-        .map_err(action_error)?;
+    let (_, target) = administrator_and_target(&state, caller, &user).await?;
     admin::unban(&state, &target).await.map_err(action_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -85,10 +91,7 @@ async fn disconnect(
     caller: Caller,
     Path(user): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    administrator(caller)?;
-    let target = admin::find_user(&state, &user)
-        .await
-        .map_err(action_error)?;
+    let (_, target) = administrator_and_target(&state, caller, &user).await?;
     admin::disconnect(&state, &target.user.id).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -130,32 +130,33 @@ impl TestCtx {
         }
     }
 
+    /// Runs one DevTools protocol command in the browser `c` through chromedriver; returns its
+    /// result.
+    pub(crate) async fn cdp(&self, c: &Client, cmd: &str, params: Value) -> Value {
+        let session = c.session_id().await.unwrap().expect("a session id");
+        let answer: Value = reqwest::Client::new()
+            .post(format!(
+                "{}/session/{session}/goog/cdp/execute",
+                self.driver.url()
+            ))
+            .json(&json!({"cmd": cmd, "params": params}))
+            .send()
+            .await
+            .expect("chromedriver answers")
+            .json()
+            .await
+            .expect("JSON");
+        assert!(answer["value"].is_object(), "{cmd} failed: {answer}");
+        answer["value"].clone()
+    }
+
     /// Cuts a browser off the network (or reconnects it) through the DevTools protocol:
     /// new connections fail and the page gets an `offline` event.
     pub(crate) async fn set_offline(&self, c: &Client, offline: bool) {
-        let session = c.session_id().await.unwrap().expect("a session id");
-        let http = reqwest::Client::new();
-        for (cmd, params) in [
-            ("Network.enable", json!({})),
-            (
-                "Network.emulateNetworkConditions",
-                json!({"offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}),
-            ),
-        ] {
-            let answer: Value = http
-                .post(format!(
-                    "{}/session/{session}/goog/cdp/execute",
-                    self.driver.url()
-                ))
-                .json(&json!({"cmd": cmd, "params": params}))
-                .send()
-                .await
-                .expect("chromedriver answers")
-                .json()
-                .await
-                .expect("JSON");
-            assert!(answer["value"].is_object(), "{cmd} failed: {answer}");
-        }
+        self.cdp(c, "Network.enable", json!({})).await;
+        let conditions = json!({"offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1});
+        self.cdp(c, "Network.emulateNetworkConditions", conditions)
+            .await;
     }
 
     /// Stops the server; returns its data folder for `restart_server`.

@@ -85,25 +85,6 @@ async fn unread_divider(c: &Client) -> (u64, String, Option<i64>) {
     serde_json::from_value(value).unwrap()
 }
 
-/// Runs one DevTools protocol command in the browser `c` through chromedriver.
-async fn cdp(t: &TestCtx, c: &Client, cmd: &str, params: Value) -> Value {
-    let session = c.session_id().await.unwrap().expect("a session id");
-    let answer: Value = reqwest::Client::new()
-        .post(format!(
-            "{}/session/{session}/goog/cdp/execute",
-            t.driver.url()
-        ))
-        .json(&json!({"cmd": cmd, "params": params}))
-        .send()
-        .await
-        .expect("chromedriver answers")
-        .json()
-        .await
-        .expect("JSON");
-    assert!(answer["value"].is_object(), "{cmd} failed: {answer}");
-    answer["value"].clone()
-}
-
 #[tokio::test]
 async fn new_messages_get_a_divider_on_entry_and_reading_them_clears_the_count_in_another_window() {
     browser_test(|t| async move {
@@ -480,8 +461,7 @@ async fn notifications_are_asked_for_only_from_the_control_and_it_shows_what_the
 
         // The site is allowed (as if the user said yes); the control turns on when clicked.
         let origin = t.base.trim_end_matches('/').to_string();
-        cdp(
-            &t,
+        t.cdp(
             &alice,
             "Browser.grantPermissions",
             json!({"origin": origin, "permissions": ["notifications"]}),

@@ -95,6 +95,21 @@ impl SqliteStore {
     }
 }
 
+/// Connection options for the data folder's existing `confab.db` (tools beside a server never
+/// create one); `hint` says what to check when it is missing.
+fn existing_database(data_dir: &Path, hint: &str) -> Result<SqliteConnectOptions, StoreError> {
+    let path = data_dir.join(DATABASE_FILE);
+    if !path.exists() {
+        return Err(StoreError::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{} does not exist: {hint}", path.display()),
+        )));
+    }
+    Ok(SqliteConnectOptions::from_str("sqlite:")?
+        .filename(&path)
+        .busy_timeout(Duration::from_secs(5)))
+}
+
 /// The data folder's database for maintenance commands beside a running server: accounts only,
 /// without the folder's lock (messages stay the server's alone: their seqs live in its memory).
 pub struct SqliteAccounts {
@@ -104,20 +119,8 @@ pub struct SqliteAccounts {
 impl SqliteAccounts {
     /// Opens `confab.db` in `data_dir`, which a server must have created.
     pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        let path = data_dir.join(DATABASE_FILE);
-        if !path.exists() {
-            return Err(StoreError::Io(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!(
-                    "{} does not exist: start the server once first",
-                    path.display()
-                ),
-            )));
-        }
-        let options = SqliteConnectOptions::from_str("sqlite:")?
-            .filename(&path)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(5));
+        let options = existing_database(data_dir, "start the server once first")?
+            .journal_mode(SqliteJournalMode::Wal);
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options)
@@ -184,18 +187,9 @@ pub struct SqliteReader {
 impl SqliteReader {
     /// Opens `confab.db` in `data_dir`, which a server must have created.
     pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        let path = data_dir.join(DATABASE_FILE);
-        if !path.exists() {
-            return Err(StoreError::Io(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("{} does not exist: is --data-dir right?", path.display()),
-            )));
-        }
         // Read-write without create, not read-only: a read-only connection cannot create the
         // WAL index when no server has the file open. Nothing here writes.
-        let options = SqliteConnectOptions::from_str("sqlite:")?
-            .filename(&path)
-            .busy_timeout(Duration::from_secs(5));
+        let options = existing_database(data_dir, "is --data-dir right?")?;
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options)

@@ -78,24 +78,8 @@ async fn audit(c: &Client, what: &str) {
 
 /// Switches the page's `prefers-color-scheme` through the DevTools protocol.
 async fn set_color_scheme(t: &TestCtx, c: &Client, scheme: &str) {
-    let session = c.session_id().await.unwrap().expect("a session id");
-    let answer: Value = reqwest::Client::new()
-        .post(format!(
-            "{}/session/{session}/goog/cdp/execute",
-            t.driver.url()
-        ))
-        .json(&json!({"cmd": "Emulation.setEmulatedMedia",
-                      "params": {"features": [{"name": "prefers-color-scheme", "value": scheme}]}}))
-        .send()
-        .await
-        .expect("chromedriver answers")
-        .json()
-        .await
-        .expect("JSON");
-    assert!(
-        answer["value"].is_object(),
-        "setEmulatedMedia failed: {answer}"
-    );
+    let features = json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]});
+    t.cdp(c, "Emulation.setEmulatedMedia", features).await;
     let applied: bool = js(
         c,
         &format!("return matchMedia('(prefers-color-scheme: {scheme})').matches;"),

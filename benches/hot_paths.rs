@@ -100,6 +100,20 @@ fn fan_out(c: &mut Criterion) {
     group.finish();
 }
 
+/// About 100 bytes of 15 words, as people type them: drawn from a vocabulary of 2,000 words,
+/// so the full-text index does the work real text gives it (one repeated token would not).
+fn chat_line(n: u64) -> String {
+    let mut line = String::with_capacity(110);
+    for i in 0..15u64 {
+        if i > 0 {
+            line.push(' ');
+        }
+        let word = n.wrapping_mul(2_654_435_761).wrapping_add(i * 7_919) % 2_000;
+        line.push_str(&format!("w{word}"));
+    }
+    line
+}
+
 /// A burst of `BURST` new messages spread round-robin over `rooms` rooms.
 fn burst(rooms: u64, next: &mut u64) -> Vec<NewMessage> {
     (0..BURST)
@@ -110,8 +124,7 @@ fn burst(rooms: u64, next: &mut u64) -> Vec<NewMessage> {
                 id: format!("id-{next}"),
                 ts: 0,
                 user: user(0),
-                // 100 bytes, as in `confab-bench persist`.
-                text: "x".repeat(100),
+                text: chat_line(*next),
                 client_id: ClientId::parse(format!("c-{next}")).unwrap(),
                 event: Event::Message,
                 reply_to: None,

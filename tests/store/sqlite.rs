@@ -34,3 +34,73 @@ async fn a_batch_that_fails_on_a_stale_counter_is_followed_by_one_that_reads_it_
     );
     store.close().await;
 }
+
+/// A database written before messages were kept in arrival order (migration 0140): after the
+/// upgrade its messages, their seqs, edits and deletions read back as they were, the search finds
+/// them through the rebuilt index, and new messages continue the rooms' numbering.
+#[tokio::test]
+async fn a_database_from_before_arrival_order_keeps_its_messages_and_search() {
+    use confab::domain::Event;
+    use confab::store::search_words;
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool};
+
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteConnectOptions::new()
+        .filename(dir.path().join("confab.db"))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal);
+    let old = SqlitePool::connect_with(options).await.unwrap();
+    sqlx::migrate!("./migrations/sqlite")
+        .run_to(130, &old)
+        .await
+        .unwrap();
+    // Two rooms interleaved, as a busy server stores them; 'r' seq 2 edited, seq 3 deleted.
+    sqlx::raw_sql(
+        "INSERT INTO messages (room, seq, id, ts, user_id, user_name, text, client_id) VALUES
+             ('r', 1, 'a', 1, 'user-ann', 'ann', 'the quick brown fox', 'c1'),
+             ('q', 1, 'b', 2, 'user-bob', 'bob', 'a quick word elsewhere', 'c1'),
+             ('r', 2, 'c', 3, 'user-ann', 'ann', 'a lazy dog', 'c2'),
+             ('r', 3, 'd', 4, 'user-bob', 'bob', 'quick, delete me', 'c3');
+         UPDATE messages SET text = 'a quick dog', edited_at = 5 WHERE room = 'r' AND seq = 2;
+         UPDATE messages SET text = '', deleted = 1 WHERE room = 'r' AND seq = 3;
+         INSERT INTO rooms (name, last_seq, created_at, last_active) VALUES
+             ('r', 3, 1, 4), ('q', 1, 2, 2);",
+    )
+    .execute(&old)
+    .await
+    .unwrap();
+    old.close().await;
+
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let page = store.latest(&room("r"), 10).await.unwrap();
+    assert_eq!(seqs(&page.messages), [1, 2, 3]);
+    assert_eq!(page.messages[1].text, "a quick dog");
+    assert!(page.messages[2].deleted);
+    let found = |words: &'static str| {
+        let store = &store;
+        async move {
+            let (messages, _) = store
+                .search(&room("r"), &search_words(words), 0, 10)
+                .await
+                .unwrap();
+            seqs(&messages)
+        }
+    };
+    assert_eq!(found("quick").await, [2, 1], "newest first, one room only");
+    assert_eq!(
+        found("lazy").await,
+        Vec::<u64>::new(),
+        "the edit's old text"
+    );
+
+    let next = store.append(&[message("r", "ann", "c4", 6)]).await.unwrap();
+    assert_eq!(stored(&next[0]).seq, 4);
+    let mut edit = message("r", "ann", "e1", 7);
+    edit.text = "a slow fox".into();
+    edit.event = Event::Edited { target: 1 };
+    store.append(&[edit]).await.unwrap();
+    assert_eq!(found("fox").await, [1], "re-indexed by its rowid");
+    assert_eq!(found("quick").await, [2]);
+    assert_eq!(found("ann").await, [4], "a new message is found");
+    store.close().await;
+}

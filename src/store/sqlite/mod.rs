@@ -301,13 +301,16 @@ impl Store for SqliteStore {
         } else {
             to_i64(before)
         };
+        // Newest first by rowid: within a room, rowid order is seq order (the writer inserts a
+        // room's messages in seq order), and FTS5 walks its matches in rowid order without
+        // sorting them all, so a common word in a big room stops at `limit`.
         let rows = sqlx::query(
             "SELECT m.seq, m.id, m.ts, m.user_id, m.user_name, m.user_guest, m.text, m.client_id,
                     m.kind, m.target, m.deleted, m.edited_at, m.reply_to, m.added
-             FROM messages_fts JOIN messages m ON m.room = $1 AND m.seq = messages_fts.seq
-             WHERE messages_fts MATCH $2 AND messages_fts.seq < $3
+             FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid
+             WHERE messages_fts MATCH $2 AND m.room = $1 AND m.seq < $3
                AND m.kind = 'message' AND m.deleted = 0
-             ORDER BY messages_fts.seq DESC LIMIT $4",
+             ORDER BY messages_fts.rowid DESC LIMIT $4",
         )
         .bind(room.as_str())
         .bind(expression)

@@ -117,8 +117,8 @@ impl WriteSide {
         // loses nothing on a process crash (kill -9) in WAL mode: a commit is in the WAL file
         // before it returns. Only an OS crash or power cut can drop the last commits.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        // A batch over 1,000 rooms touches a leaf page per room in the messages table and
-        // another in its client_id index: with SQLite's default 2 MiB cache those pages were
+        // A batch over 1,000 rooms touches a leaf page per room in the (room, seq) index and
+        // another in the client_id index: with SQLite's default 2 MiB cache those pages were
         // read back from the file and spilled mid-transaction on every batch (the profile of a
         // 300-room load was mostly `readDbPage` and `pagerStress`). That working set is about
         // 8 MiB (2 × 1,000 pages of 4 KiB); 16 MiB keeps it with room to spare. Not more: the

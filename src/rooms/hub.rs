@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::access::Access;
 use super::lobby::Lobby;
-use super::log::{Entry, Log};
+use super::log::{Entry, Log, LogBudget};
 use super::outbox::Outbox;
 use super::presence::{Elsewhere, RoomPresence, TICK};
 use super::registry::Registry;
@@ -63,6 +63,8 @@ pub struct Hub {
     max_rooms_per_user: OnceLock<usize>,
     /// This node's connections by session.
     pub connections: Registry,
+    /// What all the rooms' logs hold together, and may.
+    logs: Arc<LogBudget>,
 }
 
 /// A user is already in as many rooms as they may be.
@@ -171,7 +173,7 @@ impl Hub {
                 Arc::new(Mutex::new(Room {
                     subscribers: HashMap::new(),
                     presence: RoomPresence::fresh(),
-                    log: Log::default(),
+                    log: Log::within(self.logs.clone()),
                     last_seq: None,
                     typing: HashMap::new(),
                 }))

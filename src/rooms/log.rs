@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crate::domain::{ConnectionId, Event, Message, REACTION_USERS_LISTED, Reaction, User};
@@ -25,6 +26,43 @@ pub const LOG_BYTES: usize = 1024 * 1024;
 pub const LOG_KEEP_MS: i64 = 60_000;
 /// Messages always kept, whatever their age: a plain join (50) and short resumes.
 pub const LOG_MIN_ENTRIES: usize = 64;
+/// Bytes all the rooms' logs of a server may hold together. Past it, a room that grows gives up
+/// its oldest messages (never its newest [`LOG_MIN_ENTRIES`]) until all are back under it. The
+/// per-room bounds alone let memory grow with the number of busy rooms: 1,000 rooms at 10
+/// messages/s each held their last minute, heading for 1 GB.
+pub const ALL_LOGS_BYTES: usize = 64 * 1024 * 1024;
+
+/// What every log of one hub holds, together: shared by the logs, each adding and taking
+/// away its own bytes.
+#[derive(Debug)]
+pub struct LogBudget {
+    held: AtomicUsize,
+    limit: usize,
+}
+
+impl LogBudget {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            held: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    /// Bytes held by all the logs sharing this budget.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    fn over(&self) -> bool {
+        self.held() > self.limit
+    }
+}
+
+impl Default for LogBudget {
+    fn default() -> Self {
+        Self::new(ALL_LOGS_BYTES)
+    }
+}
 /// What an entry costs beyond its frames and text: the message's other fields and the deque slot.
 const ENTRY_OVERHEAD: usize = 160;
 
@@ -72,13 +110,46 @@ impl Entry {
 pub struct Log {
     entries: VecDeque<Entry>,
     bytes: usize,
+    /// Shared with the other rooms' logs; kept equal to the sum of their `bytes`.
+    budget: Arc<LogBudget>,
     /// The newest seq the room is known to have (0: known empty; `None`: not known yet). The
     /// log covers everything after `first_seq() - 1` up to it, even when it holds no entry,
     /// so that joins of a quiet or empty room need no store read either.
     end: Option<u64>,
 }
 
+impl Drop for Log {
+    fn drop(&mut self) {
+        self.budget.held.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
 impl Log {
+    /// An empty log whose bytes count against `budget` too.
+    pub fn within(budget: Arc<LogBudget>) -> Self {
+        Self {
+            entries: VecDeque::new(),
+            bytes: 0,
+            budget,
+            end: None,
+        }
+    }
+
+    fn gained(&mut self, bytes: usize) {
+        self.bytes += bytes;
+        self.budget.held.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn lost(&mut self, bytes: usize) {
+        self.bytes -= bytes;
+        self.budget.held.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    fn forget_all(&mut self) {
+        self.entries.clear();
+        self.lost(self.bytes);
+    }
+
     /// The oldest seq held, if any.
     pub fn first_seq(&self) -> Option<u64> {
         match self.entries.front() {
@@ -98,25 +169,26 @@ impl Log {
     pub fn push(&mut self, entry: Entry) {
         match self.end {
             Some(last) if entry.message.seq <= last => return,
-            Some(last) if entry.message.seq != last + 1 => {
-                self.entries.clear();
-                self.bytes = 0;
-            }
+            Some(last) if entry.message.seq != last + 1 => self.forget_all(),
             _ => {}
         }
         self.end = Some(entry.message.seq);
-        self.bytes += entry.cost();
+        self.gained(entry.cost());
         self.entries.push_back(entry);
         let newest_ts = self.entries.back().map_or(0, |e| e.message.ts);
         while let Some(oldest) = self.entries.front() {
             let too_big = self.bytes > LOG_BYTES && self.entries.len() > 1;
-            let too_old = self.entries.len() > LOG_MIN_ENTRIES
-                && oldest.message.ts < newest_ts.saturating_sub(LOG_KEEP_MS);
-            if !(too_big || too_old) {
+            // The busy rooms are the ones pushing, so they are the ones trimmed when all the
+            // logs together are over budget; a quiet room keeps its minute.
+            let beyond_minimum = self.entries.len() > LOG_MIN_ENTRIES;
+            let too_old =
+                beyond_minimum && oldest.message.ts < newest_ts.saturating_sub(LOG_KEEP_MS);
+            let server_full = beyond_minimum && self.budget.over();
+            if !(too_big || too_old || server_full) {
                 break;
             }
             if let Some(old) = self.entries.pop_front() {
-                self.bytes -= old.cost();
+                self.lost(old.cost());
             }
         }
     }
@@ -179,15 +251,16 @@ impl Log {
             Event::Reaction { added, .. } => react(&mut message, &event.text, &event.user, added),
         };
         if !exact {
-            self.entries.clear();
-            self.bytes = 0;
+            self.forget_all();
             self.end = None;
             return;
         }
         let before = entry.cost();
         let origin = entry.own.as_ref().map(|(origin, _)| *origin);
         *entry = Entry::new(Arc::new(message), origin);
-        self.bytes = self.bytes + entry.cost() - before;
+        let after = entry.cost();
+        self.lost(before);
+        self.gained(after);
     }
 
     /// Entries with a seq above `after`, oldest first. Empty if the log does not reach back
@@ -317,6 +390,39 @@ mod tests {
         assert!(log.covers(first - 1));
         let seqs: Vec<u64> = log.after(first + 5).map(|e| e.message.seq).collect();
         assert_eq!(seqs, (first + 6..=1000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn logs_over_their_shared_budget_keep_only_their_newest_sixty_four() {
+        let budget = Arc::new(LogBudget::new(400 * 1024));
+        let mut quiet = Log::within(budget.clone());
+        for seq in 1..=100 {
+            quiet.push(Entry::new(message(seq, 1000), None));
+        }
+        assert_eq!(quiet.first_seq(), Some(1), "under budget: all of it");
+        let mut busy = Log::within(budget.clone());
+        for seq in 1..=500 {
+            busy.push(Entry::new(message(seq, 1000), None));
+        }
+        assert_eq!(busy.last_seq(), Some(500));
+        assert!(
+            busy.entries.len() >= LOG_MIN_ENTRIES && busy.entries.len() < 100,
+            "the pushing room gives up its oldest, down to no fewer than 64: {}",
+            busy.entries.len()
+        );
+        assert!(budget.held() <= 400 * 1024, "back under budget");
+        assert_eq!(
+            quiet.first_seq(),
+            Some(1),
+            "the quiet room keeps what it had"
+        );
+        assert_eq!(budget.held(), quiet.bytes + busy.bytes);
+        drop(busy);
+        assert_eq!(
+            budget.held(),
+            quiet.bytes,
+            "a room that goes gives its bytes back"
+        );
     }
 
     #[test]

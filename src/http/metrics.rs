@@ -29,7 +29,7 @@ async fn render(State(metrics): State<Metrics>) -> impl IntoResponse {
     // and leave: a scrape every few seconds costs one pass over the rooms, joins cost nothing.
     let rooms = metrics.app.hub.occupied_rooms();
     let members = rooms.iter().map(|room| u64::from(room.online)).sum();
-    crate::telemetry::metrics::set_rooms(rooms.len(), members);
+    crate::telemetry::metrics::set_rooms(rooms.len(), members, metrics.app.hub.log_bytes());
     (
         [(
             header::CONTENT_TYPE,

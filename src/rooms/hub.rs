@@ -589,6 +589,12 @@ impl Hub {
         }
     }
 
+    /// Bytes all the rooms' logs hold together (at most about [`super::log::ALL_LOGS_BYTES`]
+    /// beyond each room's newest messages).
+    pub fn log_bytes(&self) -> usize {
+        self.logs.held()
+    }
+
     fn all_rooms(&self) -> Vec<(RoomName, Arc<Mutex<Room>>)> {
         lock(&self.rooms)
             .iter()

@@ -104,6 +104,11 @@ fn describe() {
         "confab_members_online",
         "Members of those rooms, summed over rooms (read at scrape time)."
     );
+    describe_gauge!(
+        "confab_room_logs_bytes",
+        Unit::Bytes,
+        "Bytes the rooms' logs of recent messages hold together (read at scrape time)."
+    );
     describe_counter!(
         "confab_messages_stored_total",
         "Messages and events this node's writer committed."
@@ -200,10 +205,12 @@ pub fn rate_limited(action: &'static str) {
     }
 }
 
-/// Sets the gauges read at scrape time: rooms with someone in them and their members.
-pub fn set_rooms(rooms_active: usize, members_online: u64) {
+/// Sets the gauges read at scrape time: rooms with someone in them, their members, and what
+/// the rooms' logs hold.
+pub fn set_rooms(rooms_active: usize, members_online: u64, log_bytes: usize) {
     if handles().is_some() {
         metrics::gauge!("confab_rooms_active").set(rooms_active as f64);
         metrics::gauge!("confab_members_online").set(members_online as f64);
+        metrics::gauge!("confab_room_logs_bytes").set(log_bytes as f64);
     }
 }

@@ -74,6 +74,8 @@ async fn metrics_move_with_traffic_and_stay_off_the_public_port() {
     assert!(sample(&during, "confab_connections") >= 2.0);
     assert!(sample(&during, "confab_rooms_active") >= 1.0);
     assert!(sample(&during, "confab_members_online") >= 2.0);
+    // The five messages are in the room's log, each with its frames.
+    assert!(sample(&during, "confab_room_logs_bytes") >= 5.0 * 100.0);
     assert_eq!(sample(&during, "confab_build_info{version=\"0.1.0\"}"), 1.0);
 
     ben.close().await;

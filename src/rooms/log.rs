@@ -63,6 +63,7 @@ impl Default for LogBudget {
         Self::new(ALL_LOGS_BYTES)
     }
 }
+
 /// What an entry costs beyond its frames and text: the message's other fields and the deque slot.
 const ENTRY_OVERHEAD: usize = 160;
 
@@ -393,7 +394,7 @@ mod tests {
     }
 
     #[test]
-    fn logs_over_their_shared_budget_keep_only_their_newest_sixty_four() {
+    fn over_the_shared_budget_the_room_that_grows_gives_up_its_oldest_never_below_sixty_four() {
         let budget = Arc::new(LogBudget::new(400 * 1024));
         let mut quiet = Log::within(budget.clone());
         for seq in 1..=100 {

@@ -17,6 +17,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
+use futures_util::FutureExt;
+use futures_util::future::Either;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use sha1::{Digest, Sha1};
@@ -92,30 +94,38 @@ async fn upgrade(
     let permit = request.extensions_mut().remove::<ConnectionPermit>();
     let sessions = state.sessions.clone();
     let limits = limits::Connection::new(state.limits.clone(), payer, ip);
-    sessions.spawn(async move {
-        let _permit = permit;
-        let upgraded = match on_upgrade.await {
-            Ok(upgraded) => upgraded,
+    // Built from combinators, not an `async` block: a block keeps what it captured (the
+    // identity, limits, state) beside the connection they were moved into for the task's whole
+    // life, and the task's size is every idle connection's memory. `then` drops its closure
+    // once the upgrade is done, and `Either` holds one connection future, not both.
+    let serve = on_upgrade
+        .then(move |upgraded| match upgraded {
+            // Plain TCP: split without a lock, and write with `writev`. Anything else (TLS)
+            // goes through a generic split.
+            Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(parts) => {
+                    let (reader, writer) = parts.io.into_inner().into_split();
+                    let leftover = parts.read_buf;
+                    Either::Left(Either::Left(connection::run(
+                        reader, writer, leftover, identity, limits, state,
+                    )))
+                }
+                Err(upgraded) => {
+                    let (reader, writer) = tokio::io::split(TokioIo::new(upgraded));
+                    let leftover = bytes::Bytes::new();
+                    Either::Left(Either::Right(connection::run(
+                        reader, writer, leftover, identity, limits, state,
+                    )))
+                }
+            },
             Err(error) => {
                 tracing::debug!(%error, "upgrade failed");
-                return;
+                Either::Right(std::future::ready(()))
             }
-        };
-        // Plain TCP: split without a lock, and write with `writev`. Anything else (TLS) goes
-        // through a generic split.
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => {
-                let (reader, writer) = parts.io.into_inner().into_split();
-                let leftover = parts.read_buf;
-                connection::run(reader, writer, leftover, identity, limits, state).await;
-            }
-            Err(upgraded) => {
-                let (reader, writer) = tokio::io::split(TokioIo::new(upgraded));
-                let leftover = bytes::Bytes::new();
-                connection::run(reader, writer, leftover, identity, limits, state).await;
-            }
-        }
-    });
+        })
+        // The permit is released when the connection ends.
+        .map(move |()| drop(permit));
+    sessions.spawn(serve);
     let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let headers = response.headers_mut();
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));

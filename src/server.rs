@@ -337,14 +337,14 @@ impl Server {
             "http"
         };
         tracing::info!("confab serving on {scheme}://{addr}/");
-        let shutdown = state.shutdown.clone();
+        let stopping = state.clone();
         tokio::spawn(async move {
             signal.await;
             tracing::info!("shutting down");
-            shutdown.cancel();
+            stopping.stop_sessions();
         });
         serve(listener, app, options, state.shutdown.clone()).await;
-        state.shutdown.cancel();
+        state.stop_sessions();
         state.sessions.close();
         let drain = state.shutdown_timeout + GOODBYE_GRACE;
         if tokio::time::timeout(drain, state.sessions.wait())

@@ -22,6 +22,16 @@ impl AppState {
     pub fn new(shared: Shared) -> Self {
         Self(Arc::new(shared))
     }
+
+    /// Signals shutdown and asks every connection to close (1012, after answering what it has
+    /// in flight). Connections learn of it through their mailbox rather than each waiting on
+    /// the token: a waiter per idle connection would be part of its memory.
+    pub fn stop_sessions(&self) {
+        self.shutdown.cancel();
+        self.hub
+            .connections
+            .close_all(crate::protocol::close::SERVICE_RESTART);
+    }
 }
 
 impl std::ops::Deref for AppState {

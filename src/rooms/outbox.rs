@@ -8,10 +8,11 @@
 //! Profiles of tokio's mpsc here showed block allocation and semaphore work on every frame.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Poll;
 
-use tokio::sync::Notify;
+use futures_util::task::AtomicWaker;
 
 use crate::domain::RoomName;
 use crate::protocol::close;
@@ -31,8 +32,11 @@ const LOSSY_BOUND: usize = 16 * 1024;
 
 struct Shared {
     state: Mutex<State>,
-    /// Something arrived (a frame, a room with messages, a close request).
-    ready: Notify,
+    /// Something arrived (a frame, a room with messages, a close request) since the
+    /// connection last looked. A flag and a waker rather than a `Notify`: waiting on one costs
+    /// the connection's task a waiter node, which every idle connection would carry.
+    signalled: AtomicBool,
+    waker: AtomicWaker,
     /// The close code to send; 0 while the connection is in good standing.
     cut_code: AtomicU16,
 }
@@ -55,6 +59,11 @@ impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    fn signal(&self) {
+        self.signalled.store(true, Ordering::Release);
+        self.waker.wake();
+    }
 }
 
 /// The sending half, cloned into every room the connection is in and into the lobby.
@@ -67,7 +76,8 @@ pub struct Mailbox(Arc<Shared>);
 pub fn outbox() -> (Outbox, Mailbox) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State::default()),
-        ready: Notify::new(),
+        signalled: AtomicBool::new(false),
+        waker: AtomicWaker::new(),
         cut_code: AtomicU16::new(0),
     });
     (Outbox(shared.clone()), Mailbox(shared))
@@ -92,7 +102,7 @@ impl Outbox {
             state.frames.len() == 1
         };
         if was_empty {
-            self.0.ready.notify_one();
+            self.0.signal();
         }
         true
     }
@@ -110,7 +120,7 @@ impl Outbox {
             state.frames.len() == 1
         };
         if was_empty {
-            self.0.ready.notify_one();
+            self.0.signal();
         }
         true
     }
@@ -124,7 +134,7 @@ impl Outbox {
         }
         state.rooms.push(room.clone());
         drop(state);
-        self.0.ready.notify_one();
+        self.0.signal();
     }
 
     /// Records that the connection no longer belongs in `room`; its session forgets the room
@@ -153,7 +163,7 @@ impl Outbox {
             .cut_code
             .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
         if first.is_ok() {
-            self.0.ready.notify_one();
+            self.0.signal();
         }
     }
 
@@ -165,8 +175,19 @@ impl Outbox {
 
 impl Mailbox {
     /// Resolves when something may have arrived since the last call.
-    pub async fn ready(&self) {
-        self.0.ready.notified().await;
+    pub fn ready(&self) -> impl Future<Output = ()> + Send + '_ {
+        std::future::poll_fn(|cx| {
+            if self.0.signalled.swap(false, Ordering::AcqRel) {
+                return Poll::Ready(());
+            }
+            self.0.waker.register(cx.waker());
+            // A signal between the check and the registration found no waker to wake.
+            if self.0.signalled.swap(false, Ordering::AcqRel) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
     }
 
     /// The close code someone asked for, if any.

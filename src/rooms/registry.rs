@@ -72,6 +72,14 @@ impl Registry {
         }
     }
 
+    /// Asks every connection on this node to close with `code` (the server is stopping).
+    pub fn close_all(&self, code: u16) {
+        let map = self.by_user.lock().unwrap_or_else(PoisonError::into_inner);
+        for (_, outbox) in map.values().flatten() {
+            outbox.close_with(code);
+        }
+    }
+
     /// Asks every connection of session `sid` to close with `code`.
     pub fn close_session(&self, sid: &str, code: u16) {
         let conns = self.map().remove(sid).unwrap_or_default();

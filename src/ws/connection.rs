@@ -165,7 +165,6 @@ enum Event {
     Mail,
     Sent(Pending),
     Timer,
-    Shutdown,
 }
 
 impl<R, W> Connection<R, W>
@@ -176,13 +175,19 @@ where
     async fn serve(&mut self) -> End {
         // Only what the loop needs, not a clone of the whole state: everything held across an
         // await here is part of every connection's resident memory.
-        let shutdown = self.session.state().shutdown.clone();
         let idle = self.session.state().idle_timeout;
         let ping_every = (idle / 3).max(Duration::from_millis(100));
         let stall = self.session.state().stall_timeout;
         let mut last_heard = Instant::now();
         let mut next_ping = last_heard + ping_every;
         loop {
+            // The server wakes every connection through its mailbox when it stops (see
+            // `Registry::close_all`); a connection set up meanwhile sees the flag here.
+            if self.session.state().shutdown.is_cancelled()
+                || self.mailbox.cut_code() == Some(close::SERVICE_RESTART)
+            {
+                return End::Close(close::SERVICE_RESTART, "service restart");
+            }
             if let Some(code) = self.mailbox.cut_code() {
                 let reason = match code {
                     close::TOO_SLOW => "too slow",
@@ -241,16 +246,14 @@ where
                 let waiting_sends = !sends.is_empty();
                 tokio::select! {
                     biased;
-                    () = shutdown.cancelled() => Event::Shutdown,
                     written = self.writer.write_vectored(&slices), if writing => Event::Wrote(written),
                     Some(sent) = sends.next(), if waiting_sends => Event::Sent(sent),
-                    read = read_some(&mut self.reader, &mut self.read_buf), if can_read => Event::Read(read),
+                    read = self.reader.read_some(&mut self.read_buf), if can_read => Event::Read(read),
                     () = self.mailbox.ready() => Event::Mail,
                     () = sleep_until(deadline) => Event::Timer,
                 }
             };
             match event {
-                Event::Shutdown => return End::Close(close::SERVICE_RESTART, "service restart"),
                 Event::Wrote(Ok(0) | Err(_)) | Event::Read(Ok(0) | Err(_)) => return End::Vanished,
                 Event::Wrote(Ok(written)) => {
                     self.consume(written);
@@ -512,26 +515,45 @@ fn slices(out: &VecDeque<Bytes>, written_of_front: usize) -> Vec<IoSlice<'_>> {
 /// A connection's reading half. Waiting for data and reading it are separate, so that an idle
 /// connection waits without holding a read buffer.
 pub trait ReadHalf: AsyncRead + Unpin + Send {
-    /// Resolves once a read would find data (or the end). By default at once: the read itself
-    /// waits, with its buffer.
-    fn ready(&self) -> impl Future<Output = std::io::Result<()>> + Send {
-        std::future::ready(Ok(()))
+    /// Waits for data, then reads what the socket has into `buf`, growing it first if it is
+    /// full. By default the read itself waits, with its buffer.
+    fn read_some<'a>(
+        &'a mut self,
+        buf: &'a mut BytesMut,
+    ) -> impl Future<Output = std::io::Result<usize>> + Send + 'a {
+        make_room(buf);
+        self.read_buf(buf)
     }
 }
 
 impl ReadHalf for tokio::net::tcp::OwnedReadHalf {
-    fn ready(&self) -> impl Future<Output = std::io::Result<()>> + Send {
-        self.readable()
+    /// Polls the socket's readiness directly instead of awaiting `readable()`: that future
+    /// holds a waiter node (about 200 bytes with the read) in every idle connection's task,
+    /// while the socket keeps a waker slot for its reader anyway.
+    fn read_some<'a>(
+        &'a mut self,
+        buf: &'a mut BytesMut,
+    ) -> impl Future<Output = std::io::Result<usize>> + Send + 'a {
+        std::future::poll_fn(move |cx| {
+            loop {
+                std::task::ready!(self.as_ref().poll_read_ready(cx))?;
+                make_room(buf);
+                match self.try_read_buf(buf) {
+                    // Readiness was stale; `try_read_buf` cleared it, so polling again
+                    // registers the waker.
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                    result => return std::task::Poll::Ready(result),
+                }
+            }
+        })
     }
 }
 
 impl<T: AsyncRead + AsyncWrite + Send> ReadHalf for tokio::io::ReadHalf<T> {}
 
-/// Waits for data, then reads what the socket has into `buf`, growing it first if it is full.
-async fn read_some<R: ReadHalf>(reader: &mut R, buf: &mut BytesMut) -> std::io::Result<usize> {
-    reader.ready().await?;
+/// Grows a read buffer that is (nearly) full: an idle connection's is empty until data comes.
+fn make_room(buf: &mut BytesMut) {
     if buf.capacity() - buf.len() < 512 {
         buf.reserve(2048);
     }
-    reader.read_buf(buf).await
 }

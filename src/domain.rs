@@ -86,7 +86,7 @@ impl fmt::Display for RoomName {
 /// [`UserId`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct DisplayName(String);
+pub struct DisplayName(Arc<str>);
 
 impl DisplayName {
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
@@ -101,7 +101,7 @@ impl DisplayName {
         if chars == 0 || chars > MAX_NAME_CHARS || refused || !visible {
             return Err(InvalidValue::Name);
         }
-        Ok(Self(trimmed.to_owned()))
+        Ok(Self(trimmed.into()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -231,19 +231,20 @@ impl ClientId {
     }
 }
 
-/// A stable user id (UUIDv7 text). Two users may share a name, never an id.
+/// A stable user id (UUIDv7 text). Two users may share a name, never an id. Cheap to clone:
+/// a member's id is held by every room, presence list and registry it is in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct UserId(String);
+pub struct UserId(Arc<str>);
 
 impl UserId {
     pub fn generate() -> Self {
-        Self(uuid::Uuid::now_v7().to_string())
+        Self(uuid::Uuid::now_v7().to_string().into())
     }
 
     /// Ids come from our own signed cookie or our own database, never from a client frame.
     pub fn from_trusted(raw: String) -> Self {
-        Self(raw)
+        Self(raw.into())
     }
 
     pub fn as_str(&self) -> &str {

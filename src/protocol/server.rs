@@ -161,6 +161,25 @@ impl<'a> MessageView<'a> {
     }
 }
 
+/// A user as frames show them, encoded once: a room keeps one per member, so `joined` and
+/// `members` copy each member's bytes instead of encoding (and escaping) every name again. In
+/// a room filling with joins, encoding `joined`'s member list was the largest user-space cost.
+#[derive(Debug)]
+pub struct EncodedUser(Box<serde_json::value::RawValue>);
+
+impl EncodedUser {
+    pub fn new(user: &User) -> Self {
+        // Encoding a user cannot fail (strings and a bool); `null` if it ever did.
+        Self(serde_json::value::to_raw_value(user).unwrap_or_default())
+    }
+}
+
+impl Serialize for EncodedUser {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
 fn encode<T: Serialize>(value: &T) -> Frame {
     let mut buf = Vec::with_capacity(256);
     buf.extend_from_slice(&[0; MAX_HEADER]);
@@ -209,7 +228,7 @@ pub fn message(message: &Message, with_client_id: bool) -> Frame {
 pub struct Joined<'a> {
     pub room: &'a RoomName,
     /// The first members by id (at most 100); `members` pages the rest.
-    pub members: &'a [&'a User],
+    pub members: &'a [&'a EncodedUser],
     pub member_count: usize,
     /// More members exist than `members` lists.
     pub more_members: bool,
@@ -231,7 +250,7 @@ pub fn joined(joined: &Joined<'_>) -> Frame {
         #[serde(rename = "type")]
         kind: &'static str,
         room: &'a RoomName,
-        members: &'a [&'a User],
+        members: &'a [&'a EncodedUser],
         member_count: usize,
         more_members: bool,
         messages: Vec<MessageView<'a>>,
@@ -310,13 +329,18 @@ pub fn presence(
 }
 
 /// A page of a room's members (the answer to `members`).
-pub fn members(room: &RoomName, members: &[&User], member_count: usize, has_more: bool) -> Frame {
+pub fn members(
+    room: &RoomName,
+    members: &[&EncodedUser],
+    member_count: usize,
+    has_more: bool,
+) -> Frame {
     #[derive(Serialize)]
     struct View<'a> {
         #[serde(rename = "type")]
         kind: &'static str,
         room: &'a RoomName,
-        members: &'a [&'a User],
+        members: &'a [&'a EncodedUser],
         member_count: usize,
         has_more: bool,
     }
@@ -537,6 +561,24 @@ mod tests {
             assert_eq!(wire.len(), header + len);
             assert_eq!(frame.json().len(), len);
         }
+    }
+
+    #[test]
+    fn members_encoded_once_read_as_users_do() {
+        let ann = sample().user;
+        let zoe = User {
+            id: UserId::from_trusted("u-2".into()),
+            name: DisplayName::parse("zoë \"z\" <3").unwrap(),
+            guest: false,
+        };
+        let listed = [EncodedUser::new(&ann), EncodedUser::new(&zoe)];
+        let room = RoomName::parse("general").unwrap();
+        let frame = json_of(&members(&room, &[&listed[0], &listed[1]], 2, false));
+        assert_eq!(
+            frame["members"],
+            json!([ann, zoe]),
+            "the same JSON as encoding the users themselves, escapes included"
+        );
     }
 
     #[test]

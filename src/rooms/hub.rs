@@ -413,7 +413,7 @@ impl Hub {
     pub fn members(&self, room: &RoomName, after: Option<&UserId>, limit: usize) -> Option<Frame> {
         let cell = self.room(room)?;
         let state = lock(&cell);
-        let (users, more) = state.presence.page(after, limit);
+        let (users, more) = state.presence.listed_page(after, limit);
         Some(server::members(room, &users, state.presence.count(), more))
     }
 
@@ -634,7 +634,7 @@ impl Room {
     }
 
     fn activate(&mut self, join: Activation<'_>, history: History) -> bool {
-        let (members, more) = self.presence.page(None, JOINED_MEMBERS);
+        let (members, more) = self.presence.listed_page(None, JOINED_MEMBERS);
         let member_count = self.presence.count();
         let presence_seen = self.presence.version();
         let Room {

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::broker::NodeId;
 use crate::domain::{User, UserId};
+use crate::protocol::server::EncodedUser;
 
 #[derive(Default)]
 pub struct RoomPresence {
@@ -30,6 +31,8 @@ pub struct RoomPresence {
 
 struct Member {
     user: User,
+    /// The user as `joined` and `members` list them.
+    listed: EncodedUser,
     /// This node's connections of the user in this room.
     connections: u32,
     /// Other nodes where the user is in this room.
@@ -242,17 +245,26 @@ impl RoomPresence {
 
     /// Up to `limit` members with an id above `after`, in id order, and whether more follow.
     pub fn page(&self, after: Option<&UserId>, limit: usize) -> (Vec<&User>, bool) {
-        let mut users = Vec::with_capacity(limit.min(self.members.len()));
+        let (members, more) = self.members_after(after, limit);
+        (members.into_iter().map(|m| &m.user).collect(), more)
+    }
+
+    /// Like [`RoomPresence::page`], as the frames list them (encoded once per member).
+    pub fn listed_page(&self, after: Option<&UserId>, limit: usize) -> (Vec<&EncodedUser>, bool) {
+        let (members, more) = self.members_after(after, limit);
+        (members.into_iter().map(|m| &m.listed).collect(), more)
+    }
+
+    fn members_after(&self, after: Option<&UserId>, limit: usize) -> (Vec<&Member>, bool) {
+        let mut page = Vec::with_capacity(limit.min(self.members.len()));
         let mut iter = match after {
             Some(after) => self
                 .members
                 .range::<UserId, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
             None => self.members.range::<UserId, _>(..),
         };
-        for (_, member) in iter.by_ref().take(limit) {
-            users.push(&member.user);
-        }
-        (users, iter.next().is_some())
+        page.extend(iter.by_ref().take(limit).map(|(_, member)| member));
+        (page, iter.next().is_some())
     }
 
     /// The version a member list taken now shows.
@@ -276,6 +288,7 @@ impl RoomPresence {
             .entry(user.id.clone())
             .or_insert_with(|| Member {
                 user: user.clone(),
+                listed: EncodedUser::new(user),
                 connections: 0,
                 remote: HashSet::new(),
             })

@@ -246,6 +246,10 @@ impl Drop for Mailbox {
         state.frames.clear();
         state.rooms.clear();
         state.bytes = 0;
+        drop(state);
+        // The waker holds the connection's task: let it go with the connection, not with the
+        // last room or registry entry still holding an `Outbox`.
+        drop(self.0.waker.take());
     }
 }
 

@@ -294,6 +294,29 @@ mod tests {
         assert!(!outbox.push(frame(1)));
     }
 
+    #[test]
+    fn a_signal_sent_before_the_wait_is_kept_and_used_once() {
+        use std::future::Future;
+        use std::pin::pin;
+        use std::task::{Context, Poll, Waker};
+
+        let (outbox, mailbox) = outbox();
+        assert!(outbox.push(frame(1)), "signals before anyone waits");
+        let mut cx = Context::from_waker(Waker::noop());
+        assert_eq!(
+            pin!(mailbox.ready()).poll(&mut cx),
+            Poll::Ready(()),
+            "the earlier signal is not lost"
+        );
+        assert_eq!(
+            pin!(mailbox.ready()).poll(&mut cx),
+            Poll::Pending,
+            "and it wakes the connection once"
+        );
+        outbox.close_with(close::BANNED);
+        assert_eq!(pin!(mailbox.ready()).poll(&mut cx), Poll::Ready(()));
+    }
+
     #[tokio::test]
     async fn a_waiting_connection_wakes_for_a_room_with_messages() {
         let (outbox, mailbox) = outbox();

@@ -190,13 +190,13 @@ where
         loop {
             // The server wakes every connection through its mailbox when it stops (see
             // `Registry::close_all`); a connection set up meanwhile sees the flag here.
-            if self.session.state().shutdown.is_cancelled()
-                || self.mailbox.cut_code() == Some(close::SERVICE_RESTART)
-            {
+            if self.session.state().shutdown.is_cancelled() {
                 return End::Close(close::SERVICE_RESTART, "service restart");
             }
             if let Some(code) = self.mailbox.cut_code() {
                 let reason = match code {
+                    // Stopping is not a cut: what is in flight is answered and written first.
+                    close::SERVICE_RESTART => return End::Close(code, "service restart"),
                     close::TOO_SLOW => "too slow",
                     close::SESSION_REVOKED => "session revoked",
                     close::CLOSED_BY_ADMIN => "closed by an administrator",

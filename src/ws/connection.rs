@@ -180,13 +180,6 @@ where
         let stall = self.session.state().stall_timeout;
         let mut last_heard = Instant::now();
         let mut next_ping = last_heard + ping_every;
-        // One timer for the connection's life, moved only when its next deadline comes sooner
-        // than the timer or the timer has fired: a timer that fires early costs one spurious
-        // wake-up (the loop works out the deadline again), and a busy connection, whose stall
-        // deadline moves on with every write, no longer takes the timer wheel's lock to add and
-        // remove an entry on every wait.
-        let timer = sleep_until(next_ping.min(last_heard + idle));
-        tokio::pin!(timer);
         loop {
             // The server wakes every connection through its mailbox when it stops (see
             // `Registry::close_all`); a connection set up meanwhile sees the flag here.
@@ -245,9 +238,6 @@ where
             .flatten()
             .min()
             .unwrap_or(now + idle);
-            if deadline < timer.deadline() || timer.is_elapsed() {
-                timer.as_mut().reset(deadline);
-            }
             let can_read = self.mailbox.bytes() < REPLY_BUDGET;
             let event = {
                 let slices = slices(&self.out, self.written_of_front);
@@ -260,7 +250,7 @@ where
                     Some(sent) = sends.next(), if waiting_sends => Event::Sent(sent),
                     read = self.reader.read_some(&mut self.read_buf), if can_read => Event::Read(read),
                     () = self.mailbox.ready() => Event::Mail,
-                    () = &mut timer => Event::Timer,
+                    () = sleep_until(deadline) => Event::Timer,
                 }
             };
             match event {

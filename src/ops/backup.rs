@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::store::sqlite::{DATABASE_FILE, LOCK_FILE};
+use crate::store::sqlite::{DATABASE_FILE, LOCK_FILE, SEARCH_FILE};
 
 /// Tables every confab database has, whatever its migration: a file without them is not ours.
 const REQUIRED_TABLES: &[&str] = &["_sqlx_migrations", "rooms", "messages"];
@@ -99,9 +99,14 @@ pub fn restore(data_dir: &Path, from: &Path) -> Result<(), BackupError> {
         out.sync_all()?;
     }
     // The old database's WAL and index go first: SQLite cannot tell whose WAL it finds, and
-    // would replay the old database's pages onto the restored one.
-    for suffix in ["-wal", "-shm"] {
-        match std::fs::remove_file(data_dir.join(format!("{DATABASE_FILE}{suffix}"))) {
+    // would replay the old database's pages onto the restored one. So does the old search
+    // index, which the next start rebuilds from the restored messages.
+    let old_files = ["-wal", "-shm"]
+        .map(|suffix| format!("{DATABASE_FILE}{suffix}"))
+        .into_iter()
+        .chain(["", "-wal", "-shm"].map(|suffix| format!("{SEARCH_FILE}{suffix}")));
+    for name in old_files {
+        match std::fs::remove_file(data_dir.join(name)) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error.into()),
             _ => {}
         }

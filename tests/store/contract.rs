@@ -7,7 +7,7 @@ use confab::store::{Appended, NewMessage};
 
 use confab::domain::DisplayName;
 
-use crate::{Backend, message, room, seqs, stored, user};
+use crate::{Backend, message, room, said, seqs, stored, user};
 
 #[tokio::test]
 async fn append_numbers_each_room_from_one_in_batch_order() {
@@ -736,11 +736,6 @@ async fn edits_reactions_and_replies_keep_one_contract_on_every_backend() {
 async fn search_finds_current_text_in_one_room_newest_first_on_every_backend() {
     use confab::domain::Event;
     use confab::store::search_words;
-    let said = |room_name: &str, client_id: &str, text: &str| {
-        let mut new = message(room_name, "ann", client_id, 1);
-        new.text = text.into();
-        new
-    };
     for backend in Backend::all().await {
         println!("backend: {}", backend.name());
         let store = backend.open().await;

@@ -57,6 +57,13 @@ pub(crate) fn message(room_name: &str, who: &str, client_id: &str, ts: i64) -> N
     }
 }
 
+/// Ann's message with `text`.
+pub(crate) fn said(room_name: &str, client_id: &str, text: &str) -> NewMessage {
+    let mut new = message(room_name, "ann", client_id, 1);
+    new.text = text.into();
+    new
+}
+
 pub(crate) fn stored(outcome: &Appended) -> &Message {
     match outcome {
         Appended::Stored(message) => message,

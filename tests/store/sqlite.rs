@@ -4,7 +4,7 @@
 use confab::store::Store;
 use confab::store::sqlite::SqliteStore;
 
-use crate::{message, room, seqs, stored};
+use crate::{message, room, said, seqs, stored};
 
 #[tokio::test]
 async fn a_batch_that_fails_on_a_stale_counter_is_followed_by_one_that_reads_it_again() {
@@ -99,8 +99,74 @@ async fn a_database_from_before_arrival_order_keeps_its_messages_and_search() {
     edit.text = "a slow fox".into();
     edit.event = Event::Edited { target: 1 };
     store.append(&[edit]).await.unwrap();
-    assert_eq!(found("fox").await, [1], "re-indexed by its rowid");
+    assert_eq!(found("fox").await, [1], "re-indexed by its position");
     assert_eq!(found("quick").await, [2]);
     assert_eq!(found("ann").await, [4], "a new message is found");
     store.close().await;
+}
+
+/// The search index is derived from the messages and lives in a file of its own: when that
+/// file is gone, or belongs to another database, the next start rebuilds it from the log, and
+/// a search waits for the messages stored before it.
+#[tokio::test]
+async fn the_search_index_is_rebuilt_when_its_file_is_gone_or_from_another_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    store
+        .append(&[
+            said("r", "1", "apples and pears"),
+            said("r", "2", "more apples"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(found(&store, "apples").await, [2, 1]);
+    store.close().await;
+
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("search.db{suffix}")));
+    }
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    assert_eq!(
+        found(&store, "apples").await,
+        [2, 1],
+        "rebuilt from the log"
+    );
+    store.close().await;
+
+    // Another data folder's index, with messages this one never had, taken for this one's.
+    let other = tempfile::tempdir().unwrap();
+    let elsewhere = SqliteStore::open(other.path()).await.unwrap();
+    let many: Vec<_> = (0..5)
+        .map(|i| said("r", &format!("x{i}"), "bananas only"))
+        .collect();
+    elsewhere.append(&many).await.unwrap();
+    assert_eq!(found(&elsewhere, "bananas").await, [5, 4, 3, 2, 1]);
+    elsewhere.close().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let name = format!("search.db{suffix}");
+        let _ = std::fs::remove_file(dir.path().join(&name));
+        if other.path().join(&name).exists() {
+            std::fs::copy(other.path().join(&name), dir.path().join(&name)).unwrap();
+        }
+    }
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    assert_eq!(found(&store, "bananas").await, Vec::<u64>::new());
+    assert_eq!(found(&store, "apples").await, [2, 1]);
+    store
+        .append(&[said("r", "3", "apples again")])
+        .await
+        .unwrap();
+    assert_eq!(
+        found(&store, "apples").await,
+        [3, 2, 1],
+        "a search waits for what was stored before it"
+    );
+    store.close().await;
+}
+
+/// The seqs of room `r`'s messages that have every word, newest first.
+async fn found(store: &SqliteStore, words: &str) -> Vec<u64> {
+    let words = confab::store::search_words(words);
+    let (messages, _) = store.search(&room("r"), &words, 0, 10).await.unwrap();
+    seqs(&messages)
 }

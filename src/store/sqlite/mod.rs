@@ -1,8 +1,10 @@
 //! The embedded default: SQLite in WAL mode in the data folder. One connection writes (SQLite
 //! has one writer anyway, and a single owner never meets `SQLITE_BUSY`), synchronously on the
 //! message writer's thread ([`write`]); a small sqlx pool reads concurrently beside it, which
-//! WAL allows.
+//! WAL allows. The full-text index is a file of its own, kept by a thread of its own
+//! ([`search`]).
 
+mod search;
 mod write;
 
 use std::path::Path;
@@ -20,9 +22,11 @@ use super::{
     reaction_range, reads, search_page,
 };
 use crate::domain::{Message, RoomName};
+use search::SearchIndex;
 use write::{Checkpointer, WriteSide};
 
 pub(crate) const DATABASE_FILE: &str = "confab.db";
+pub(crate) use search::SEARCH_FILE;
 /// Held locked (an OS file lock) while a server uses the data folder.
 pub(crate) const LOCK_FILE: &str = "confab.lock";
 const READERS: u32 = 4;
@@ -34,6 +38,8 @@ pub struct SqliteStore {
     write: Mutex<Option<WriteSide>>,
     /// Stopped (and joined) on close, before the write connection goes.
     checkpointer: Mutex<Option<Checkpointer>>,
+    /// The full-text index and its thread, stopped on close.
+    search: SearchIndex,
     readers: SqlitePool,
     /// One sqlx connection for the rare writes outside messages (session revocations): they
     /// touch no room, so the writer's in-memory counters stay true, and the writer's busy
@@ -77,16 +83,30 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite").run(&admin).await?;
         let write = WriteSide::open(&path)?;
         let checkpointer = Checkpointer::start(&path)?;
+        // Before the readers: they attach its file.
+        let search = SearchIndex::start(data_dir, &path)?;
+        let index = search.path().to_string_lossy().into_owned();
         let purger = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_lazy_with(options.clone());
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
+            .after_connect(move |conn, _| {
+                let index = index.clone();
+                Box::pin(async move {
+                    sqlx::query("ATTACH DATABASE ? AS search")
+                        .bind(index)
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+            })
             .connect_with(options.read_only(true))
             .await?;
         Ok(Self {
             write: Mutex::new(Some(write)),
             checkpointer: Mutex::new(Some(checkpointer)),
+            search,
             readers,
             admin,
             purger,
@@ -301,13 +321,20 @@ impl Store for SqliteStore {
         } else {
             to_i64(before)
         };
-        // Newest first by rowid: within a room, rowid order is seq order (the writer inserts a
-        // room's messages in seq order), and FTS5 walks its matches in rowid order without
-        // sorting them all, so a common word in a big room stops at `limit`.
+        // Everything stored before this search is in the index first (or it is far behind).
+        let last: i64 = sqlx::query_scalar(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0)",
+        )
+        .fetch_one(&self.readers)
+        .await?;
+        self.search.catch_up(last).await;
+        // Newest first by position: within a room, position order is seq order (the writer
+        // inserts a room's messages in seq order), and FTS5 walks its matches in rowid order
+        // without sorting them all, so a common word in a big room stops at `limit`.
         let rows = sqlx::query(
             "SELECT m.seq, m.id, m.ts, m.user_id, m.user_name, m.user_guest, m.text, m.client_id,
                     m.kind, m.target, m.deleted, m.edited_at, m.reply_to, m.added
-             FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid
+             FROM search.messages_fts JOIN messages m ON m.pos = messages_fts.rowid
              WHERE messages_fts MATCH $2 AND m.room = $1 AND m.seq < $3
                AND m.kind = 'message' AND m.deleted = 0
              ORDER BY messages_fts.rowid DESC LIMIT $4",
@@ -377,6 +404,7 @@ impl Store for SqliteStore {
         self.readers.close().await;
         self.admin.close().await;
         self.purger.close().await;
+        self.search.stop();
         drop(
             self.checkpointer
                 .lock()

@@ -27,7 +27,8 @@ use crate::store::{
 /// length uses at most 8 distinct statements per table and every one stays prepared in the
 /// connection's statement cache. 128 rows × 13 parameters is far under SQLite's 32,766.
 const CHUNKS: [usize; 8] = [128, 64, 32, 16, 8, 4, 2, 1];
-/// Prepared statements kept: 8 insert shapes, 8 upsert shapes and the few single statements.
+/// Prepared statements kept: 8 multi-row insert shapes, the one-row insert, 8 upsert shapes and
+/// the few single statements.
 const STATEMENT_CACHE: usize = 32;
 /// Rooms whose last seq is kept in memory. Past this the whole map is forgotten and refilled
 /// from disk on demand (one indexed read per room), so a server that has seen millions of
@@ -125,8 +126,7 @@ impl WriteSide {
         // cache fills as the database grows, so its size is part of the server's steady RSS
         // (64 MiB kept a soak's RSS climbing for 40 minutes).
         conn.pragma_update(None, "cache_size", -16_384)?;
-        // The savepoint of the fast path journals every page it changes; in memory, not in a
-        // temporary file.
+        // Statement journals, if SQLite needs one, in memory rather than in a temporary file.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         // Checkpoints (copying the WAL back into the database, with an fsync) run on a thread
         // of their own ([`Checkpointer`]), not in whichever commit crosses SQLite's default
@@ -160,6 +160,30 @@ impl WriteSide {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        // Events and replies check what they refer to first, which the multi-row path cannot:
+        // they go row by row, as does a batch that repeats a client_id.
+        if !has_repeated_key(batch) && !batch.iter().any(refers) {
+            // The common case: every row in a few multi-row statements.
+            if let Some(outcomes) = self.store(batch, true)? {
+                return Ok(outcomes);
+            }
+            // A client_id stored by an earlier batch made them insert fewer rows than asked:
+            // that transaction was rolled back, and row by row tells stored from duplicate
+            // exactly. Rolling back the whole transaction instead of a savepoint keeps the
+            // common case from journaling every page it changes (a batch over 1,000 rooms
+            // changes about 2,000).
+        }
+        self.store(batch, false)?
+            .ok_or_else(|| StoreError::Corrupt("storing row by row gave up".into()))
+    }
+
+    /// Stores the batch in one transaction, `at_once` in multi-row statements (`None` if one
+    /// of its client_ids was stored before: nothing is stored then) or else row by row.
+    fn store(
+        &mut self,
+        batch: &[NewMessage],
+        at_once: bool,
+    ) -> Result<Option<Vec<Appended>>, StoreError> {
         // IMMEDIATE: take the write lock up front instead of upgrading half way through.
         let tx = self
             .conn
@@ -181,34 +205,14 @@ impl WriteSide {
                 },
             );
         }
-
-        // Events and replies check what they refer to first, which the multi-row path cannot:
-        // they go row by row.
-        let outcomes = if has_repeated_key(batch) || batch.iter().any(refers) {
-            append_one_by_one(&tx, batch, &mut rooms)?
-        } else {
-            // The common case: every row in a few multi-row statements. A client_id stored by
-            // an earlier batch makes them insert fewer rows than asked; then they are undone and
-            // the batch goes row by row, which tells stored from duplicate exactly.
-            tx.execute_batch("SAVEPOINT fast")?;
-            let saved: Vec<(&RoomName, i64)> =
-                rooms.iter().map(|(r, n)| (*r, n.last_seq)).collect();
+        let outcomes = if at_once {
             match append_at_once(&tx, batch, &mut rooms)? {
-                Some(outcomes) => {
-                    tx.execute_batch("RELEASE fast")?;
-                    outcomes
-                }
-                None => {
-                    tx.execute_batch("ROLLBACK TO fast; RELEASE fast")?;
-                    for (room, last_seq) in saved {
-                        if let Some(numbering) = rooms.get_mut(room) {
-                            numbering.last_seq = last_seq;
-                            numbering.last_active = None;
-                        }
-                    }
-                    append_one_by_one(&tx, batch, &mut rooms)?
-                }
+                Some(outcomes) => outcomes,
+                // Dropping the transaction rolls it back; memory has not moved.
+                None => return Ok(None),
             }
+        } else {
+            append_one_by_one(&tx, batch, &mut rooms)?
         };
         save_counters(&tx, &rooms, batch)?;
         tx.commit()?;
@@ -221,7 +225,7 @@ impl WriteSide {
         for (room, numbering) in rooms {
             self.last_seq.insert(room.clone(), numbering.last_seq);
         }
-        Ok(outcomes)
+        Ok(Some(outcomes))
     }
 }
 
@@ -287,12 +291,29 @@ fn chunk_sizes(mut len: usize) -> impl Iterator<Item = usize> {
     })
 }
 
-fn insert_statement(conn: &Connection, rows: usize) -> rusqlite::Result<CachedStatement<'_>> {
+const INSERT_HEAD: &str = "INTO messages (room, seq, id, ts, user_id, user_name, user_guest, text, client_id, kind, target, reply_to, added) VALUES ";
+
+/// One message, skipped if its client_id is stored; any other conflict (a seq taken behind
+/// the writer's back) is an error.
+fn insert_statement(conn: &Connection) -> rusqlite::Result<CachedStatement<'_>> {
     conn.prepare_cached(&multi_row(
-        "INSERT INTO messages (room, seq, id, ts, user_id, user_name, user_guest, text, client_id, kind, target, reply_to, added) VALUES ",
+        &format!("INSERT {INSERT_HEAD}"),
+        INSERT_ROW,
+        1,
+        " ON CONFLICT (room, user_id, client_id) DO NOTHING",
+    ))
+}
+
+/// `rows` messages, each skipped on any conflict: the caller checks that all went in, and
+/// otherwise rolls the transaction back and stores the batch with [`insert_statement`]. Why
+/// OR IGNORE: a statement that may fail half way makes SQLite copy every page it changes
+/// into a statement journal first, and one that cannot fail does not.
+fn insert_all_statement(conn: &Connection, rows: usize) -> rusqlite::Result<CachedStatement<'_>> {
+    conn.prepare_cached(&multi_row(
+        &format!("INSERT OR IGNORE {INSERT_HEAD}"),
         INSERT_ROW,
         rows,
-        " ON CONFLICT (room, user_id, client_id) DO NOTHING",
+        "",
     ))
 }
 
@@ -331,7 +352,7 @@ fn append_at_once(
     for size in chunk_sizes(batch.len()) {
         let (chunk, after) = rest.split_at(size);
         rest = after;
-        let mut statement = insert_statement(conn, size)?;
+        let mut statement = insert_all_statement(conn, size)?;
         let mut messages = Vec::with_capacity(size);
         for (i, new) in chunk.iter().enumerate() {
             let seq = next_seq(rooms, new)?;
@@ -377,7 +398,7 @@ fn append_one_by_one(
             }
         }
         let text = storable_text(&new.text);
-        let mut statement = insert_statement(conn, 1)?;
+        let mut statement = insert_statement(conn)?;
         bind_message(&mut statement, 1, new, seq, &text)?;
         let outcome = if statement.raw_execute()? == 1 {
             next_seq(rooms, new)?;

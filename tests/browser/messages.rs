@@ -558,3 +558,52 @@ async fn web_addresses_become_safe_links_and_nothing_else_becomes_markup() {
     })
     .await;
 }
+
+/// The page's `client_id`s are UUIDv7s: they start with the time, so each user's ids reach the
+/// server in increasing order and its unique index of them grows at one end instead of
+/// rewriting a random page of a large room's index for every message.
+#[tokio::test]
+async fn the_pages_client_ids_are_uuid_v7_and_grow_with_time() {
+    browser_test(|t| async move {
+        let alice = t.user().await;
+        enter_room(&alice, &t.base, "ids", "alice").await;
+        say_and_wait_confirmed(&alice, "sent with one of them").await;
+        let script = "const done = arguments[arguments.length - 1];
+            import('/assets/common.js').then(async (m) => {
+                const first = m.newClientId();
+                await new Promise((resolve) => setTimeout(resolve, 5));
+                done({first, second: m.newClientId(), now: Date.now()});
+            }, (e) => done({error: String(e)}));";
+        let ids = alice
+            .execute_async(script, vec![])
+            .await
+            .expect("the page makes ids");
+        assert!(ids.get("error").is_none(), "{ids}");
+        let (first, second) = (
+            ids["first"].as_str().unwrap_or_default(),
+            ids["second"].as_str().unwrap_or_default(),
+        );
+        let v7 = |id: &str| {
+            let hex: String = id.split('-').collect();
+            id.len() == 36
+                && id.split('-').map(str::len).eq([8, 4, 4, 4, 12])
+                && hex
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+                && hex.as_bytes()[12] == b'7'
+                && matches!(hex.as_bytes()[16], b'8' | b'9' | b'a' | b'b')
+        };
+        assert!(v7(first) && v7(second), "UUIDv7s: {ids}");
+        assert!(
+            first < second,
+            "a later id sorts after an earlier one: {ids}"
+        );
+        let millis = u64::from_str_radix(&first.replace('-', "")[..12], 16).unwrap_or(0);
+        let now = ids["now"].as_u64().unwrap_or(0);
+        assert!(
+            now >= millis && now - millis < 60_000,
+            "the id starts with the time it was made: {ids}"
+        );
+    })
+    .await;
+}

@@ -16,11 +16,11 @@ use crate::domain::{ConnectionId, Message};
 use crate::store::{Appended, NewMessage, PublishOrder, Refusal, Store};
 
 /// Most messages in one transaction. Large enough to amortise the commit, small enough that
-/// one batch's fan-out does not stall the next commit for long. In SQLite a batch costs about
-/// two page writes per room it touches whatever it stores there (the `(room, seq)` and
-/// `client_id` indexes are both ordered by room), tens of µs per room in `benches/hot_paths.rs`:
-/// when traffic is spread over 1,000 rooms, a batch of 1,024 paid that for about one message
-/// per room, and a larger batch shares it between several.
+/// one batch's fan-out does not stall the next commit for long. In SQLite a batch costs a page
+/// write per room it touches whatever it stores there (the `(room, seq)` index is ordered by
+/// room), tens of µs per room in `benches/hot_paths.rs`: when traffic is spread over 1,000
+/// rooms, a batch of 1,024 paid that for about one message per room, and a larger batch shares
+/// it between several.
 const MAX_BATCH: usize = 4096;
 /// A batch that takes longer than this is given up (and rolled back): its senders hear
 /// `unavailable` instead of waiting on a database that silently stopped answering. Retrying

@@ -118,11 +118,12 @@ impl WriteSide {
         // loses nothing on a process crash (kill -9) in WAL mode: a commit is in the WAL file
         // before it returns. Only an OS crash or power cut can drop the last commits.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        // A batch over 1,000 rooms touches a leaf page per room in the (room, seq) index and
-        // another in the client_id index: with SQLite's default 2 MiB cache those pages were
-        // read back from the file and spilled mid-transaction on every batch (the profile of a
-        // 300-room load was mostly `readDbPage` and `pagerStress`). That working set is about
-        // 8 MiB (2 × 1,000 pages of 4 KiB); 16 MiB keeps it with room to spare. Not more: the
+        // A batch over 1,000 rooms touches a leaf page per room in the (room, seq) index (and
+        // did in the client_id index too, before it led with the client_id): with SQLite's
+        // default 2 MiB cache those pages were read back from the file and spilled
+        // mid-transaction on every batch (the profile of a 300-room load was mostly
+        // `readDbPage` and `pagerStress`). That working set was about 8 MiB (2 × 1,000 pages of
+        // 4 KiB); 16 MiB keeps it with room to spare. Not more: the
         // cache fills as the database grows, so its size is part of the server's steady RSS
         // (64 MiB kept a soak's RSS climbing for 40 minutes).
         conn.pragma_update(None, "cache_size", -16_384)?;

@@ -170,3 +170,27 @@ async fn found(store: &SqliteStore, words: &str) -> Vec<u64> {
     let (messages, _) = store.search(&room("r"), &words, 0, 10).await.unwrap();
     seqs(&messages)
 }
+
+/// A damaged index file does not keep the store from opening: it is started over.
+#[tokio::test]
+async fn a_damaged_search_index_is_started_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    store
+        .append(&[said("r", "1", "apples and pears")])
+        .await
+        .unwrap();
+    store.close().await;
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("search.db{suffix}")));
+    }
+    std::fs::write(
+        dir.path().join("search.db"),
+        b"this is not an SQLite database, not even its header",
+    )
+    .unwrap();
+
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    assert_eq!(found(&store, "apples").await, [1]);
+    store.close().await;
+}

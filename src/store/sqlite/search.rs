@@ -90,7 +90,23 @@ impl SearchIndex {
     /// starts following the log.
     pub(super) fn start(data_dir: &Path, database: &Path) -> Result<Self, StoreError> {
         let path = data_dir.join(SEARCH_FILE);
-        let mut indexer = Indexer::open(&path, database)?;
+        let mut indexer = match Indexer::open(&path, database) {
+            Ok(indexer) => indexer,
+            // Derived data: an index file that cannot be opened (damaged, or not a database)
+            // is started over rather than keeping the server from starting.
+            Err(error) => {
+                tracing::warn!(%error, "the search index cannot be opened; rebuilding it");
+                for suffix in ["", "-wal", "-shm"] {
+                    match std::fs::remove_file(data_dir.join(format!("{SEARCH_FILE}{suffix}"))) {
+                        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(error.into());
+                        }
+                        _ => {}
+                    }
+                }
+                Indexer::open(&path, database)?
+            }
+        };
         let (progress, indexed) = watch::channel(indexer.indexed);
         let (wake, woken) = mpsc::sync_channel::<()>(1);
         let stop = Arc::new(AtomicBool::new(false));
@@ -115,7 +131,7 @@ impl SearchIndex {
             path,
             wake,
             stop,
-            indexed: indexed.clone(),
+            indexed,
             thread: Mutex::new(Some(thread)),
         })
     }

@@ -109,6 +109,10 @@ fn describe() {
         Unit::Bytes,
         "Bytes the rooms' logs of recent messages hold together (read at scrape time)."
     );
+    describe_gauge!(
+        "confab_search_index_behind",
+        "Messages and events stored but not yet in the search index (SQLite only)."
+    );
     describe_counter!(
         "confab_messages_stored_total",
         "Messages and events this node's writer committed."
@@ -202,6 +206,13 @@ pub fn rate_limited(action: &'static str) {
     super::stats::rate_limited(action);
     if handles().is_some() {
         metrics::counter!("confab_rate_limited_total", "action" => action).increment(1);
+    }
+}
+
+/// How many log positions the search index has still to reach (SQLite's indexer).
+pub fn set_search_index_behind(positions: i64) {
+    if handles().is_some() {
+        metrics::gauge!("confab_search_index_behind").set(positions.max(0) as f64);
     }
 }
 

@@ -243,6 +243,7 @@ impl Indexer {
                 .conn
                 .prepare_cached(LAST_POSITION)?
                 .query_row([], |row| row.get(0))?;
+            crate::telemetry::metrics::set_search_index_behind(last - self.indexed);
             if last <= self.indexed || stop.load(Ordering::Acquire) {
                 break;
             }

@@ -33,8 +33,9 @@ pub(crate) const SEARCH_FILE: &str = "search.db";
 /// The index's layout; an index of another layout is rebuilt.
 const LAYOUT: i64 = 1;
 /// Log positions indexed per transaction at most: large enough that FTS5 flushes and merges
-/// its segments rarely, small enough that a transaction stays well under a second.
-const CHUNK: i64 = 16_384;
+/// its segments rarely, small enough that a transaction stays short. 16,384 cost about 20 MiB
+/// more RSS into one busy room (BENCHMARKS.md, "Persistence, third round") for no gain.
+const CHUNK: i64 = 4_096;
 /// How often the indexer looks for new messages when no search asks it to.
 const POLL: Duration = Duration::from_secs(1);
 /// How long a search waits for the index to reach the messages stored before it.
@@ -193,8 +194,9 @@ impl Indexer {
         // As the log: a process crash loses nothing committed; an OS crash at worst loses the
         // last passes, which the next start indexes again from the recorded position.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        // FTS5 merges segments of a few MiB; with the default 2 MiB cache it reads them back.
-        conn.pragma_update(None, "cache_size", -8_192)?;
+        // SQLite's default page cache (2 MiB): 8 MiB stored no more and held about 10 MiB more
+        // RSS into one busy room.
+        conn.pragma_update(None, "cache_size", -2_048)?;
         let log = database
             .to_str()
             .ok_or_else(|| StoreError::Corrupt("the data folder's path is not UTF-8".into()))?;

@@ -122,10 +122,10 @@ impl WriteSide {
         // did in the client_id index too, before it led with the client_id): with SQLite's
         // default 2 MiB cache those pages were read back from the file and spilled
         // mid-transaction on every batch (the profile of a 300-room load was mostly
-        // `readDbPage` and `pagerStress`). That working set was about 8 MiB (2 × 1,000 pages of
-        // 4 KiB); 16 MiB keeps it with room to spare. Not more: the
-        // cache fills as the database grows, so its size is part of the server's steady RSS
-        // (64 MiB kept a soak's RSS climbing for 40 minutes).
+        // `readDbPage` and `pagerStress`). That working set was about 8 MiB (2 × 1,000 pages
+        // of 4 KiB); 16 MiB keeps it with room to spare. Not more: the cache fills as the
+        // database grows, so its size is part of the server's steady RSS (64 MiB kept a soak's
+        // RSS climbing for 40 minutes).
         conn.pragma_update(None, "cache_size", -16_384)?;
         // Statement journals, if SQLite needs one, in memory rather than in a temporary file.
         conn.pragma_update(None, "temp_store", "MEMORY")?;

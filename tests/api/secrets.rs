@@ -90,7 +90,16 @@ async fn the_data_folder_and_its_files_are_private() {
             & 0o777
     };
     assert_eq!(mode(""), 0o700, "the finding: the data folder was 0755");
-    for file in ["confab.db", "confab.db-wal", "confab.db-shm", "secret.key"] {
+    let files = [
+        "confab.db",
+        "confab.db-wal",
+        "confab.db-shm",
+        "search.db",
+        "search.db-wal",
+        "search.db-shm",
+        "secret.key",
+    ];
+    for file in files {
         assert_eq!(mode(file), 0o600, "{file}");
     }
 }

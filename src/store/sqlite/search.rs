@@ -183,6 +183,7 @@ struct Indexer {
 
 impl Indexer {
     fn open(path: &Path, database: &Path) -> Result<Self, StoreError> {
+        create_private(path)?;
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -302,4 +303,15 @@ impl Indexer {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// Creates the index's file readable by its owner only, before SQLite opens it: SQLite gives
+/// its WAL and shared-memory files the file's permissions, and the index holds the words of
+/// every message, private rooms' too.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map(drop)
 }

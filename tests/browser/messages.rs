@@ -569,10 +569,12 @@ async fn the_pages_client_ids_are_uuid_v7_and_grow_with_time() {
         enter_room(&alice, &t.base, "ids", "alice").await;
         say_and_wait_confirmed(&alice, "sent with one of them").await;
         let script = "const done = arguments[arguments.length - 1];
-            import('/assets/common.js').then(async (m) => {
+            import('/assets/common.js').then((m) => {
                 const first = m.newClientId();
-                await new Promise((resolve) => setTimeout(resolve, 5));
-                done({first, second: m.newClientId(), now: Date.now()});
+                // The next id made in a later millisecond (the first 13 characters are the time).
+                let second = first;
+                while (second.slice(0, 13) === first.slice(0, 13)) second = m.newClientId();
+                done({first, second, now: Date.now()});
             }, (e) => done({error: String(e)}));";
         let ids = alice
             .execute_async(script, vec![])

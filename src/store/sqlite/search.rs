@@ -253,6 +253,8 @@ impl Indexer {
             let upto = last.min(self.indexed + CHUNK);
             self.index(self.indexed, upto)?;
             self.indexed = upto;
+            // The gauge first: a search that sees this progress then also sees the gauge.
+            crate::telemetry::metrics::set_search_index_behind(last - upto);
             progress.send_replace(upto);
         }
         self.forget()

@@ -172,6 +172,11 @@ pub struct PersistArgs {
     #[arg(long, env = "CONFAB_BENCH_TEXT_BYTES", default_value_t = 100)]
     pub text_bytes: usize,
 
+    /// Send UUIDv4-shaped random client_ids (as a client using `crypto.randomUUID()` would)
+    /// instead of short ids numbered per sender, which are nearly in order like the web UI's.
+    #[arg(long)]
+    pub random_client_ids: bool,
+
     /// Seconds of measured load.
     #[arg(long, env = "CONFAB_BENCH_DURATION", default_value_t = 15.0)]
     pub duration: f64,

@@ -15,6 +15,7 @@
 
 mod cli;
 mod client;
+mod client_ids;
 mod compare;
 mod limits;
 mod metrics;

@@ -359,7 +359,7 @@ impl Member {
                         let lag_us = now.saturating_duration_since(at).as_micros() as u64;
                         self.bench.send_lag.record(self.index, lag_us);
                         let text = Stamp { sender, n, sent_ns }.encode();
-                        let client_id = format!("c{n}");
+                        let client_id = crate::client_ids::client_id(sender, n);
                         let frame = ClientFrame::Send { room: &self.room, text: &text, client_id: &client_id };
                         if client.queue(&frame).await.is_err() {
                             break;

@@ -24,6 +24,9 @@ pub fn load_args(args: &PersistArgs) -> LoadArgs {
 
 pub async fn run(bench: &Arc<Bench>, args: &PersistArgs) -> anyhow::Result<Outcome> {
     crate::stamp::pad_texts_to(args.text_bytes);
+    if args.random_client_ids {
+        crate::client_ids::use_random();
+    }
     let rooms_args = RoomsArgs {
         load: load_args(args),
     };
@@ -38,6 +41,7 @@ pub async fn run(bench: &Arc<Bench>, args: &PersistArgs) -> anyhow::Result<Outco
     facts.add("nodes", bench.connector.nodes() as u64);
     let params = json!({
         "rooms": args.rooms, "rate": args.rate, "text_bytes": args.text_bytes,
+        "random_client_ids": args.random_client_ids,
         "duration": args.duration, "warmup": args.warmup, "nodes": args.nodes,
     });
     Ok(("persist", params, phases, facts, notes))

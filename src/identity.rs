@@ -2,7 +2,9 @@
 //! The cookie holds the user's id and display name, the session's own id and its expiry, so
 //! checking it needs no database and a session survives restarts for as long as the key does.
 //! Only signing out needs storage: a revoked session's id is kept there until it expires
-//! (see `http::edge`, which refuses revoked cookies on every node).
+//! (see `http::edge`, which refuses revoked cookies on every node). The key lives in the data
+//! folder, so the helpers that create that folder and its files readable by their owner only
+//! live here too, for every file that holds secrets or messages.
 
 use std::io::Write;
 use std::path::Path;
@@ -55,11 +57,7 @@ pub fn load_or_create_key(secret: Option<&str>, data_dir: &Path) -> Result<Key, 
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             create_private_dir(data_dir).map_err(io)?;
             let key = Key::generate();
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&path).map_err(io)?;
+            let mut file = create_private_file(&path).map_err(io)?;
             file.write_all(hex::encode(key.master()).as_bytes())
                 .map_err(io)?;
             file.sync_all().map_err(io)?;
@@ -67,6 +65,28 @@ pub fn load_or_create_key(secret: Option<&str>, data_dir: &Path) -> Result<Key, 
         }
         Err(error) => Err(io(error)),
     }
+}
+
+/// Creates `path` readable by this user only; fails if it exists.
+pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    private_file_options().create_new(true).open(path)
+}
+
+/// Opens `path` for writing, creating it readable by this user only if it is missing; an
+/// existing file keeps its contents and its mode.
+pub fn open_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    private_file_options()
+        .create(true)
+        .truncate(false)
+        .open(path)
+}
+
+fn private_file_options() -> std::fs::OpenOptions {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
 }
 
 /// Creates `dir` (and missing parents) readable by this user only.

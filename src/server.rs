@@ -104,7 +104,7 @@ fn prepare_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
     identity::create_private_dir(dir)?;
     #[cfg(unix)]
     {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        use std::os::unix::fs::PermissionsExt;
         let private = |path: &std::path::Path, mode: u32| -> std::io::Result<()> {
             let current = std::fs::metadata(path)?.permissions().mode() & 0o777;
             if current & 0o077 != 0 {
@@ -115,12 +115,7 @@ fn prepare_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
         };
         private(dir, 0o700)?;
         let database = dir.join("confab.db");
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&database)?;
+        identity::open_private_file(&database)?;
         for name in ["confab.db", "confab.db-wal", "confab.db-shm", "secret.key"] {
             match private(&dir.join(name), 0o600) {
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}

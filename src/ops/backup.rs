@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::store::sqlite::{DATABASE_FILE, LOCK_FILE, SEARCH_FILE};
+use crate::store::sqlite::{DATABASE_FILE, LOCK_FILE, remove_if_there, remove_search_index};
 
 /// Tables every confab database has, whatever its migration: a file without them is not ours.
 const REQUIRED_TABLES: &[&str] = &["_sqlx_migrations", "rooms", "messages"];
@@ -47,7 +47,7 @@ pub fn backup(data_dir: &Path, to: &Path) -> Result<u64, BackupError> {
     }
     // Created empty (VACUUM INTO accepts an empty file) with private permissions first: a
     // backup holds password hashes and, with a shared secret, the session secret.
-    create_private(to).map_err(|error| match error.kind() {
+    crate::identity::create_private_file(to).map_err(|error| match error.kind() {
         std::io::ErrorKind::AlreadyExists => BackupError::Exists(to.to_path_buf()),
         _ => BackupError::Io(error),
     })?;
@@ -80,11 +80,7 @@ pub fn backup(data_dir: &Path, to: &Path) -> Result<u64, BackupError> {
 /// confab database; refuses while a server uses the folder.
 pub fn restore(data_dir: &Path, from: &Path) -> Result<(), BackupError> {
     crate::identity::create_private_dir(data_dir)?;
-    let mut options = std::fs::OpenOptions::new();
-    options.create(true).truncate(false).write(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let lock = options.open(data_dir.join(LOCK_FILE))?;
+    let lock = crate::identity::open_private_file(&data_dir.join(LOCK_FILE))?;
     if lock.try_lock().is_err() {
         return Err(BackupError::InUse(data_dir.to_path_buf()));
     }
@@ -93,7 +89,7 @@ pub fn restore(data_dir: &Path, from: &Path) -> Result<(), BackupError> {
     let incoming = data_dir.join(format!("{DATABASE_FILE}.restoring"));
     let _ = std::fs::remove_file(&incoming);
     {
-        let mut out = create_private(&incoming)?;
+        let mut out = crate::identity::create_private_file(&incoming)?;
         std::io::copy(&mut File::open(from)?, &mut out)?;
         out.flush()?;
         out.sync_all()?;
@@ -101,31 +97,16 @@ pub fn restore(data_dir: &Path, from: &Path) -> Result<(), BackupError> {
     // The old database's WAL and index go first: SQLite cannot tell whose WAL it finds, and
     // would replay the old database's pages onto the restored one. So does the old search
     // index, which the next start rebuilds from the restored messages.
-    let old_files = ["-wal", "-shm"]
-        .map(|suffix| format!("{DATABASE_FILE}{suffix}"))
-        .into_iter()
-        .chain(["", "-wal", "-shm"].map(|suffix| format!("{SEARCH_FILE}{suffix}")));
-    for name in old_files {
-        match std::fs::remove_file(data_dir.join(name)) {
-            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error.into()),
-            _ => {}
-        }
+    for suffix in ["-wal", "-shm"] {
+        remove_if_there(&data_dir.join(format!("{DATABASE_FILE}{suffix}")))?;
     }
+    remove_search_index(data_dir)?;
     std::fs::rename(&incoming, &database)?;
     // The rename is durable only once the folder itself is on disk.
     #[cfg(unix)]
     File::open(data_dir)?.sync_all()?;
     drop(lock);
     Ok(())
-}
-
-/// A new file, readable by its owner only; fails if it exists.
-fn create_private(path: &Path) -> std::io::Result<File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
 }
 
 /// `path` is an intact SQLite database with confab's tables.

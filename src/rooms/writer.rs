@@ -166,16 +166,17 @@ impl Writer {
             origin,
             reply,
         };
-        if self.wait_micros() > MAX_QUEUE_WAIT.as_micros() as u64 {
+        let wait = self.wait_micros();
+        if wait > MAX_QUEUE_WAIT.as_micros() as u64 {
             return Err(AppendError::Overloaded {
-                retry_after_ms: self.retry_after_ms(),
+                retry_after_ms: retry_after_ms(wait),
             });
         }
         match self.commands.try_send(command) {
             Ok(()) => Ok(receiver),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(AppendError::Stopped),
             Err(mpsc::error::TrySendError::Full(_)) => Err(AppendError::Overloaded {
-                retry_after_ms: self.retry_after_ms(),
+                retry_after_ms: retry_after_ms(self.wait_micros()),
             }),
         }
     }
@@ -189,11 +190,6 @@ impl Writer {
         per_message.saturating_mul(ahead as u64)
     }
 
-    /// About how long the writer needs for what it holds now, at its recent pace.
-    fn retry_after_ms(&self) -> u64 {
-        (self.wait_micros() / 1000).clamp(RETRY_AFTER_MS.0, RETRY_AFTER_MS.1)
-    }
-
     /// Stores everything queued before this call, then stops the writer.
     pub async fn stop(&self) {
         let (done, wait) = oneshot::channel();
@@ -201,6 +197,11 @@ impl Writer {
             let _ = wait.await;
         }
     }
+}
+
+/// The `retry_after_ms` for a writer that needs `wait_micros` for what it holds.
+fn retry_after_ms(wait_micros: u64) -> u64 {
+    (wait_micros / 1000).clamp(RETRY_AFTER_MS.0, RETRY_AFTER_MS.1)
 }
 
 /// Who waits for each message of the batch being gathered, index for index.

@@ -26,10 +26,18 @@ use search::SearchIndex;
 use write::{Checkpointer, WriteSide};
 
 pub(crate) const DATABASE_FILE: &str = "confab.db";
-pub(crate) use search::SEARCH_FILE;
+pub(crate) use search::remove_search_index;
 /// Held locked (an OS file lock) while a server uses the data folder.
 pub(crate) const LOCK_FILE: &str = "confab.lock";
 const READERS: u32 = 4;
+
+/// Removes `path`; a file that is not there is already removed.
+pub(crate) fn remove_if_there(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
+    }
+}
 
 pub struct SqliteStore {
     /// The one write connection, `None` once closed. A std mutex: it is taken only by the
@@ -57,11 +65,7 @@ impl SqliteStore {
     /// Opens (creating if needed) `confab.db` in `data_dir` and brings its schema up to date.
     pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)?;
-        let mut options = std::fs::OpenOptions::new();
-        options.create(true).truncate(false).write(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let lock = options.open(data_dir.join(LOCK_FILE))?;
+        let lock = crate::identity::open_private_file(&data_dir.join(LOCK_FILE))?;
         if lock.try_lock().is_err() {
             return Err(StoreError::InUse(data_dir.to_path_buf()));
         }

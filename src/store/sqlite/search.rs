@@ -97,14 +97,7 @@ impl SearchIndex {
             // is started over rather than keeping the server from starting.
             Err(error) => {
                 tracing::warn!(%error, "the search index cannot be opened; rebuilding it");
-                for suffix in ["", "-wal", "-shm"] {
-                    match std::fs::remove_file(data_dir.join(format!("{SEARCH_FILE}{suffix}"))) {
-                        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-                            return Err(error.into());
-                        }
-                        _ => {}
-                    }
-                }
+                remove_search_index(data_dir)?;
                 Indexer::open(&path, database)?
             }
         };
@@ -183,7 +176,10 @@ struct Indexer {
 
 impl Indexer {
     fn open(path: &Path, database: &Path) -> Result<Self, StoreError> {
-        create_private(path)?;
+        // Created readable by its owner only before SQLite opens it: SQLite gives its WAL and
+        // shared-memory files the file's permissions, and the index holds the words of every
+        // message, private rooms' too.
+        crate::identity::open_private_file(path)?;
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -307,13 +303,10 @@ impl Indexer {
     }
 }
 
-/// Creates the index's file readable by its owner only, before SQLite opens it: SQLite gives
-/// its WAL and shared-memory files the file's permissions, and the index holds the words of
-/// every message, private rooms' too.
-fn create_private(path: &Path) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path).map(drop)
+/// Removes the index's files from `data_dir` (derived data: the next start rebuilds it).
+pub(crate) fn remove_search_index(data_dir: &Path) -> std::io::Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        super::remove_if_there(&data_dir.join(format!("{SEARCH_FILE}{suffix}")))?;
+    }
+    Ok(())
 }
